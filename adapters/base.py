@@ -1,0 +1,71 @@
+"""What Yitong needs from outside systems, as small capability protocols.
+
+Adapters import neither ``flask`` nor ``idp``: they take plain configuration and return plain
+data, so they are testable against the real outside system alone (dex
+``connector/connector.go`` is the model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class AdapterError(Exception):
+    """The outside system answered, but not as expected (misconfiguration, bad data)."""
+
+
+class AdapterUnavailable(AdapterError):
+    """The outside system is down, slow or unreachable; the caller should say 'try later'."""
+
+
+class InvalidCredentials(AdapterError):
+    """The credentials were wrong, or the account is unknown or disabled at the source.
+
+    Deliberately one class for all three, so callers cannot leak which one it was.
+    """
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person as an outside system knows them, after it proved their credentials.
+
+    ``source`` namespaces ``key``: two sources may both have a ``jdoe``.
+    """
+
+    source: str
+    key: str
+    username: str
+    name: str
+    dn: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class PasswordAuthenticator(Protocol):
+    """Checks a username and password at an outside system (an LDAP directory)."""
+
+    id: str
+    display_name: str
+
+    def authenticate(self, username: str, password: str) -> Identity:
+        """Return the identity, or raise :class:`InvalidCredentials` / :class:`AdapterUnavailable`."""
+        ...
+
+    def lookup(self, key: str) -> Identity | None:
+        """Re-read an identity by its stable key (for sync); None when gone or disabled."""
+        ...
+
+
+@runtime_checkable
+class MessageSender(Protocol):
+    """Delivers a short text message (an SMS one-time code) to a phone number."""
+
+    def send(self, destination: str, text: str) -> None:
+        """Send, or raise :class:`AdapterUnavailable`."""
+        ...

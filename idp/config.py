@@ -1,0 +1,272 @@
+"""Settings: one typed, frozen object, and the only code that reads the environment.
+
+Precedence (lowest first): the defaults declared below <- an optional TOML file named by
+``YITONG_CONFIG`` <- ``YITONG_<FIELD>`` environment variables.  Every field carries its
+documentation in ``metadata["doc"]``; ``docs/configuration.md`` is generated from it
+(``yitong config docs``) and a test checks that the two agree.
+
+Secure by default, loud when a default must change (cf. node-oidc-provider ``mustChange``):
+in production the settings refuse to load without a secret key, with an ``http://`` issuer,
+or without a key-encryption key, and say exactly why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting Yitong reads, with its default.  Construct with :func:`load_settings`."""
+
+    env: Literal["development", "production", "testing"] = field(
+        default="development",
+        metadata=_doc("`development`, `production` or `testing`. Production refuses unsafe values."),
+    )
+    issuer: str = field(
+        default="http://127.0.0.1:5000",
+        metadata=_doc("The issuer URL; every endpoint URL is derived from it (never from Host)."),
+    )
+    instance_dir: str = field(
+        default="./instance", metadata=_doc("Directory for the SQLite file and generated secrets.")
+    )
+    database_url: str = field(
+        default="",
+        metadata=_doc(
+            "SQLAlchemy URL (`postgresql+psycopg://…` or `sqlite:///…`); "
+            "default: `sqlite:///<instance_dir>/yitong.db`."
+        ),
+    )
+    secret_key: str = field(
+        default="",
+        metadata=_doc(
+            "Secret for CSRF tokens and identity-number lookup hashes. Generated into the instance "
+            "directory in development; required in production."
+        ),
+    )
+    key_encryption_key: str = field(
+        default="",
+        metadata=_doc(
+            "Base64url 256-bit key that encrypts private signing keys, TOTP secrets and identity "
+            "numbers at rest (or `key_encryption_key_file`). Generated in development."
+        ),
+    )
+    key_encryption_key_file: str = field(
+        default="", metadata=_doc("File holding the key-encryption key (alternative to the variable).")
+    )
+    redis_url: str = field(
+        default="",
+        metadata=_doc("Redis URL for shared rate limits and replay caches; empty: database only."),
+    )
+    default_locale: str = field(default="zh_CN", metadata=_doc("Page language: `zh_CN` or `en`."))
+    session_idle_timeout: int = field(
+        default=1800, metadata=_doc("Seconds of inactivity after which the SSO session ends.")
+    )
+    session_absolute_timeout: int = field(
+        default=43200, metadata=_doc("Seconds after login after which the SSO session ends.")
+    )
+    authorization_code_lifetime: int = field(
+        default=60, metadata=_doc("Seconds an authorization code stays redeemable (max 60).")
+    )
+    access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
+    id_token_lifetime: int = field(default=600, metadata=_doc("ID-token lifetime (s)."))
+    refresh_token_idle_lifetime: int = field(
+        default=1209600, metadata=_doc("A refresh token unused this long (s) expires.")
+    )
+    refresh_token_absolute_lifetime: int = field(
+        default=2592000, metadata=_doc("No refresh token lives longer than this after login (s).")
+    )
+    consent_lifetime: int = field(
+        default=15552000, metadata=_doc("Remembered consent lasts this long (s).")
+    )
+    argon2_memory_kib: int = field(default=19456, metadata=_doc("argon2id memory cost (KiB)."))
+    argon2_time_cost: int = field(default=2, metadata=_doc("argon2id iterations."))
+    argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes."))
+    password_min_length: int = field(
+        default=8, metadata=_doc("Shortest accepted password (characters, counted as code points).")
+    )
+    password_max_length: int = field(
+        default=128, metadata=_doc("Longest accepted password; longer input is refused unhashed.")
+    )
+    rate_limit_login_per_minute: int = field(
+        default=30, metadata=_doc("Login and registration POSTs per client IP per minute.")
+    )
+    rate_limit_token_per_minute: int = field(
+        default=600, metadata=_doc("Token-endpoint requests per client IP per minute.")
+    )
+    trusted_proxies: int = field(
+        default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")
+    )
+    signing_algorithms: tuple[str, ...] = field(
+        default=("RS256", "ES256"),
+        metadata=_doc("Algorithms for which an active signing key is kept."),
+    )
+    key_rotation_days: int = field(
+        default=90, metadata=_doc("Days between automatic rotations of each signing key.")
+    )
+    jwks_cache_seconds: int = field(
+        default=3600, metadata=_doc("`Cache-Control: max-age` of the JWKS and discovery documents.")
+    )
+    directories: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=dict,
+        metadata=_doc("Department LDAP directories, `[directories.<id>]` tables; see docs/directories.md."),
+    )
+
+    # ---- derived values ---------------------------------------------------------------
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.instance_dir).resolve() / 'yitong.db'}"
+
+    def endpoint(self, path: str) -> str:
+        """An absolute URL on the issuer (the issuer is fixed, so Host headers cannot poison it)."""
+        return self.issuer.rstrip("/") + path
+
+
+ENV_PREFIX = "YITONG_"
+
+
+def _coerce(name: str, raw: Any, annotation: Any) -> Any:
+    """Convert a TOML or environment value to the field's declared type, or say why not."""
+    origin = typing.get_origin(annotation)
+    if annotation is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{name}: expected a whole number, got {raw!r}")
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in {"1", "true", "yes", "on"}:
+            return True
+        if text in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if annotation is str:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{name}: expected text, got {raw!r}")
+        return raw
+    if origin is Literal:
+        allowed = typing.get_args(annotation)
+        if raw not in allowed:
+            raise ConfigError(f"{name}: must be one of {', '.join(allowed)}; got {raw!r}")
+        return raw
+    if origin is tuple:
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if origin in (Mapping, dict) or annotation is Mapping:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{name}: expected a table")
+        return types.MappingProxyType({k: dict(v) for k, v in raw.items()})
+    return raw
+
+
+def _field_types() -> dict[str, Any]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build :class:`Settings` from defaults, the TOML file and the environment, then check it.
+
+    ``overrides`` (used by tests and the CLI) win over everything else.
+    """
+    environ = os.environ if environ is None else environ
+    types_ = _field_types()
+    values: dict[str, Any] = {}
+
+    config_path = overrides.pop("config_file", None) or environ.get(ENV_PREFIX + "CONFIG")
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"YITONG_CONFIG: no such file: {config_path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"YITONG_CONFIG: {config_path} is not valid TOML: {exc}") from None
+        for key, raw in data.items():
+            if key not in types_:
+                raise ConfigError(f"{config_path}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw, types_[key])
+
+    for name, annotation in types_.items():
+        env_name = ENV_PREFIX + name.upper()
+        if env_name in environ and name != "directories":
+            values[name] = _coerce(env_name, environ[env_name], annotation)
+
+    for key, raw in overrides.items():
+        if key not in types_:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, types_[key])
+
+    settings = Settings(**values)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that are unsafe or nonsensical, naming the setting and the fix."""
+    problems: list[str] = []
+    if not settings.issuer.startswith(("http://", "https://")):
+        problems.append("YITONG_ISSUER must be an absolute http(s) URL")
+    if settings.issuer.endswith("/") or "?" in settings.issuer or "#" in settings.issuer:
+        problems.append("YITONG_ISSUER must not end with '/' or carry a query or fragment")
+    if settings.authorization_code_lifetime > 60 or settings.authorization_code_lifetime < 1:
+        problems.append("YITONG_AUTHORIZATION_CODE_LIFETIME must be between 1 and 60 seconds")
+    if settings.password_min_length < 8:
+        problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
+    if settings.password_max_length < 64:
+        problems.append("YITONG_PASSWORD_MAX_LENGTH must be at least 64")
+    if settings.default_locale not in {"zh_CN", "en"}:
+        problems.append("YITONG_DEFAULT_LOCALE must be zh_CN or en")
+    if settings.is_production:
+        if not settings.secret_key:
+            problems.append("production needs YITONG_SECRET_KEY (at least 32 random characters)")
+        elif len(settings.secret_key) < 32:
+            problems.append("YITONG_SECRET_KEY must be at least 32 characters")
+        if settings.issuer.startswith("http://"):
+            problems.append("production needs an https:// YITONG_ISSUER")
+        if not (settings.key_encryption_key or settings.key_encryption_key_file):
+            problems.append(
+                "production needs YITONG_KEY_ENCRYPTION_KEY or YITONG_KEY_ENCRYPTION_KEY_FILE "
+                "(generated development keys are refused)"
+            )
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting, its variable, default and meaning."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        default: Any = f.default if f.default is not dataclasses.MISSING else "{}"
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        lines.append(f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata.get('doc', '')} |")
+    return "\n".join(lines) + "\n"

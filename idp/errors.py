@@ -1,0 +1,134 @@
+"""Errors in the protocol's own form: one class per RFC error code.
+
+The OAuth 2.0 error codes come from Authlib (``authlib.oauth2.rfc6749.errors``, the RFC text
+as docstrings); this module re-exports them under one roof and adds the codes Authlib lacks.
+Each error carries a client-safe ``description`` apart from the ``detail`` we log
+(node-oidc-provider ``lib/helpers/errors.js``; fosite ``WithDebug``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749.errors import (
+    AccessDeniedError,
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    OAuth2Error,
+    UnauthorizedClientError,
+    UnsupportedGrantTypeError,
+    UnsupportedResponseTypeError,
+)
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
+
+
+class ServerError(OAuth2Error):  # type: ignore[misc]
+    """``server_error``: an unexpected condition (RFC 6749 §4.1.2.1)."""
+
+    error = "server_error"
+    status_code = 500
+
+
+class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
+    """``temporarily_unavailable``: overloaded or a dependency (a directory) is down
+    (RFC 6749 §4.1.2.1)."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+
+
+class InvalidTokenError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_token`` (RFC 6750 §3.1): expired, revoked, malformed or of the wrong kind."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class InvalidRequestUriError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_request_uri`` (OIDC Core §3.1.2.6, RFC 9126 §4)."""
+
+    error = "invalid_request_uri"
+
+
+class InvalidRequestObjectError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_request_object`` (OIDC Core §3.1.2.6, RFC 9101)."""
+
+    error = "invalid_request_object"
+
+
+class RequestNotSupportedError(OAuth2Error):  # type: ignore[misc]
+    """``request_not_supported`` (OIDC Core §3.1.2.6)."""
+
+    error = "request_not_supported"
+
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_target`` (RFC 8707 §2): the requested resource is not allowed."""
+
+    error = "invalid_target"
+
+
+class AccountSelectionRequiredError(OAuth2Error):  # type: ignore[misc]
+    """``account_selection_required`` (OIDC Core §3.1.2.6)."""
+
+    error = "account_selection_required"
+
+
+class SlowDownError(OAuth2Error):  # type: ignore[misc]
+    """Rate limited: answered as HTTP 429 with ``Retry-After``."""
+
+    error = "slow_down"
+    status_code = 429
+
+
+class UserFacingError(Exception):
+    """An error shown to a person as a friendly page (never a redirect to a client).
+
+    ``message`` is shown (already translated by the caller); ``detail`` is only logged.
+    """
+
+    def __init__(self, message: str, *, status: int = 400, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.detail = detail
+
+
+def oauth_error_body(error: OAuth2Error) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": error.error}
+    if error.description:
+        body["error_description"] = error.description
+    return body
+
+
+__all__ = [
+    "AccessDeniedError",
+    "AccountSelectionRequiredError",
+    "ConsentRequiredError",
+    "InteractionRequiredError",
+    "InvalidClientError",
+    "InvalidGrantError",
+    "InvalidRequestError",
+    "InvalidRequestObjectError",
+    "InvalidRequestUriError",
+    "InvalidScopeError",
+    "InvalidTargetError",
+    "InvalidTokenError",
+    "LoginRequiredError",
+    "OAuth2Error",
+    "RequestNotSupportedError",
+    "ServerError",
+    "SlowDownError",
+    "TemporarilyUnavailableError",
+    "UnauthorizedClientError",
+    "UnsupportedGrantTypeError",
+    "UnsupportedResponseTypeError",
+    "UserFacingError",
+    "oauth_error_body",
+]

@@ -1,0 +1,464 @@
+"""Every table Yitong keeps, in one place (SQLAlchemy 2.0 typed declarative models).
+
+Conventions (see ARCHITECTURE.md "Storage"): secrets are never stored, only their SHA-256
+digests (codes, tokens, session references, client secrets) or argon2id hashes (passwords);
+identity numbers and TOTP seeds are AES-GCM ciphertexts; every datetime is timezone-aware UTC.
+Schema changes go through Alembic (``idp/storage/migrations``); ``tests/storage`` checks that
+the migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware datetime on every backend (SQLite drops the zone; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ----------------------------------------------------------------------------- accounts
+class User(Base):
+    """A natural person: a citizen (local password) or department staff (bridged from LDAP).
+
+    ``id`` is random and never reused, so it doubles as the public subject identifier.
+    Staff are namespaced by ``(directory_id, directory_key)`` so that ``uid=jdoe`` in two
+    departments are two people and never collide with a citizen (checklist item 91).
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="citizen")  # citizen | staff
+    name: Mapped[str] = mapped_column(String(200))
+    id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    id_number_masked: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    # staff (LDAP) identities
+    directory_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    directory_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    directory_dn: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    groups: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("directory_id", "directory_key", name="uq_users_directory"),)
+
+    # flask-login protocol ---------------------------------------------------------------
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return self.id
+
+
+# ----------------------------------------------------------------------------- clients
+class Client(Base):
+    """A department's service registered as an OAuth 2.0 / OpenID Connect client.
+
+    Registration metadata follows RFC 7591 / OpenID Connect Registration names so that the
+    admin API can speak them directly.  The secret is stored as a SHA-256 digest: secrets are
+    server-generated with 256 bits, so a fast digest with constant-time comparison suffices.
+    """
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # client_secret_jwt needs the shared secret itself (HMAC); stored encrypted, only then.
+    secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
+    post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    grant_types: Mapped[list[Any]] = mapped_column(default=list)
+    response_types: Mapped[list[Any]] = mapped_column(default=list)
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    jwks_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    subject_type: Mapped[str] = mapped_column(String(16), default="public")
+    sector_identifier_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    sector: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    access_token_format: Mapped[str] = mapped_column(String(16), default="opaque")
+    require_pushed_authorization_requests: Mapped[bool] = mapped_column(Boolean, default=False)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    web_origins: Mapped[list[Any]] = mapped_column(default=list)
+    default_acr_values: Mapped[list[Any]] = mapped_column(default=list)
+    allowed_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    resources: Mapped[list[Any]] = mapped_column(default=list)
+    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ----------------------------------------------------------------------------- SSO sessions
+class SsoSession(Base):
+    """The server-side single-sign-on session; the browser holds only a random reference.
+
+    ``sid`` is the public session identifier put in ID and logout tokens; the cookie value
+    is looked up by digest, so a database leak does not hand out live sessions.
+    """
+
+    __tablename__ = "sso_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the sid
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    auth_time: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    acr: Mapped[str] = mapped_column(String(64), default="urn:yitong:acr:pwd")
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    factors: Mapped[dict[str, Any]] = mapped_column(default=dict)  # factor -> epoch seconds
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(300), nullable=True)
+
+
+class Consent(Base):
+    """A user's remembered consent for one client and a set of scopes (OIDC Core §3.1.2.4)."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("user_id", "client_id", name="uq_consents_user_client"),)
+
+
+# ----------------------------------------------------------------------------- grants and tokens
+class Grant(Base):
+    """One authorization: everything a code (or a client-credentials request) gave rise to.
+
+    Tokens point at their grant, so revoking the grant (code reuse, refresh-token reuse,
+    logout) kills every token it produced in one statement.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(Text, default="")
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    resources: Mapped[list[Any]] = mapped_column(default=list)
+    sid: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    auth_time: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class AuthorizationCode(Base):
+    """A one-time authorization code, found by digest and consumed by compare-and-set."""
+
+    __tablename__ = "authorization_codes"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    redirect_uri_sent: Mapped[bool] = mapped_column(Boolean, default=True)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_challenge_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Token(Base):
+    """An access or refresh token, stored only as the SHA-256 digest of its value."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # also the JWT jti
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # access | refresh
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[list[Any]] = mapped_column(default=list)
+    kid: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)  # rotated refresh
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class PushedRequest(Base):
+    """A pushed authorization request (RFC 9126), single-use and bound to its client."""
+
+    __tablename__ = "pushed_requests"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class SeenJti(Base):
+    """Replay cache for one-time JWT identifiers (client assertions, request objects)."""
+
+    __tablename__ = "seen_jtis"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class LogoutDelivery(Base):
+    """Persistent outbox of back-channel logout tokens, retried with back-off."""
+
+    __tablename__ = "logout_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+    logout_token: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    abandoned_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ----------------------------------------------------------------------------- keys
+class SigningKey(Base):
+    """A signing key and its lifecycle state (next -> active -> retired -> removed; revoked).
+
+    ``private_ciphertext`` is AES-GCM under the key-encryption key named by ``kek_id``; keys
+    held in a hardware module store only a handle (``backend='pkcs11'``, ``hsm_label``).
+    """
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    backend: Mapped[str] = mapped_column(String(16), default="sql")
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    private_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    kek_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    hsm_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    retired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    remove_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+# ----------------------------------------------------------------------------- MFA and policy
+class TotpCredential(Base):
+    """A TOTP seed (encrypted) and the last accepted time step, advanced atomically."""
+
+    __tablename__ = "totp_credentials"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(Base):
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(200))
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WebAuthnCredential(Base):
+    __tablename__ = "webauthn_credentials"
+
+    credential_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list[Any]] = mapped_column(default=list)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class OneTimeCode(Base):
+    """SMS (or e-mail) one-time codes, stored by digest, single-use, expiring."""
+
+    __tablename__ = "one_time_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    destination: Mapped[str] = mapped_column(String(320), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    digest: Mapped[str] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class OutboxMessage(Base):
+    """Development outbox: messages the demo 'sends' (SMS, e-mail), shown by ``make demo``."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(320))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Throttle(Base):
+    """Failure counters for back-off and lockout, keyed by account or client address."""
+
+    __tablename__ = "throttles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Policy(Base):
+    """A security policy value set by a security admin (MFA, passwords, sessions, lockout)."""
+
+    __tablename__ = "policies"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class DirectoryConfig(Base):
+    """A department LDAP directory added through the admin API (settings-file ones are not stored)."""
+
+    __tablename__ = "directories"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ----------------------------------------------------------------------------- audit
+class AuditEvent(Base):
+    """One hash-chained audit entry; ``digest`` covers the entry and the previous digest."""
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="success")
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_digest: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+
+
+Index("ix_tokens_grant_kind", Token.grant_id, Token.kind)
