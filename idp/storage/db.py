@@ -58,9 +58,20 @@ class Database:
             )
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # Side reads (key store, caches) inside a request must not queue behind the request's
+        # own write lock on SQLite, so they use an engine whose transactions begin deferred.
+        self.read_engine: Engine = self.engine
+        if self.is_sqlite:
+            self.read_engine = create_engine(url, **kwargs)
+            event.listen(self.read_engine, "connect", _sqlite_pragmas)
+        self.readmaker = sessionmaker(self.read_engine, expire_on_commit=False)
 
     def session(self) -> Session:
         return self.sessionmaker()
+
+    def reader(self) -> Session:
+        """A session for reads only (on SQLite it takes no write lock)."""
+        return self.readmaker()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -70,3 +81,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.read_engine.dispose()

@@ -1,0 +1,191 @@
+"""The one composition root: :func:`create_app` builds the app from one :class:`Settings`.
+
+Everything the protocol layer needs from outside (key store, directories, message senders)
+is chosen here and handed over through :class:`idp.context.Services`; no module keeps a
+global server or reads the environment (ARCHITECTURE.md, examples 1 and 7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from idp import context
+from idp.accounts.passwords import Passwords
+from idp.accounts.privacy import IdentityVault
+from idp.config import Settings, load_settings
+from idp.instance import key_encryption_key, secret_key
+from idp.interaction.flow import InteractionSealer
+from idp.logging_setup import install_redaction
+from idp.oauth.tokens import TokenIssuer
+from idp.storage.db import Database
+from keys.sql import SqlKeyStore
+
+log = logging.getLogger(__name__)
+
+API_PREFIXES = ("/token", "/userinfo", "/jwks", "/.well-known", "/introspect", "/revoke", "/par", "/admin/api")
+
+
+def build_services(settings: Settings) -> context.Services:
+    """Everything but Flask: also used by the CLI and benchmarks."""
+    db = Database(settings.resolved_database_url)
+    kek = key_encryption_key(settings)
+    secret = secret_key(settings)
+    keystore = SqlKeyStore(db, kek, algorithms=settings.signing_algorithms)
+    lookup_secret = hmac.new(secret.encode(), b"identity-lookup", hashlib.sha256).digest()
+    pairwise_secret = hmac.new(secret.encode(), b"pairwise-subject", hashlib.sha256).digest()
+    services = context.Services(
+        settings=settings,
+        db=db,
+        kek=kek,
+        keys=keystore,
+        passwords=Passwords(
+            memory_kib=settings.argon2_memory_kib,
+            time_cost=settings.argon2_time_cost,
+            parallelism=settings.argon2_parallelism,
+            min_length=settings.password_min_length,
+            max_length=settings.password_max_length,
+        ),
+        vault=IdentityVault(kek, lookup_secret),
+        tokens=TokenIssuer(settings, keystore, pairwise_secret),
+    )
+    services.extra["secret_key"] = secret
+    services.extra["pairwise_secret"] = pairwise_secret
+    services.extra["interaction_sealer"] = InteractionSealer(secret)
+    services.directories = _build_directories(settings)
+    return services
+
+
+def _build_directories(settings: Settings) -> dict[str, Any]:
+    if not settings.directories:
+        return {}
+    from adapters.registry import build_directories
+
+    return dict(build_directories(settings.directories))
+
+
+def _select_locale() -> str:
+    wanted = request.args.get("ui_locales", "").replace("-", "_").split()
+    for lang in wanted:
+        if lang in ("zh_CN", "en"):
+            return lang
+        if lang.startswith("en"):
+            return "en"
+        if lang.startswith("zh"):
+            return "zh_CN"
+    cookie = request.cookies.get("yitong_lang")
+    if cookie in ("zh_CN", "en"):
+        return cookie
+    return context.settings().default_locale
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    settings = settings or load_settings(**overrides)
+    install_redaction()
+    app = Flask(__name__, instance_path=None)
+    services = build_services(settings)
+    app.extensions["yitong"] = services
+    app.extensions["yitong.db"] = services.db
+    app.extensions["yitong.keys"] = services.keys
+    app.extensions["yitong.settings"] = settings
+    secure = settings.issuer.startswith("https://")
+    app.config.update(
+        SECRET_KEY=services.extra["secret_key"],
+        TESTING=settings.env == "testing",
+        SESSION_COOKIE_NAME="__Host-yitong" if secure else "yitong",
+        SESSION_COOKIE_SECURE=secure,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        MAX_CONTENT_LENGTH=256 * 1024,
+        MAX_FORM_MEMORY_SIZE=256 * 1024,
+        MAX_FORM_PARTS=200,
+        WTF_CSRF_TIME_LIMIT=3600,
+        WTF_CSRF_SSL_STRICT=secure,
+        BABEL_DEFAULT_LOCALE=settings.default_locale,
+        BABEL_TRANSLATION_DIRECTORIES="translations",
+        PREFERRED_URL_SCHEME="https" if secure else "http",
+    )
+    csrf = CSRFProtect(app)
+    Babel(app, locale_selector=_select_locale)
+    from flask_babel import get_locale
+
+    app.jinja_env.globals["get_locale"] = get_locale
+    login_manager = LoginManager(app)
+    login_manager.login_view = "account.login"
+
+    from idp.blueprints import account, oidc
+    from idp.interaction.web import init_login_manager
+    from idp.oauth.server import build_authorization_server
+
+    init_login_manager(login_manager)
+    app.register_blueprint(oidc.bp)
+    app.register_blueprint(account.bp)
+    csrf.exempt(oidc.bp)
+    for extend in app.extensions.get("yitong.blueprints", []):
+        extend(app, csrf)
+    app.extensions["yitong.oauth"] = build_authorization_server(app)
+    app.teardown_appcontext(context.close_db_session)
+    _install_headers(app, settings)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_headers(app: Flask, settings: Settings) -> None:
+    @app.after_request
+    def security_headers(resp: Response) -> Response:
+        h = resp.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        if "Content-Security-Policy" not in h:
+            h["Content-Security-Policy"] = (
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'; form-action 'self' http: https:"
+            )
+        if settings.issuer.startswith("https://"):
+            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.path.startswith(("/login", "/consent", "/register", "/account", "/logout", "/authorize")):
+            h.setdefault("Cache-Control", "no-store")
+        return resp
+
+
+def _wants_json() -> bool:
+    return request.path.startswith(API_PREFIXES)
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError) -> tuple[str, int]:
+        return render_template("error.html", message=exc.description, error="csrf"), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        code = exc.code or 500
+        if _wants_json():
+            error = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(code, "invalid_request")
+            resp = jsonify({"error": error, "error_description": exc.name})
+            resp.status_code = code
+            resp.headers["Cache-Control"] = "no-store"
+            if code == 405 and exc.get_response().headers.get("Allow"):
+                resp.headers["Allow"] = exc.get_response().headers["Allow"]
+            return resp
+        return render_template("error.html", message=exc.name, error=None), code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        context.close_db_session()
+        if _wants_json():
+            resp = jsonify({"error": "server_error", "error_description": "an unexpected error occurred"})
+            resp.status_code = 500
+            resp.headers["Cache-Control"] = "no-store"
+            return resp
+        return render_template("error.html", message="An unexpected error occurred.", error="server_error"), 500

@@ -1,0 +1,391 @@
+"""Pages for people: login, registration, consent, logout and the account page.
+
+Every form carries a CSRF token (Flask-WTF, checklist 105); every credential POST answers
+with 303 (RFC 9700 §4.12); a login always starts a new SSO session and ends the one the
+browser had (checklist 61).  Wrong password and unknown account give the same page in the
+same time (checklist 83).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from idp import audit, context
+from idp.errors import AccessDeniedError, OAuth2Error
+from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
+from idp.interaction.flow import InteractionExpired
+from idp.interaction.sessions import start_session
+from idp.interaction.web import (
+    clear_session_cookie,
+    cookie_name,
+    current_sso,
+    current_user_row,
+    set_session_cookie,
+    timeouts,
+)
+from idp.oauth import authorize as authz
+from idp.storage import repo
+from idp.storage.models import Client, Consent, Grant, User, utcnow
+
+log = logging.getLogger(__name__)
+bp = Blueprint("account", __name__)
+
+
+def client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | None:
+    if not token:
+        return None
+    multi, started, _extra = context.services().extra["interaction_sealer"].open(token)
+    return multi, started
+
+
+def _client_for(multi: dict[str, list[str]]) -> Client | None:
+    client_id = (multi.get("client_id") or [None])[0]
+    return repo.query_client(context.db_session(), client_id)
+
+
+def _cancel(multi: dict[str, list[str]]) -> Response:
+    """The user declined: ``access_denied`` to the verified redirect URI only (checklist 19)."""
+    from idp.blueprints.oidc import error_page, redirect_error
+
+    try:
+        ctx = authz.validate(multi, _find)
+    except authz.PageError as exc:
+        return error_page(exc.message)
+    except OAuth2Error as error:
+        ctx = error.context
+    return redirect_error(ctx, AccessDeniedError("the user declined"))
+
+
+def _find(client_id: str) -> Client | None:
+    return repo.query_client(context.db_session(), client_id)
+
+
+def _directories() -> dict[str, Any]:
+    return context.services().directories
+
+
+# ------------------------------------------------------------------ login
+@bp.route("/login", methods=["GET"])
+def login() -> Response | str:
+    ix = request.args.get("ix")
+    client = None
+    if ix:
+        try:
+            opened = _open_ix(ix)
+        except InteractionExpired as exc:
+            return _friendly_error(str(exc))
+        assert opened is not None
+        client = _client_for(opened[0])
+        login_hint = (opened[0].get("login_hint") or [""])[0]
+    else:
+        login_hint = ""
+    return render_template(
+        "login.html", ix=ix or "", client=client, login_hint=login_hint[:200], error=None,
+        directories=_directories(), department="",
+    )
+
+
+def _login_failed(ix: str, login_name: str, department: str, message: str, status: int = 401) -> Response:
+    client = None
+    if ix:
+        try:
+            opened = _open_ix(ix)
+            client = _client_for(opened[0]) if opened else None
+        except InteractionExpired:
+            client = None
+    body = render_template(
+        "login.html", ix=ix, client=client, login_hint=login_name[:200], error=message,
+        directories=_directories(), department=department,
+    )
+    return make_response(body, status)
+
+
+@bp.route("/login", methods=["POST"])
+def login_post() -> Response:
+    services = context.services()
+    session = context.db_session()
+    ix = request.form.get("ix", "")
+    login_name = request.form.get("login", "").strip()
+    password = request.form.get("password", "")
+    department = request.form.get("department", "").strip()
+
+    multi: dict[str, list[str]] | None = None
+    if ix:
+        try:
+            opened = _open_ix(ix)
+        except InteractionExpired as exc:
+            return _friendly_error(str(exc))
+        multi = opened[0] if opened else None
+    if request.form.get("action") == "cancel":
+        if multi is None:
+            return redirect(url_for("account.home"), code=303)
+        return _cancel(multi)
+
+    generic = _("The login name or password is wrong.")
+    if not login_name or not password:
+        return _login_failed(ix, login_name, department, _("Enter your login name and password."), 400)
+    if services.passwords.too_long(password) or len(login_name) > 320:
+        # Refused before any hashing (checklist 84).
+        return _login_failed(ix, login_name, department, generic, 400)
+
+    if "@" in login_name and not department:
+        name_part, _sep, dept = login_name.rpartition("@")
+        if dept in _directories():
+            login_name, department = name_part, dept
+
+    gate = services.extra.get("login_gate")
+    if department:
+        user, failure = _staff_login(department, login_name, password)
+    else:
+        user = find_citizen(session, login_name, vault=services.vault)
+        if gate is not None:
+            blocked = gate.check(user, login_name, client_ip())
+            if blocked is not None:
+                return _login_failed(ix, login_name, department, blocked, 429)
+        ok = services.passwords.verify(user.password_hash if user else None, password)
+        failure = None if (ok and user is not None and user.is_active) else generic
+        if gate is not None:
+            gate.record(user, login_name, client_ip(), success=failure is None)
+        if failure is None and user is not None and services.passwords.needs_rehash(user.password_hash or ""):
+            user.password_hash = services.passwords.hash(password)
+    if failure is not None or user is None:
+        audit.record(
+            session, "login.failure", actor=user.id if user else "anonymous", ip=client_ip(),
+            outcome="failure", details={"method": "ldap" if department else "password", "department": department or None},
+        )
+        session.commit()
+        return _login_failed(ix, login_name, department, failure or generic)
+    return complete_login(user, amr=["pwd"], ix=ix)
+
+
+def _staff_login(department: str, username: str, password: str) -> tuple[User | None, str | None]:
+    """Search-then-bind at the department's own directory (issue 6)."""
+    from adapters.base import AdapterUnavailable, InvalidCredentials
+
+    directory = _directories().get(department)
+    if directory is None:
+        return None, _("Unknown department.")
+    gate = context.services().extra.get("login_gate")
+    key = f"{department}:{username}"
+    if gate is not None:
+        blocked = gate.check(None, key, client_ip())
+        if blocked is not None:
+            return None, blocked
+    try:
+        identity = directory.authenticate(username, password)
+    except InvalidCredentials:
+        if gate is not None:
+            gate.record(None, key, client_ip(), success=False)
+        return None, _("The login name or password is wrong.")
+    except AdapterUnavailable:
+        log.warning("directory %s unavailable", department)
+        return None, _("The department directory is unavailable; try again later.")
+    from idp.accounts.staff import upsert_staff
+
+    user = upsert_staff(context.db_session(), identity)
+    if not user.is_active:
+        return None, _("The login name or password is wrong.")
+    if gate is not None:
+        gate.record(user, key, client_ip(), success=True)
+    return user, None
+
+
+def complete_login(user: User, *, amr: list[str], ix: str, acr: str | None = None) -> Response:
+    """Start a fresh SSO session (ending the browser's old one) and continue the flow."""
+    session = context.db_session()
+    hook = context.services().extra.get("after_password")
+    if hook is not None:
+        pending = hook(user, amr, ix)
+        if pending is not None:
+            return pending  # type: ignore[no-any-return]
+    kwargs: dict[str, Any] = {}
+    if acr:
+        kwargs["acr"] = acr
+    token, row = start_session(
+        session, user, timeouts(), amr=amr, previous_token=request.cookies.get(cookie_name()),
+        ip=client_ip(), user_agent=request.headers.get("User-Agent"), **kwargs,
+    )
+    audit.record(session, "login.success", actor=user.id, ip=client_ip(),
+                 details={"amr": amr, "sid": row.id, "kind": user.kind})
+    session.commit()
+    target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
+    resp = redirect(target, code=303)
+    set_session_cookie(resp, token)
+    return resp
+
+
+# ------------------------------------------------------------------ consent
+@bp.route("/consent", methods=["GET"])
+def consent() -> Response | str:
+    from idp.oauth.claims import SCOPE_CLAIMS
+
+    try:
+        opened = _open_ix(request.args.get("ix"))
+    except InteractionExpired as exc:
+        return _friendly_error(str(exc))
+    if opened is None:
+        return _friendly_error(_("Nothing to consent to."))
+    multi, _started = opened
+    user = current_user_row()
+    if user is None:
+        return redirect(url_for("account.login", ix=request.args.get("ix")))
+    client = _client_for(multi)
+    if client is None:
+        return _friendly_error(_("Unknown service."))
+    scopes = (multi.get("scope") or [""])[0].split()
+    return render_template(
+        "consent.html", ix=request.args.get("ix"), client=client, scopes=scopes,
+        scope_claims=SCOPE_CLAIMS, user=user,
+    )
+
+
+@bp.route("/consent", methods=["POST"])
+def consent_post() -> Response:
+    from idp.blueprints.oidc import process_authorization
+
+    try:
+        opened = _open_ix(request.form.get("ix"))
+    except InteractionExpired as exc:
+        return _friendly_error(str(exc))
+    if opened is None:
+        return _friendly_error(_("Nothing to consent to."))
+    multi, started = opened
+    if request.form.get("action") != "approve":
+        return _cancel(multi)
+    user = current_user_row()
+    if user is None:
+        return redirect(url_for("account.login", ix=request.form.get("ix")), code=303)
+    client = _client_for(multi)
+    if client is None:
+        return _friendly_error(_("Unknown service."))
+    session = context.db_session()
+    scopes = sorted(set((multi.get("scope") or [""])[0].split()) & set(client.scopes))
+    now = utcnow()
+    row = session.scalars(
+        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.client_id)
+    ).first()
+    expires = now + dt.timedelta(seconds=context.settings().consent_lifetime)
+    if row is None:
+        session.add(Consent(user_id=user.id, client_id=client.client_id, scopes=scopes,
+                            granted_at=now, expires_at=expires))
+    else:
+        row.scopes = sorted(set(row.scopes) | set(scopes)) if row.expires_at > now else scopes
+        row.granted_at, row.expires_at = now, expires
+    audit.record(session, "consent.grant", actor=user.id, target=client.client_id, ip=client_ip(),
+                 details={"scopes": scopes})
+    session.commit()
+    return process_authorization(multi, started=started, consent_given=True)
+
+
+# ------------------------------------------------------------------ registration
+@bp.route("/register", methods=["GET"])
+def register() -> str:
+    return render_template("register.html", errors={}, values={}, ix=request.args.get("ix", ""))
+
+
+@bp.route("/register", methods=["POST"])
+def register_post() -> Response:
+    services = context.services()
+    session = context.db_session()
+    form = request.form
+    values = {k: form.get(k, "") for k in ("name", "id_number", "phone", "email")}
+    password = form.get("password", "")
+    if password != form.get("password_confirm", ""):
+        return _register_failed(values, {"password_confirm": _("The passwords do not match.")})
+    try:
+        user = register_citizen(
+            session,
+            NewCitizen(name=values["name"], id_number=values["id_number"], phone=values["phone"] or None,
+                       email=values["email"] or None, password=password),
+            vault=services.vault, passwords=services.passwords, ip=client_ip(),
+        )
+    except RegistrationError as exc:
+        session.rollback()
+        return _register_failed(values, {exc.field: _translate_registration(exc.message)})
+    session.commit()
+    return complete_login(user, amr=["pwd"], ix=form.get("ix", ""))
+
+
+def _translate_registration(message: str) -> str:
+    return _(message)
+
+
+def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:
+    values = dict(values)
+    values.pop("id_number", None)  # never echo a full ID number back into the page
+    body = render_template("register.html", errors=errors, values=values, ix=request.form.get("ix", ""))
+    return make_response(body, 400)
+
+
+# ------------------------------------------------------------------ account and logout
+@bp.route("/", methods=["GET"])
+@bp.route("/account", methods=["GET"])
+def home() -> Response | str:
+    user = current_user_row()
+    if user is None:
+        return redirect(url_for("account.login"))
+    session = context.db_session()
+    grants = session.scalars(
+        select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)).order_by(Grant.created_at.desc()).limit(20)
+    ).all()
+    sso = current_sso()
+    return render_template("account.html", user=user, sso=sso, grants=grants)
+
+
+@bp.route("/logout", methods=["GET"])
+def logout() -> str:
+    return render_template("logout.html", user=current_user_row(), client=None, params={})
+
+
+@bp.route("/logout", methods=["POST"])
+def logout_post() -> Response:
+    resp = redirect(url_for("account.logged_out"), code=303)
+    end_current_session()
+    clear_session_cookie(resp)
+    return resp
+
+
+def end_current_session() -> None:
+    """End the SSO session and the non-offline grants made in it (checklist 64)."""
+    sso = current_sso()
+    if sso is None:
+        return
+    session = context.db_session()
+    sso.ended_at = utcnow()
+    repo.revoke_user_grants(session, sso.user_id, "logout", include_offline=False, sid=sso.id)
+    audit.record(session, "logout", actor=sso.user_id, ip=client_ip(), details={"sid": sso.id})
+    hook = context.services().extra.get("after_logout")
+    if hook is not None:
+        hook(sso)
+    session.commit()
+
+
+@bp.route("/logged-out", methods=["GET"])
+def logged_out() -> str:
+    return render_template("logged_out.html")
+
+
+@bp.route("/locale/<lang>", methods=["POST"])
+def set_locale(lang: str) -> Response:
+    target = request.form.get("next", "/")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = "/"
+    resp = redirect(target, code=303)
+    if lang in ("zh_CN", "en"):
+        resp.set_cookie("yitong_lang", lang, max_age=31536000, samesite="Lax", httponly=True,
+                        secure=context.settings().issuer.startswith("https://"))
+    return resp
+
+
+def _friendly_error(message: str, status: int = 400) -> Response:
+    return make_response(render_template("error.html", message=message, error=None), status)

@@ -1,0 +1,59 @@
+"""Claims released per scope (OpenID Connect Core §5.4) and subject identifiers (§8).
+
+A client receives only the claims its consented scopes cover and, when the client has an
+``allowed_claims`` list, only those: departments get the attributes they are allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from idp.storage.models import Client, User
+
+SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "openid": ("sub",),
+    "profile": ("name", "preferred_username", "locale", "updated_at"),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+    "groups": ("groups", "roles"),
+}
+CLAIMS_SUPPORTED = sorted(
+    {c for claims in SCOPE_CLAIMS.values() for c in claims}
+    | {"iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp", "at_hash"}
+)
+
+
+def subject_for(user: User, client: Client, pairwise_secret: bytes) -> str:
+    """The ``sub`` this client sees: the account id, or a per-sector pairwise value (§8.1)."""
+    if client.subject_type == "pairwise" and client.sector:
+        mac = hmac.new(pairwise_secret, f"{client.sector}|{user.id}".encode(), hashlib.sha256)
+        return mac.hexdigest()
+    return user.id
+
+
+def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dict[str, Any]:
+    """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims."""
+    available: dict[str, Any] = {
+        "name": user.name,
+        "preferred_username": user.attributes.get("username") if user.kind == "staff" else None,
+        "locale": (user.locale or "zh-CN").replace("_", "-"),
+        "updated_at": int(user.updated_at.timestamp()) if user.updated_at else None,
+        "email": user.email,
+        "email_verified": bool(user.email_verified) if user.email else None,
+        "phone_number": user.phone,
+        "phone_number_verified": bool(user.phone_verified) if user.phone else None,
+        "groups": list(user.groups) if user.groups else None,
+        "roles": list(user.roles) if user.roles else None,
+    }
+    allowed = set(client.allowed_claims) if client.allowed_claims is not None else None
+    out: dict[str, Any] = {}
+    for scope in scopes:
+        for claim in SCOPE_CLAIMS.get(scope, ()):
+            if claim == "sub" or available.get(claim) is None:
+                continue
+            if allowed is not None and claim not in allowed:
+                continue
+            out[claim] = available[claim]
+    return out

@@ -1,0 +1,50 @@
+"""OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414).
+
+It lists exactly what works: an advertised feature that half-works is worse than none
+(issue 3).  Features added by extensions register their metadata in
+``services.extra['discovery']``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPE_CLAIMS
+from idp.oauth.grants import CLIENT_AUTH_METHODS
+
+if TYPE_CHECKING:
+    from idp.context import Services
+
+
+def discovery_document(services: Services) -> dict[str, Any]:
+    s = services.settings
+    doc: dict[str, Any] = {
+        "issuer": s.issuer,
+        "authorization_endpoint": s.endpoint("/authorize"),
+        "token_endpoint": s.endpoint("/token"),
+        "userinfo_endpoint": s.endpoint("/userinfo"),
+        "jwks_uri": s.endpoint("/jwks"),
+        "scopes_supported": sorted({*SCOPE_CLAIMS, "offline_access"}),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public", "pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+        "userinfo_signing_alg_values_supported": [],
+        "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "claims_supported": CLAIMS_SUPPORTED,
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "display_values_supported": ["page", "popup", "touch", "wap"],
+        "ui_locales_supported": ["zh-CN", "en"],
+        "claim_types_supported": ["normal"],
+        "acr_values_supported": ["urn:yitong:acr:pwd"],
+        "service_documentation": s.endpoint("/docs/integrating"),
+    }
+    for extend in services.extra.get("discovery", []):
+        extend(doc)
+    return doc

@@ -1,0 +1,133 @@
+"""Narrow storage functions, keyed by digest (fosite ``handler/oauth2/storage.go`` style).
+
+Raw codes, tokens and session references exist only in HTTP responses and cookies; the
+database keeps their SHA-256 digests.  The compare-and-set helpers here are the only places
+where a one-time credential is consumed, so their atomicity is easy to audit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from idp.storage.models import (
+    AuthorizationCode,
+    Client,
+    Grant,
+    SsoSession,
+    Token,
+    User,
+    utcnow,
+)
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_secret(nbytes: int = 32) -> str:
+    """A random credential of ``nbytes`` bytes (256 bits by default), base64url."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+# ---------------------------------------------------------------------- queries
+def query_client(session: Session, client_id: str | None) -> Client | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    return session.get(Client, client_id)
+
+
+def query_user(session: Session, user_id: str | None) -> User | None:
+    if not user_id:
+        return None
+    return session.get(User, user_id)
+
+
+def query_token(session: Session, raw: str, kind: str | None = None) -> Token | None:
+    if not raw or len(raw) > 4096:
+        return None
+    stmt = select(Token).where(Token.digest == digest(raw))
+    if kind:
+        stmt = stmt.where(Token.kind == kind)
+    return session.scalars(stmt).first()
+
+
+def query_code(session: Session, raw: str) -> AuthorizationCode | None:
+    if not raw or len(raw) > 512:
+        return None
+    return session.get(AuthorizationCode, digest(raw))
+
+
+# ---------------------------------------------------------------------- one-time consumption
+def consume_code(session: Session, code: AuthorizationCode, now: dt.datetime) -> bool:
+    """Mark the code used if and only if nobody did before (atomic compare-and-set)."""
+    result = session.execute(
+        update(AuthorizationCode)
+        .where(AuthorizationCode.digest == code.digest, AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def consume_refresh_token(session: Session, token: Token, now: dt.datetime) -> bool:
+    """Rotate: mark a refresh token used if it is still live (atomic compare-and-set)."""
+    result = session.execute(
+        update(Token)
+        .where(Token.id == token.id, Token.consumed_at.is_(None), Token.revoked_at.is_(None))
+        .values(consumed_at=now, last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+# ---------------------------------------------------------------------- revocation
+def revoke_grant(session: Session, grant_id: str, reason: str, now: dt.datetime | None = None) -> None:
+    """Revoke a grant and every token it produced, in one transaction."""
+    now = now or utcnow()
+    session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Token)
+        .where(Token.grant_id == grant_id, Token.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def revoke_user_grants(
+    session: Session, user_id: str, reason: str, *, include_offline: bool = True,
+    sid: str | None = None,
+) -> list[str]:
+    """Revoke a user's grants (all, or those of one SSO session); returns their ids."""
+    stmt = select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
+    if not include_offline:
+        stmt = stmt.where(Grant.offline.is_(False))
+    if sid is not None:
+        stmt = stmt.where(Grant.sid == sid)
+    ids = list(session.scalars(stmt))
+    for gid in ids:
+        revoke_grant(session, gid, reason)
+    return ids
+
+
+def end_user_sessions(session: Session, user_id: str, now: dt.datetime | None = None) -> int:
+    result = session.execute(
+        update(SsoSession)
+        .where(SsoSession.user_id == user_id, SsoSession.ended_at.is_(None))
+        .values(ended_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

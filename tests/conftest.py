@@ -1,0 +1,153 @@
+"""Shared fixtures: a real database per run (SQLite or PostgreSQL), the app, flow helpers.
+
+``YITONG_TEST_DB=sqlite`` (default) or ``postgres`` selects the backend; ``make test`` runs
+the suite once with each.  The run creates its own database and drops it afterwards.  Outside
+CI a missing service skips with a reason; with ``CI=true`` it fails (never skips).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.helpers import TEST_KEK, Citizen, RegisteredClient, make_settings
+
+pytest_plugins: list[str] = []
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def missing(reason: str) -> None:
+    """Skip outside CI, fail in CI (a missing component is a failure there)."""
+    if IN_CI:
+        pytest.fail(f"required test component missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("YITONG_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A fresh PostgreSQL database for this run (URL usable by SQLAlchemy); dropped at the end."""
+    import psycopg
+
+    admin = _postgres_admin_url()
+    name = f"yitong_t_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        missing(f"PostgreSQL unreachable at {admin}: {exc}")
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The run's database, migrated to head once."""
+    from idp.storage.migrate import upgrade
+
+    backend = os.environ.get("YITONG_TEST_DB", "sqlite")
+    if backend == "postgres":
+        url: str = request.getfixturevalue("postgres_server")
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'yitong.db'}"
+    upgrade(url)
+    return url
+
+
+KEEP_TABLES = {"signing_keys", "alembic_version"}
+
+
+def _truncate(url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from idp.storage.models import Base
+
+    engine = create_engine(url)
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables) if t.name not in KEEP_TABLES]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+        else:
+            for t in tables:
+                conn.execute(text(f'DELETE FROM "{t}"'))
+    engine.dispose()
+
+
+@pytest.fixture
+def instance_dir(tmp_path: Path) -> Path:
+    return tmp_path / "instance"
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Tests override settings by redefining this fixture or using ``make_app``."""
+    return {}
+
+
+@pytest.fixture
+def make_app(database_url: str, instance_dir: Path) -> Iterator[Any]:
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        from idp.app import create_app
+
+        app = create_app(make_settings(database_url, instance_dir, **overrides))
+        app.extensions["yitong"].keys.ensure_keys()
+        apps.append(app)
+        return app
+
+    _truncate(database_url)
+    yield factory
+    for app in apps:
+        app.extensions["yitong"].db.dispose()
+
+
+@pytest.fixture
+def app(make_app: Any, settings_overrides: dict[str, Any]) -> Flask:
+    return make_app(**settings_overrides)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def services(app: Flask) -> Any:
+    return app.extensions["yitong"]
+
+
+@pytest.fixture
+def citizen(app: Flask) -> Citizen:
+    return Citizen.create(app)
+
+
+@pytest.fixture
+def rp(app: Flask) -> RegisteredClient:
+    """A confidential relying party with one redirect URI and the standard scopes."""
+    return RegisteredClient.create(app)
+
+
+@pytest.fixture
+def public_rp(app: Flask) -> RegisteredClient:
+    return RegisteredClient.create(
+        app, public=True, redirect_uris=["http://127.0.0.1/callback"], name="Native app"
+    )
+
+
+__all__ = ["TEST_KEK", "missing"]
