@@ -129,8 +129,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(oidc.bp)
     app.register_blueprint(account.bp)
     csrf.exempt(oidc.bp)
-    for extend in app.extensions.get("yitong.blueprints", []):
-        extend(app, csrf)
+    from admin.api import register as register_admin_api
+
+    register_admin_api(app, csrf)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
     _install_headers(app, settings)

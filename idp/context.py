@@ -48,7 +48,7 @@ def settings() -> Settings:
 def db_session() -> Session:
     """The request's session (created on first use)."""
     if "db_session" not in g:
-        g.db_session = services().db.session()
+        g.db_session = services().db.writer()
     return g.db_session  # type: ignore[no-any-return]
 
 

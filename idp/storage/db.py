@@ -67,11 +67,18 @@ class Database:
         self.readmaker = sessionmaker(self.read_engine, expire_on_commit=False)
 
     def session(self) -> Session:
+        """A session whose transactions begin deferred (on SQLite: no write lock until a write).
+
+        Use it for reads, in particular side reads made while a request holds its writer.
+        """
+        return self.readmaker()
+
+    def writer(self) -> Session:
+        """A session that takes the write lock when its transaction begins (SQLite
+        ``BEGIN IMMEDIATE``), so read-then-write sequences never fail half-way."""
         return self.sessionmaker()
 
-    def reader(self) -> Session:
-        """A session for reads only (on SQLite it takes no write lock)."""
-        return self.readmaker()
+    reader = session
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:

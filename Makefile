@@ -1,0 +1,65 @@
+# Yitong (一通): the two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := slapd ldap-utils chromium chromium-driver softhsm2 opensc
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: all demo test lint fmt venv system-deps services translations test-sqlite test-postgres bench clean
+
+all: test
+
+$(BIN)/activate:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,hsm]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+translations: venv
+	$(BIN)/pybabel compile -d idp/translations -f
+
+# Debian packages the tests drive for real: slapd, Chromium, SoftHSM2.
+system-deps:
+	@missing=""; for b in slapd ldapwhoami chromium chromedriver softhsm2-util; do \
+	  command -v $$b >/dev/null 2>&1 || [ -x /usr/sbin/$$b ] || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages (missing:$$missing)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# PostgreSQL and Redis run on this kind of machine; start them if they stopped.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { command -v pg_ctlcluster >/dev/null && pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start || true; }
+	@redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 || { command -v redis-server >/dev/null && redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /tmp || true; }
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-sqlite: venv translations
+	YITONG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider
+
+test-postgres: venv translations
+	YITONG_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider
+
+test: system-deps services venv translations lint test-sqlite test-postgres
+
+demo: venv translations
+	$(BIN)/yitong demo
+
+bench: venv
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) instance .demo .pytest_cache .mypy_cache .ruff_cache
