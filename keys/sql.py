@@ -1,147 +1,717 @@
-"""SqlKeyStore: signing keys in the database, private parts AES-GCM-encrypted under the KEK.
+"""Key stores whose lifecycle lives in the ``signing_keys`` table; SqlKeyStore encrypts at rest.
 
-Keys are decrypted and imported once per kid and cached; the set of active kids is re-read
-at most every ``refresh_seconds`` so that every worker signs with a newly activated key
-within that bound, without a restart.
+:class:`DatabaseKeyStore` owns everything the backends share: the lifecycle (planned by
+:mod:`keys.rotation`), the database lock that makes a rotation happen once however many
+workers see it due, the audit records, and the per-worker cache.  :class:`SqlKeyStore` keeps
+the private key in the row, AES-GCM-encrypted under the key-encryption key (KEK) named by
+``kek_id`` (:mod:`keys.crypto`); :class:`keys.pkcs11.Pkcs11KeyStore` keeps only a handle.
+
+Caching and bounded staleness: each worker keeps an immutable snapshot of the published keys
+(public key objects built once per kid, the JWKS, the active kid per algorithm) and re-reads
+it at most every ``refresh_seconds``.  So a rotation or revocation made by one worker reaches
+every other worker within ``refresh_seconds`` (default 5 s), without a restart, and the
+rotation schedule (:class:`keys.rotation.RotationPolicy`) adds that bound to both the
+pre-publication and the retention times.  Private keys are decrypted and imported once per
+kid, only for active keys, and dropped when the key stops signing.
+
+Locking (one rotation, however many workers): every lifecycle change runs in one transaction
+that first takes a lock, then re-reads the keys and re-plans.  On PostgreSQL the lock is a
+transaction-scoped advisory lock (``pg_advisory_xact_lock``): it also covers the empty table
+at first start, where ``SELECT ... FOR UPDATE`` would lock nothing, it blocks only other key
+changes (never logins), and it is released by commit or rollback.  On SQLite every write
+transaction starts with ``BEGIN IMMEDIATE`` (``idp/storage/db.py``), which takes the database
+write lock before the first read, so the re-read and the change are serialized as well.
 """
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
+import hashlib
+import logging
+import math
 import threading
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from joserfc.jwk import Key, import_key
-from sqlalchemy import select
+from joserfc.jwk import Key
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from keys.crypto import Kek
-from keys.software import SoftwareSigningKey, generate_key, public_jwk
-from keys.store import KeyState, KeyStoreError
+from idp import audit
 from idp.storage.db import Database
 from idp.storage.models import SigningKey as SigningKeyRow
 from idp.storage.models import utcnow
+from keys.crypto import Kek, KekError
+from keys.rotation import RotationPolicy, Step, next_due, plan
+from keys.software import (
+    SoftwareSigningKey,
+    check_alg,
+    check_rsa_bits,
+    generate_key,
+    import_private_pem,
+    import_public_jwk,
+    public_jwk,
+    thumbprint,
+)
+from keys.store import PUBLISHED_STATES, KeyInfo, KeyState, KeyStoreError, SigningKey
+
+if TYPE_CHECKING:
+    from idp.config import Settings
+
+log = logging.getLogger("yitong.keys")
+
+T = TypeVar("T")
+
+#: pg_advisory_xact_lock key for signing-key changes (a fixed 64-bit number derived from a name
+#: so that it does not collide with locks other modules might take).
+ADVISORY_LOCK_ID = int.from_bytes(
+    hashlib.sha256(b"yitong.signing_keys.lifecycle").digest()[:8], "big", signed=True
+)
+
+#: An unknown kid triggers at most one early re-read per this many seconds (a relying party's
+#: "refetch on unknown kid", bounded so that random kids cannot turn into database load).
+MISS_RELOAD_SECONDS = 1.0
+
+#: After a failed automatic rotation, :meth:`maybe_rotate` waits this long before trying again.
+ROTATE_RETRY_SECONDS = 60.0
+
+SYSTEM_ACTOR = "system:key-rotation"
 
 
-class SqlKeyStore:
-    """Keys in the ``signing_keys`` table; see :class:`keys.store.KeyStore`."""
+class _Busy(Exception):
+    """Another worker holds the lifecycle lock (only raised when asked not to wait)."""
+
+
+class _Stale(Exception):
+    """The snapshot named a key active that no longer is (another worker moved it on)."""
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """Material for a new row, made by a backend; ``discard`` undoes it if the row is not kept."""
+
+    kid: str
+    public_jwk: dict[str, Any]
+    private_ciphertext: bytes | None = None
+    kek_id: str | None = None
+    hsm_label: str | None = None
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """One worker's immutable view of the published keys; replaced whole on every re-read."""
+
+    keys: tuple[KeyInfo, ...] = ()
+    active: dict[str, str] = field(default_factory=dict)
+    public: dict[str, Key] = field(default_factory=dict)
+    jwks: tuple[dict[str, Any], ...] = ()
+    due: dt.datetime = field(default_factory=lambda: dt.datetime.min.replace(tzinfo=dt.UTC))
+
+
+@dataclass
+class _Txn:
+    """A lifecycle transaction: the session, who acts, and what to undo or finish afterwards."""
+
+    session: Session
+    actor: str
+    created: list[NewKey] = field(default_factory=list)
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _info(row: SigningKeyRow) -> KeyInfo:
+    return KeyInfo(
+        kid=row.kid,
+        alg=row.alg,
+        state=KeyState(row.state),
+        backend=row.backend,
+        created_at=row.created_at,
+        activated_at=row.activated_at,
+        retired_at=row.retired_at,
+        remove_after=row.remove_after,
+        revoked_at=row.revoked_at,
+        kek_id=row.kek_id,
+        hsm_label=row.hsm_label,
+    )
+
+
+_ORDER = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
+
+
+class DatabaseKeyStore(abc.ABC):
+    """Lifecycle, locking, audit and caching over ``signing_keys``; backends hold the secrets.
+
+    Implements :class:`keys.store.ManagedKeyStore`.  A store sees only the rows of its own
+    ``backend``, so an HSM deployment never tries to decrypt software keys and vice versa.
+    """
+
+    backend: ClassVar[str]
 
     def __init__(
         self,
         db: Database,
-        kek: Kek,
         *,
-        algorithms: tuple[str, ...] = ("RS256", "ES256"),
-        rsa_bits: int = 3072,
+        algorithms: Sequence[str] = ("RS256", "ES256"),
+        policy: RotationPolicy | None = None,
         refresh_seconds: float = 5.0,
+        production: bool = False,
     ) -> None:
+        dialect = db.engine.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            raise KeyStoreError(f"signing keys need SQLite or PostgreSQL, not {dialect}")
+        for alg in algorithms:
+            check_alg(alg)
         self.db = db
-        self.kek = kek
-        self.algorithms = algorithms
-        self.rsa_bits = rsa_bits
+        self.algorithms = tuple(algorithms)
+        self.policy = policy or RotationPolicy()
         self.refresh_seconds = refresh_seconds
+        self.production = production
+        self._is_postgres = dialect == "postgresql"
         self._lock = threading.Lock()
-        self._private: dict[str, SoftwareSigningKey] = {}
-        self._public: dict[str, Key | None] = {}
-        self._active: dict[str, str] = {}
-        self._jwks: dict[str, Any] = {"keys": []}
-        self._loaded_at = 0.0
+        self._snapshot = _Snapshot()
+        self._loaded_at = -math.inf
+        self._miss_reload_at = -math.inf
+        self._rotate_retry_at = -math.inf
+        self._signers: dict[str, SigningKey] = {}
 
-    # -- loading ----------------------------------------------------------------------
-    def _reload(self, force: bool = False) -> None:
+    # -- backend hooks ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def _create(self, alg: str) -> NewKey:
+        """Make a key pair for ``alg``; called inside the lifecycle lock."""
+
+    def _discard(self, new: NewKey) -> None:  # noqa: B027 (optional hook)
+        """Undo :meth:`_create` for a key whose row was rolled back (default: nothing)."""
+
+    @abc.abstractmethod
+    def _load_signer(self, row: SigningKeyRow) -> SigningKey:
+        """Build the signer for an active row (decrypt, or find the HSM object)."""
+
+    @abc.abstractmethod
+    def _destroy(self, txn: _Txn, row: SigningKeyRow) -> None:
+        """Destroy a removed or revoked key's private part (now, or after commit)."""
+
+    def _on_retire(self, txn: _Txn, row: SigningKeyRow) -> None:  # noqa: B027 (optional hook)
+        """A key stopped signing; a backend may destroy its private part early."""
+
+    # -- snapshot ---------------------------------------------------------------------------
+    def _fresh(self, force: bool = False) -> _Snapshot:
         if not force and time.monotonic() - self._loaded_at < self.refresh_seconds:
-            return
-        with self._lock, self.db.session() as session:
+            return self._snapshot
+        # A worker already re-reading is as good as us re-reading: do not queue behind it.
+        if not self._lock.acquire(blocking=force or self._loaded_at == -math.inf):
+            return self._snapshot
+        try:
+            self._reload()
+        finally:
+            self._lock.release()
+        return self._snapshot
+
+    def _reload(self) -> None:
+        with self.db.session() as session:
             rows = session.scalars(
                 select(SigningKeyRow).where(
-                    SigningKeyRow.state.in_([KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED])
+                    SigningKeyRow.backend == self.backend,
+                    SigningKeyRow.state.in_([str(s) for s in PUBLISHED_STATES]),
                 )
             ).all()
-            active: dict[str, tuple[dt.datetime, str]] = {}
-            published = []
-            for row in rows:
-                published.append(row.public_jwk)
-                if row.state == KeyState.ACTIVE:
-                    when = row.activated_at or row.created_at
-                    if row.alg not in active or when > active[row.alg][0]:
-                        active[row.alg] = (when, row.kid)
-            self._active = {alg: kid for alg, (_, kid) in active.items()}
-            self._jwks = {"keys": published}
-            live = {row.kid for row in rows}
-            self._public = {k: v for k, v in self._public.items() if k in live}
-            self._private = {k: v for k, v in self._private.items() if k in live}
-            self._loaded_at = time.monotonic()
+            infos = sorted(
+                (_info(r) for r in rows),
+                key=lambda k: (_ORDER[k.state], k.alg, -k.created_at.timestamp()),
+            )
+            published = {r.kid: dict(r.public_jwk) for r in rows}
+        old = self._snapshot.public
+        public: dict[str, Key] = {}
+        for kid, jwk in published.items():
+            public[kid] = old[kid] if kid in old else import_public_jwk(jwk)
+        active: dict[str, tuple[dt.datetime, str]] = {}
+        for info in infos:
+            if info.state == KeyState.ACTIVE:
+                when = info.activated_at or info.created_at
+                if info.alg not in active or when > active[info.alg][0]:
+                    active[info.alg] = (when, info.kid)
+        self._snapshot = _Snapshot(
+            keys=tuple(infos),
+            active={alg: kid for alg, (_, kid) in active.items()},
+            public=public,
+            jwks=tuple(published[k.kid] for k in infos),
+            due=next_due(infos, self.algorithms, self.policy),
+        )
+        signing = set(self._snapshot.active.values())
+        self._signers = {k: v for k, v in self._signers.items() if k in signing}
+        self._loaded_at = time.monotonic()
 
-    def _private_key(self, kid: str) -> SoftwareSigningKey:
-        cached = self._private.get(kid)
-        if cached is not None:
-            return cached
-        with self.db.session() as session:
-            row = session.get(SigningKeyRow, kid)
-            if row is None or row.private_ciphertext is None:
-                raise KeyStoreError(f"no private key for {kid}")
-            pem = self.kek.decrypt(row.private_ciphertext, kid.encode())
-            key = import_key(pem.decode(), parameters={"kid": kid})  # type: ignore[arg-type]
-            signer = SoftwareSigningKey(key, row.alg)
-        self._private[kid] = signer
+    def _signer(self, kid: str) -> SigningKey:
+        signer = self._signers.get(kid)
+        if signer is not None:
+            return signer
+        with self._lock:
+            signer = self._signers.get(kid)
+            if signer is None:
+                with self.db.session() as session:
+                    row = session.get(SigningKeyRow, kid)
+                    if row is None or row.state != KeyState.ACTIVE:
+                        raise _Stale(kid)
+                    signer = self._load_signer(row)
+                self._signers[kid] = signer
         return signer
 
-    # -- KeyStore ---------------------------------------------------------------------
-    def signing_key(self, alg: str) -> SoftwareSigningKey:
-        self._reload()
-        kid = self._active.get(alg)
-        if kid is None:
-            self._reload(force=True)
-            kid = self._active.get(alg)
+    # -- KeyStore ---------------------------------------------------------------------------
+    def signing_key(self, alg: str) -> SigningKey:
+        kid = self._fresh().active.get(alg)
+        if kid is not None:
+            try:
+                return self._signer(kid)
+            except _Stale:
+                # Our snapshot is older than a rotation or revocation made by another worker,
+                # and this key was never loaded here: catch up now rather than fail a request.
+                pass
+        kid = self._fresh(force=True).active.get(alg)
         if kid is None:
             raise KeyStoreError(f"no active signing key for {alg}")
-        return self._private_key(kid)
+        try:
+            return self._signer(kid)
+        except _Stale:
+            raise KeyStoreError(f"the active key for {alg} changed while loading it") from None
 
     def public_jwks(self) -> dict[str, Any]:
-        self._reload()
-        return self._jwks
+        # Copies, so a caller that decorates the document cannot alter the cache.
+        return {"keys": [dict(jwk) for jwk in self._fresh().jwks]}
 
     def find(self, kid: str) -> Key | None:
-        self._reload()
-        if kid in self._public:
-            return self._public[kid]
-        with self.db.session() as session:
-            row = session.get(SigningKeyRow, kid)
-            key = None
-            if row is not None and row.state != KeyState.REVOKED:
-                key = import_key(dict(row.public_jwk))  # type: ignore[arg-type]
-        self._public[kid] = key
+        key = self._fresh().public.get(kid)
+        if key is None and time.monotonic() - self._miss_reload_at >= MISS_RELOAD_SECONDS:
+            self._miss_reload_at = time.monotonic()
+            key = self._fresh(force=True).public.get(kid)
         return key
 
-    def generate(self, alg: str, state: KeyState = KeyState.ACTIVE) -> str:
+    def jwks_max_age(self) -> int:
+        return self.policy.jwks_cache_seconds
+
+    def rotate(self, now: dt.datetime | None = None, *, actor: str = SYSTEM_ACTOR) -> list[str]:
+        now = now or utcnow()
+        return self._locked(actor, lambda txn: self._bring_up_to_date(txn, now))
+
+    def revoke(self, kid: str, *, actor: str = SYSTEM_ACTOR, reason: str = "") -> None:
+        """Emergency revocation: unpublished at once, private part destroyed, replaced.
+
+        When ``kid`` was the active key the next key (already published, so relying parties
+        with a cached JWKS accept it) is promoted in the same transaction (checklist 97).
+        """
+        now = utcnow()
+
+        def work(txn: _Txn) -> list[str]:
+            row = txn.session.get(SigningKeyRow, kid)
+            if row is None or row.backend != self.backend:
+                raise KeyStoreError(f"no key {kid}")
+            if row.state in (KeyState.REVOKED, KeyState.REMOVED):
+                raise KeyStoreError(f"key {kid} is already {row.state}")
+            before = row.state
+            row.state = KeyState.REVOKED
+            row.revoked_at = now
+            self._destroy(txn, row)
+            txn.session.flush()
+            self._audit(txn, "key.revoke", row, before, {"reason": reason} if reason else {})
+            return [kid, *self._bring_up_to_date(txn, now, reason="replaces revoked key")]
+
+        self._locked(actor, work)
+
+    # -- ManagedKeyStore --------------------------------------------------------------------
+    def maybe_rotate(self, now: dt.datetime | None = None) -> list[str]:
+        """Rotate if the cached schedule says something is due: two comparisons otherwise.
+
+        Safe to call on every request or from a timer in every worker: the first to take the
+        lock does the work, the others re-read and find nothing to do.  On PostgreSQL the
+        others do not even wait (try-lock).  A failure is logged, not raised, and retried after
+        a minute, so a broken HSM or KEK never turns every request into an error.
+        """
+        now = now or utcnow()
+        if now < self._fresh().due or time.monotonic() < self._rotate_retry_at:
+            return []
+        try:
+            return self._locked(
+                SYSTEM_ACTOR, lambda txn: self._bring_up_to_date(txn, now), wait=False
+            )
+        except _Busy:
+            return []  # another worker is rotating right now
+        except Exception:
+            log.exception("automatic key rotation failed; retrying in %ss", ROTATE_RETRY_SECONDS)
+            self._rotate_retry_at = time.monotonic() + ROTATE_RETRY_SECONDS
+            return []
+
+    def ensure_keys(self, *, actor: str = SYSTEM_ACTOR) -> list[str]:
+        """Start-up: give every configured algorithm an active and a next key."""
+        return self.rotate(utcnow(), actor=actor)
+
+    def generate(
+        self, alg: str, state: KeyState = KeyState.NEXT, *, actor: str = SYSTEM_ACTOR
+    ) -> str:
+        """A new key by hand.  ACTIVE retires the current active key for ``alg`` at once.
+
+        Prefer NEXT: an ACTIVE key that was never pre-published makes relying parties with a
+        cached JWKS refetch it (most do on an unknown kid, some do not).
+        """
+        check_alg(alg)
+        if state not in (KeyState.NEXT, KeyState.ACTIVE):
+            raise KeyStoreError("a new key is either next or active")
+        now = utcnow()
+
+        def work(txn: _Txn) -> str:
+            if state == KeyState.ACTIVE:
+                for row in self._rows(txn.session, [KeyState.ACTIVE], alg):
+                    self._retire(txn, row, now, "replaced by hand")
+            return self._insert(txn, alg, state, now, "by hand")
+
+        return self._locked(actor, work)
+
+    def keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
+        with self.db.session() as session:
+            query = select(SigningKeyRow).where(SigningKeyRow.backend == self.backend)
+            if not include_removed:
+                query = query.where(SigningKeyRow.state != KeyState.REMOVED)
+            rows = session.scalars(query.order_by(SigningKeyRow.created_at.desc())).all()
+            return [_info(r) for r in rows]
+
+    def check(self) -> None:
+        """Start-up check; the base class checks the metadata, backends their secrets."""
+        with self.db.session() as session:
+            for row in self._rows(session, list(PUBLISHED_STATES)):
+                if thumbprint(row.public_jwk) != row.kid:
+                    raise KeyStoreError(f"key {row.kid}: the published key does not match its kid")
+
+    # -- lifecycle internals ----------------------------------------------------------------
+    def _rows(
+        self, session: Session, states: Sequence[str], alg: str | None = None
+    ) -> list[SigningKeyRow]:
+        query = select(SigningKeyRow).where(
+            SigningKeyRow.backend == self.backend,
+            SigningKeyRow.state.in_([str(s) for s in states]),
+        )
+        if alg is not None:
+            query = query.where(SigningKeyRow.alg == alg)
+        return list(session.scalars(query.order_by(SigningKeyRow.created_at)).all())
+
+    def _take_lock(self, session: Session, wait: bool) -> bool:
+        if not self._is_postgres:
+            return True  # SQLite: BEGIN IMMEDIATE already holds the write lock (module docstring)
+        if wait:
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_ID})
+            return True
+        got = session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_ID}
+        ).scalar_one()
+        return bool(got)
+
+    def _locked(self, actor: str, work: Callable[[_Txn], T], *, wait: bool = True) -> T:
+        """Run ``work`` under the lifecycle lock in one transaction, then refresh the cache.
+
+        A concurrent audit writer can take the same audit sequence number (IntegrityError);
+        the whole transaction is then retried, re-planned from what is committed by then.
+        """
+        for attempt in range(10):
+            txn: _Txn | None = None
+            try:
+                with self.db.transaction() as session:
+                    txn = _Txn(session, actor)
+                    if not self._take_lock(session, wait):
+                        raise _Busy
+                    result = work(txn)
+            except IntegrityError:
+                self._rollback(txn)
+                if attempt == 9:
+                    raise
+                continue
+            except _Busy:
+                raise
+            except BaseException:
+                self._rollback(txn)
+                raise
+            for finish in txn.after_commit:
+                try:
+                    finish()
+                except Exception:
+                    log.exception("clean-up after a key change failed")
+            self._fresh(force=True)
+            return result
+        raise AssertionError("unreachable")
+
+    def _rollback(self, txn: _Txn | None) -> None:
+        for new in txn.created if txn else ():
+            try:
+                self._discard(new)
+            except Exception:
+                log.exception("could not discard key %s after a rollback", new.kid)
+
+    def _bring_up_to_date(
+        self, txn: _Txn, now: dt.datetime, reason: str | None = None
+    ) -> list[str]:
+        rows = {r.kid: r for r in self._rows(txn.session, list(PUBLISHED_STATES))}
+        steps = plan([_info(r) for r in rows.values()], self.algorithms, now, self.policy)
+        changed: list[str] = []
+        for step in steps:
+            why = reason or step.reason
+            changed.append(self._apply(txn, rows, step, now, why))
+        return changed
+
+    def _apply(
+        self, txn: _Txn, rows: dict[str, SigningKeyRow], step: Step, now: dt.datetime, why: str
+    ) -> str:
+        if step.kind == "generate_active":
+            return self._insert(txn, step.alg, KeyState.ACTIVE, now, why)
+        if step.kind == "generate_next":
+            return self._insert(txn, step.alg, KeyState.NEXT, now, why)
+        assert step.kid is not None
+        row = rows[step.kid]
+        before = row.state
+        if step.kind == "retire":
+            self._retire(txn, row, now, why)
+        elif step.kind == "activate":
+            row.state = KeyState.ACTIVE
+            row.activated_at = now
+            txn.session.flush()
+            self._audit(txn, "key.activate", row, before, {"reason": why})
+        else:  # remove
+            row.state = KeyState.REMOVED
+            self._destroy(txn, row)
+            txn.session.flush()
+            self._audit(txn, "key.remove", row, before, {"reason": why})
+        return row.kid
+
+    def _retire(self, txn: _Txn, row: SigningKeyRow, now: dt.datetime, why: str) -> None:
+        before = row.state
+        row.state = KeyState.RETIRED
+        row.retired_at = now
+        # Checklist 96: published for at least the longest token lifetime after it stops
+        # signing (plus the workers' refresh bound and a clock-skew margin).
+        row.remove_after = now + self.policy.retention
+        self._on_retire(txn, row)
+        txn.session.flush()
+        self._audit(
+            txn,
+            "key.retire",
+            row,
+            before,
+            {"reason": why, "remove_after": row.remove_after.isoformat()},
+        )
+
+    def _insert(self, txn: _Txn, alg: str, state: KeyState, now: dt.datetime, why: str) -> str:
+        new = self._create(alg)
+        txn.created.append(new)
+        row = SigningKeyRow(
+            kid=new.kid,
+            alg=alg,
+            state=state,
+            backend=self.backend,
+            public_jwk=new.public_jwk,
+            private_ciphertext=new.private_ciphertext,
+            kek_id=new.kek_id,
+            hsm_label=new.hsm_label,
+            created_at=now,
+            activated_at=now if state == KeyState.ACTIVE else None,
+        )
+        txn.session.add(row)
+        txn.session.flush()
+        self._audit(txn, "key.generate", row, None, {"reason": why})
+        return new.kid
+
+    def _audit(
+        self,
+        txn: _Txn,
+        action: str,
+        row: SigningKeyRow,
+        before: str | None,
+        extra: dict[str, Any],
+    ) -> None:
+        # Checklist 98: who, when, what, old -> new; the kid and fingerprints, never key material.
+        details: dict[str, Any] = {
+            "alg": row.alg,
+            "backend": row.backend,
+            "from": str(before) if before else None,
+            "to": str(row.state),
+            **extra,
+        }
+        audit.record(txn.session, action, actor=txn.actor, target=row.kid, details=details)
+
+
+class SqlKeyStore(DatabaseKeyStore):
+    """Software keys in the database, the private part AES-GCM-encrypted under the KEK.
+
+    ``kek`` seals new keys; ``previous_keks`` only open old ones, so a KEK can be replaced
+    while workers still run with the old one (see docs/keys.md, "Changing the KEK").
+    ``kek=None`` stores plaintext PEM and is for development only: production refuses it.
+    """
+
+    backend = "sql"
+
+    def __init__(
+        self,
+        db: Database,
+        kek: Kek | None,
+        *,
+        previous_keks: Sequence[Kek] = (),
+        algorithms: Sequence[str] = ("RS256", "ES256"),
+        rsa_bits: int = 3072,
+        policy: RotationPolicy | None = None,
+        refresh_seconds: float = 5.0,
+        production: bool = False,
+    ) -> None:
+        if kek is None and production:
+            raise KeyStoreError(
+                "production refuses plaintext private keys: set YITONG_KEY_ENCRYPTION_KEY "
+                "or YITONG_KEY_ENCRYPTION_KEY_FILE"
+            )
+        check_rsa_bits(rsa_bits)
+        super().__init__(
+            db,
+            algorithms=algorithms,
+            policy=policy,
+            refresh_seconds=refresh_seconds,
+            production=production,
+        )
+        self.kek = kek
+        self.previous_keks = tuple(previous_keks)
+        self.rsa_bits = rsa_bits
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, db: Database, kek: Kek | None, *, refresh_seconds: float = 5.0
+    ) -> SqlKeyStore:
+        """The store the app factory builds; call :meth:`check` then :meth:`ensure_keys`."""
+        return cls(
+            db,
+            kek,
+            algorithms=settings.signing_algorithms,
+            policy=RotationPolicy.from_settings(settings, refresh_seconds),
+            refresh_seconds=refresh_seconds,
+            production=settings.is_production,
+        )
+
+    # -- sealing ----------------------------------------------------------------------------
+    def _keks(self) -> dict[str, Kek]:
+        ring = {k.id: k for k in self.previous_keks}
+        if self.kek is not None:
+            ring[self.kek.id] = self.kek
+        return ring
+
+    def _open(self, row: SigningKeyRow, ring: dict[str, Kek] | None = None) -> bytes:
+        if row.private_ciphertext is None:
+            raise KeyStoreError(f"key {row.kid} has no private part (state {row.state})")
+        if row.kek_id is None:
+            if self.production:
+                raise KeyStoreError(
+                    f"key {row.kid} is stored in plaintext; production refuses plaintext keys "
+                    "(run `yitong keys rewrap --new-kek-file ...` to encrypt it)"
+                )
+            return row.private_ciphertext
+        kek = (ring or self._keks()).get(row.kek_id)
+        if kek is None:
+            configured = self.kek.id if self.kek else "none"
+            raise KeyStoreError(
+                f"signing key {row.kid} is sealed with key-encryption key {row.kek_id}, "
+                f"but the configured key-encryption key is {configured}: set "
+                "YITONG_KEY_ENCRYPTION_KEY (or _FILE) to the key the signing keys were sealed "
+                "with, or move them with `yitong keys rewrap`"
+            )
+        try:
+            return kek.decrypt(row.private_ciphertext, row.kid.encode())
+        except KekError as exc:
+            raise KeyStoreError(f"signing key {row.kid}: {exc}") from None
+
+    def _seal(self, kid: str, pem: bytes) -> tuple[bytes, str | None]:
+        if self.kek is None:
+            return pem, None
+        return self.kek.encrypt(pem, kid.encode()), self.kek.id
+
+    # -- hooks ------------------------------------------------------------------------------
+    def _create(self, alg: str) -> NewKey:
         key = generate_key(alg, rsa_bits=self.rsa_bits)
         assert key.kid is not None
-        pem = key.as_pem(private=True)
-        now = utcnow()
-        with self.db.transaction() as session:
-            session.add(
-                SigningKeyRow(
-                    kid=key.kid,
-                    alg=alg,
-                    state=state,
-                    public_jwk=public_jwk(key, alg),
-                    private_ciphertext=self.kek.encrypt(pem, key.kid.encode()),
-                    kek_id=self.kek.id,
-                    created_at=now,
-                    activated_at=now if state == KeyState.ACTIVE else None,
+        ciphertext, kek_id = self._seal(key.kid, key.as_pem(private=True))
+        return NewKey(key.kid, public_jwk(key, alg), ciphertext, kek_id)
+
+    def _load_signer(self, row: SigningKeyRow) -> SigningKey:
+        key = import_private_pem(self._open(row), row.alg, row.kid)
+        if key.thumbprint() != row.kid:
+            raise KeyStoreError(f"key {row.kid}: the private key does not match its kid")
+        return SoftwareSigningKey(key, row.alg)
+
+    def _destroy(self, txn: _Txn, row: SigningKeyRow) -> None:
+        row.private_ciphertext = None
+        row.kek_id = None
+
+    def _on_retire(self, txn: _Txn, row: SigningKeyRow) -> None:
+        # A retired key never signs again, so its ciphertext is only a liability.  Workers
+        # still signing with it for up to refresh_seconds hold it decrypted in memory; one
+        # that had not loaded it yet catches up instead (signing_key, _Stale).
+        self._destroy(txn, row)
+
+    # -- operations -------------------------------------------------------------------------
+    def check(self) -> None:
+        """Open one private key per KEK id (and, in production, refuse plaintext keys).
+
+        Run at start-up so a wrong or missing KEK stops the process with a message that says
+        which KEK is needed, instead of failing at the first token.
+        """
+        super().check()
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(SigningKeyRow).where(
+                    SigningKeyRow.backend == self.backend,
+                    SigningKeyRow.private_ciphertext.is_not(None),
                 )
-            )
-        self._reload(force=True)
-        return key.kid
+            ).all()
+            seen: set[str | None] = set()
+            for row in rows:
+                if row.kek_id in seen:
+                    continue
+                seen.add(row.kek_id)
+                import_private_pem(self._open(row), row.alg, row.kid)
 
-    def ensure_keys(self) -> list[str]:
-        """Generate an active key for every configured algorithm that has none."""
-        self._reload(force=True)
-        made = [self.generate(alg) for alg in self.algorithms if alg not in self._active]
-        return made
+    def rewrap(
+        self,
+        new_kek: Kek,
+        *,
+        old_keks: Sequence[Kek] = (),
+        actor: str = SYSTEM_ACTOR,
+    ) -> list[str]:
+        """Re-seal every private key under ``new_kek`` in one transaction; return the kids.
 
-    def rotate(self, now: dt.datetime | None = None) -> list[str]:
-        raise NotImplementedError("rotation: see issue 4")
+        Every row is opened first (with the configured KEK, the previous ones or
+        ``old_keks``): if any cannot be, nothing changes.  Plaintext rows are encrypted.
+        Afterwards this store seals with ``new_kek`` and still opens with the old KEKs.
+        """
+        ring = {**self._keks(), **{k.id: k for k in old_keks}}
 
-    def revoke(self, kid: str) -> None:
-        raise NotImplementedError("revocation: see issue 4")
+        def work(txn: _Txn) -> list[str]:
+            rows = txn.session.scalars(
+                select(SigningKeyRow).where(
+                    SigningKeyRow.backend == self.backend,
+                    SigningKeyRow.private_ciphertext.is_not(None),
+                )
+            ).all()
+            opened = [(row, self._open(row, ring)) for row in rows]
+            moved: list[str] = []
+            for row, pem in opened:
+                old_id = row.kek_id
+                if old_id == new_kek.id:
+                    continue
+                row.private_ciphertext = new_kek.encrypt(pem, row.kid.encode())
+                row.kek_id = new_kek.id
+                txn.session.flush()
+                audit.record(
+                    txn.session,
+                    "key.rewrap",
+                    actor=txn.actor,
+                    target=row.kid,
+                    details={"alg": row.alg, "from_kek": old_id, "to_kek": new_kek.id},
+                )
+                moved.append(row.kid)
+            return moved
+
+        moved = self._locked(actor, work)
+        old = [k for k in ring.values() if k.id != new_kek.id]
+        self.previous_keks = tuple(old)
+        self.kek = new_kek
+        return moved

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from joserfc.jwk import Key
@@ -19,15 +20,60 @@ from joserfc.jwk import Key
 
 class KeyState(enum.StrEnum):
     """Lifecycle: NEXT (published, not signing) -> ACTIVE -> RETIRED (published for verification
-    until what it signed has expired) -> removed; REVOKED is the emergency exit."""
+    until what it signed has expired) -> REMOVED; REVOKED is the emergency exit.
+
+    REMOVED and REVOKED rows are kept (public part only, private material destroyed) so that
+    "which key signed this old token?" can still be answered from the audit trail and the table.
+    """
 
     NEXT = "next"
     ACTIVE = "active"
     RETIRED = "retired"
     REVOKED = "revoked"
+    REMOVED = "removed"
 
+
+#: States whose public key is in the JWKS and verifies tokens.
+PUBLISHED_STATES = (KeyState.ACTIVE, KeyState.NEXT, KeyState.RETIRED)
 
 SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key's metadata, for listings and the lifecycle planner; never any private material."""
+
+    kid: str
+    alg: str
+    state: KeyState
+    backend: str
+    created_at: dt.datetime
+    activated_at: dt.datetime | None = None
+    retired_at: dt.datetime | None = None
+    remove_after: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+    kek_id: str | None = None
+    hsm_label: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (ISO 8601 times) for ``yitong keys list --json`` and the admin API."""
+
+        def iso(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "kid": self.kid,
+            "alg": self.alg,
+            "state": str(self.state),
+            "backend": self.backend,
+            "created_at": iso(self.created_at),
+            "activated_at": iso(self.activated_at),
+            "retired_at": iso(self.retired_at),
+            "remove_after": iso(self.remove_after),
+            "revoked_at": iso(self.revoked_at),
+            "kek_id": self.kek_id,
+            "hsm_label": self.hsm_label,
+        }
 
 
 class KeyStoreError(Exception):
@@ -36,6 +82,8 @@ class KeyStoreError(Exception):
 
 @runtime_checkable
 class SigningKey(Protocol):
+    """A key that signs inside its holder (process memory or a hardware module)."""
+
     kid: str
     alg: str
 
@@ -46,6 +94,8 @@ class SigningKey(Protocol):
 
 @runtime_checkable
 class KeyStore(Protocol):
+    """What the protocol layer needs: sign, publish, verify, rotate and revoke."""
+
     def signing_key(self, alg: str) -> SigningKey:
         """The active key for ``alg``; raises :class:`KeyStoreError` when there is none."""
         ...
@@ -64,4 +114,37 @@ class KeyStore(Protocol):
 
     def revoke(self, kid: str) -> None:
         """Emergency: stop publishing ``kid`` and stop accepting what it signed."""
+        ...
+
+    def jwks_max_age(self) -> int:
+        """Seconds a relying party may cache the JWKS (``Cache-Control: max-age``).
+
+        Never longer than the pre-publication lead of a next key, so a relying party that
+        honours it has every signing key before that key signs (checklist 49, 96).
+        """
+        ...
+
+
+@runtime_checkable
+class ManagedKeyStore(KeyStore, Protocol):
+    """What operations (CLI, admin API, start-up) need on top of :class:`KeyStore`."""
+
+    def keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
+        """Metadata of every key, newest first; removed keys only when asked."""
+        ...
+
+    def generate(self, alg: str, state: KeyState = KeyState.NEXT, *, actor: str = "system") -> str:
+        """Create a key for ``alg`` in ``state`` (NEXT: published, signing after rotation)."""
+        ...
+
+    def maybe_rotate(self, now: dt.datetime | None = None) -> list[str]:
+        """:meth:`KeyStore.rotate` when something is due; cheap enough for every request."""
+        ...
+
+    def ensure_keys(self, *, actor: str = "system") -> list[str]:
+        """Give every configured algorithm an active and a next key (start-up)."""
+        ...
+
+    def check(self) -> None:
+        """Refuse to start (raise :class:`KeyStoreError`) when stored keys cannot be used."""
         ...
