@@ -1,0 +1,158 @@
+"""Login, the SSO session cookie, timeouts and logout (issue 2 item 5; checklist 61-64, 66, 83)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from idp.storage.models import AuditEvent, SsoSession
+from tests.helpers import csrf_token
+
+
+def login(client, login_name, password):
+    page = client.get("/login")
+    return client.post(
+        "/login",
+        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "login": login_name, "password": password},
+    )
+
+
+@pytest.mark.parametrize("which", ["id_number", "phone", "email", "phone_without_prefix"])
+def test_login_with_each_identifier(client, citizen, which):
+    name = {
+        "id_number": citizen.id_number,
+        "phone": citizen.phone,
+        "email": citizen.email,
+        "phone_without_prefix": citizen.phone[3:],
+    }[which]
+    resp = login(client, name, citizen.password)
+    assert resp.status_code == 303  # RFC 9700 §4.12: 303 after a credential POST (checklist 106)
+    assert client.get("/account").status_code == 200
+
+
+def test_wrong_password_and_unknown_user_look_the_same(client, citizen, services):
+    # checklist 83: same status and body; the dummy hash keeps the time comparable.
+    t0 = time.perf_counter()
+    wrong = login(client, citizen.email, "not the password at all")
+    t1 = time.perf_counter()
+    unknown = login(client, "nobody@example.cn", "not the password at all")
+    t2 = time.perf_counter()
+    assert wrong.status_code == unknown.status_code == 401
+    strip = lambda r: r.get_data(as_text=True).replace(citizen.email, "X").replace("nobody@example.cn", "X")  # noqa: E731
+    assert strip(wrong).split('name="csrf_token"')[0] == strip(unknown).split('name="csrf_token"')[0]
+    # Both ran one argon2id verification: neither is an order of magnitude faster.
+    assert (t2 - t1) > (t1 - t0) / 5 and (t1 - t0) > (t2 - t1) / 5
+    with services.db.session() as session:
+        failures = session.scalars(select(AuditEvent).where(AuditEvent.action == "login.failure")).all()
+        assert len(failures) == 2
+
+
+def test_login_issues_a_new_session_and_ends_the_planted_one(client, citizen, services):
+    # checklist 61: a cookie set before login never becomes the logged-in session.
+    client.set_cookie("yitong_sso", "attacker-chosen-value", domain="localhost")
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    cookie = client.get_cookie("yitong_sso")
+    assert cookie is not None and cookie.value != "attacker-chosen-value"
+    assert len(cookie.value) >= 43  # 256 random bits, base64url
+    first = cookie.value
+    # Logging in again rotates the reference and ends the previous session.
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    second = client.get_cookie("yitong_sso").value
+    assert second != first
+    client.set_cookie("yitong_sso", first, domain="localhost")
+    assert client.get("/account").status_code == 302
+    with services.db.session() as session:
+        rows = session.scalars(select(SsoSession).where(SsoSession.user_id == citizen.id)).all()
+        assert len(rows) == 2 and sum(r.ended_at is None for r in rows) == 1
+        # Only a digest is stored, never the cookie value.
+        assert all(r.token_digest != second for r in rows)
+
+
+def test_production_cookie_flags(make_app):
+    # checklist 62: __Host- prefix, Secure, HttpOnly, SameSite=Lax, Path=/, no Domain.
+    app = make_app(issuer="https://idp.example.gov.cn")
+    from tests.helpers import Citizen
+
+    citizen = Citizen.create(app)
+    client = app.test_client()
+    page = client.get("/login", base_url="https://idp.example.gov.cn")
+    resp = client.post(
+        "/login",
+        base_url="https://idp.example.gov.cn",
+        headers={"Referer": "https://idp.example.gov.cn/login"},
+        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "login": citizen.email, "password": citizen.password},
+    )
+    assert resp.status_code == 303
+    cookies = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("__Host-yitong_sso=")]
+    assert cookies, resp.headers.getlist("Set-Cookie")
+    flags = cookies[0].lower()
+    for flag in ("secure", "httponly", "samesite=lax", "path=/"):
+        assert flag in flags
+    assert "domain=" not in flags
+    assert "max-age=31536000" in resp.headers.get("Strict-Transport-Security", "")
+
+
+def test_idle_and_absolute_timeouts_end_the_session(client, citizen, services):
+    # checklist 66, enforced server-side.
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    assert client.get("/account").status_code == 200
+    with services.db.transaction() as session:
+        session.execute(
+            update(SsoSession)
+            .where(SsoSession.user_id == citizen.id)
+            .values(last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=services.settings.session_idle_timeout + 5))
+        )
+    assert client.get("/account").status_code == 302
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    with services.db.transaction() as session:
+        session.execute(
+            update(SsoSession)
+            .where(SsoSession.user_id == citizen.id, SsoSession.ended_at.is_(None))
+            .values(expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+        )
+    assert client.get("/account").status_code == 302
+
+
+def test_logout_ends_session_and_old_cookie_is_dead(client, citizen):
+    # checklist 64.
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    cookie = client.get_cookie("yitong_sso").value
+    page = client.get("/account")
+    resp = client.post("/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert resp.status_code == 303
+    client.set_cookie("yitong_sso", cookie, domain="localhost")
+    assert client.get("/account").status_code == 302
+
+
+def test_pages_carry_security_headers(client):
+    # checklist 101, 103, 104.
+    for path in ("/login", "/register", "/authorize?client_id=nope"):
+        resp = client.get(path)
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_login_page_defaults_to_chinese_and_switches_to_english(client):
+    zh = client.get("/login").get_data(as_text=True)
+    assert 'lang="zh-CN"' in zh
+    en = client.get("/login?ui_locales=en").get_data(as_text=True)
+    assert 'lang="en"' in en and "Sign in" in en
+
+
+def test_disabled_user_cannot_log_in_and_loses_session(client, citizen, services):
+    # checklist 67 (single node): disabling ends the session at once.
+    from idp.storage import repo
+    from idp.storage.models import User
+
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    with services.db.transaction() as session:
+        user = session.get(User, citizen.id)
+        user.status = "disabled"
+        repo.end_user_sessions(session, user.id)
+    assert client.get("/account").status_code == 302
+    assert login(client, citizen.email, citizen.password).status_code == 401
