@@ -139,7 +139,7 @@ def test_pages_carry_security_headers(client):
 
 def test_login_page_defaults_to_chinese_and_switches_to_english(client):
     zh = client.get("/login").get_data(as_text=True)
-    assert 'lang="zh-CN"' in zh
+    assert 'lang="zh-CN"' in zh and "<h1>登录</h1>" in zh
     en = client.get("/login?ui_locales=en").get_data(as_text=True)
     assert 'lang="en"' in en and "Sign in" in en
 
