@@ -11,7 +11,8 @@ from idp.storage.models import User
 from tests.helpers import IDS, PASSWORD, Citizen, csrf_token
 
 
-def register(client, **fields):
+def register(client, lang="en", **fields):
+    client.set_cookie("yitong_lang", lang, domain="localhost")
     page = client.get("/register")
     data = {
         "csrf_token": csrf_token(page.get_data(as_text=True)),
@@ -64,6 +65,12 @@ def test_invalid_registration_shows_clear_message_on_form(client, fields, field,
     assert message in html
     # The ID number typed is never echoed back into the page.
     assert IDS["resident_ids"][5] not in html
+
+
+def test_errors_are_shown_in_chinese_by_default(client):
+    resp = register(client, lang="zh_CN", id_number="210202197806263287")
+    assert resp.status_code == 400
+    assert "居民身份证号码校验位不正确" in resp.get_data(as_text=True)
 
 
 def test_duplicate_registrations_are_refused(client, app):
