@@ -43,7 +43,9 @@ def create_client() -> tuple[Response, int]:
 @bp.route("/clients/<client_id>/approve", methods=["POST"])
 @require_role("security-admin")
 def approve_client(client_id: str) -> Response:
-    return jsonify(services.set_client_status(context.db_session(), client_id, "approved", principal()))
+    return jsonify(
+        services.set_client_status(context.db_session(), client_id, "approved", principal())
+    )
 
 
 @bp.route("/audit/verify", methods=["GET"])

@@ -62,10 +62,15 @@ def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
             assert grant is not None
             if fresh_mfa:
                 mfa = grant.acr in ("urn:yitong:acr:mfa", "urn:yitong:acr:phr")
-                recent = grant.auth_time is not None and utcnow() - grant.auth_time <= dt.timedelta(minutes=15)
+                recent = grant.auth_time is not None and utcnow() - grant.auth_time <= dt.timedelta(
+                    minutes=15
+                )
                 if not (mfa and recent):
-                    return _deny(403, "insufficient_user_authentication",
-                                 "a multi-factor login in the last 15 minutes is required")
+                    return _deny(
+                        403,
+                        "insufficient_user_authentication",
+                        "a multi-factor login in the last 15 minutes is required",
+                    )
             g.admin = AdminPrincipal(user=user, grant=grant)
             return view(*args, **kwargs)
 

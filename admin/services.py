@@ -28,12 +28,27 @@ def list_clients(session: Session) -> list[dict[str, Any]]:
 
 def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -> dict[str, Any]:
     """Register a client from RFC 7591 metadata; new clients wait for a security admin's approval."""
-    known = {"client_name", "redirect_uris", "scope", "token_endpoint_auth_method", "grant_types",
-             "post_logout_redirect_uris", "backchannel_logout_uri", "frontchannel_logout_uri",
-             "jwks", "jwks_uri", "id_token_signed_response_alg", "subject_type", "sector_identifier_uri"}
+    known = {
+        "client_name",
+        "redirect_uris",
+        "scope",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "post_logout_redirect_uris",
+        "backchannel_logout_uri",
+        "frontchannel_logout_uri",
+        "jwks",
+        "jwks_uri",
+        "id_token_signed_response_alg",
+        "subject_type",
+        "sector_identifier_uri",
+    }
     unknown = set(data) - known
     if unknown:
-        raise AdminInputError(f"unknown client metadata: {', '.join(sorted(unknown))}", error="invalid_client_metadata")
+        raise AdminInputError(
+            f"unknown client metadata: {', '.join(sorted(unknown))}",
+            error="invalid_client_metadata",
+        )
     try:
         method = data.get("token_endpoint_auth_method", "client_secret_basic")
         spec = ClientSpec(
@@ -59,7 +74,9 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
         raise AdminInputError(exc.message, error=exc.error) from None
     except (TypeError, ValueError) as exc:
         session.rollback()
-        raise AdminInputError(f"malformed client metadata: {exc}", error="invalid_client_metadata") from None
+        raise AdminInputError(
+            f"malformed client metadata: {exc}", error="invalid_client_metadata"
+        ) from None
     client.status = "pending"
     session.commit()
     out = client_summary(client)
@@ -68,12 +85,20 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
     return out
 
 
-def set_client_status(session: Session, client_id: str, status: str, who: AdminPrincipal) -> dict[str, Any]:
+def set_client_status(
+    session: Session, client_id: str, status: str, who: AdminPrincipal
+) -> dict[str, Any]:
     client = session.get(Client, client_id)
     if client is None:
         raise AdminInputError("no such client", error="not_found", status=404)
     old = client.status
     client.status = status
-    audit.record(session, "client.status", actor=who.actor, target=client_id, details={"old": old, "new": status})
+    audit.record(
+        session,
+        "client.status",
+        actor=who.actor,
+        target=client_id,
+        details={"old": old, "new": status},
+    )
     session.commit()
     return client_summary(client)

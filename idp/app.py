@@ -31,7 +31,16 @@ from keys.sql import SqlKeyStore
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/token", "/userinfo", "/jwks", "/.well-known", "/introspect", "/revoke", "/par", "/admin/api")
+API_PREFIXES = (
+    "/token",
+    "/userinfo",
+    "/jwks",
+    "/.well-known",
+    "/introspect",
+    "/revoke",
+    "/par",
+    "/admin/api",
+)
 
 
 def build_services(settings: Settings) -> context.Services:
@@ -153,7 +162,9 @@ def _install_headers(app: Flask, settings: Settings) -> None:
             )
         if settings.issuer.startswith("https://"):
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith(("/login", "/consent", "/register", "/account", "/logout", "/authorize")):
+        if request.path.startswith(
+            ("/login", "/consent", "/register", "/account", "/logout", "/authorize")
+        ):
             h.setdefault("Cache-Control", "no-store")
         return resp
 
@@ -171,7 +182,9 @@ def _install_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
         if _wants_json():
-            error = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(code, "invalid_request")
+            error = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(
+                code, "invalid_request"
+            )
             resp = jsonify({"error": error, "error_description": exc.name})
             resp.status_code = code
             resp.headers["Cache-Control"] = "no-store"
@@ -185,8 +198,12 @@ def _install_error_handlers(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         context.close_db_session()
         if _wants_json():
-            resp = jsonify({"error": "server_error", "error_description": "an unexpected error occurred"})
+            resp = jsonify(
+                {"error": "server_error", "error_description": "an unexpected error occurred"}
+            )
             resp.status_code = 500
             resp.headers["Cache-Control"] = "no-store"
             return resp
-        return render_template("error.html", message="An unexpected error occurred.", error="server_error"), 500
+        return render_template(
+            "error.html", message="An unexpected error occurred.", error="server_error"
+        ), 500

@@ -30,8 +30,20 @@ log = logging.getLogger("yitong.audit")
 
 GENESIS = "0" * 64
 FORBIDDEN_KEYS = frozenset(
-    {"password", "secret", "client_secret", "token", "access_token", "refresh_token", "code",
-     "id_number", "private_key", "d", "totp_secret", "otp"}
+    {
+        "password",
+        "secret",
+        "client_secret",
+        "token",
+        "access_token",
+        "refresh_token",
+        "code",
+        "id_number",
+        "private_key",
+        "d",
+        "totp_secret",
+        "otp",
+    }
 )
 
 
@@ -78,8 +90,15 @@ def record(
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     now = utcnow()
     event = AuditEvent(
-        seq=seq, at=now, actor=actor, action=action, target=target, outcome=outcome, ip=ip,
-        details=details, prev_digest=prev,
+        seq=seq,
+        at=now,
+        actor=actor,
+        action=action,
+        target=target,
+        outcome=outcome,
+        ip=ip,
+        details=details,
+        prev_digest=prev,
     )
     event.digest = _digest(event, prev)
     session.add(event)

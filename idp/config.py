@@ -37,7 +37,9 @@ class Settings:
 
     env: Literal["development", "production", "testing"] = field(
         default="development",
-        metadata=_doc("`development`, `production` or `testing`. Production refuses unsafe values."),
+        metadata=_doc(
+            "`development`, `production` or `testing`. Production refuses unsafe values."
+        ),
     )
     issuer: str = field(
         default="http://127.0.0.1:5000",
@@ -68,7 +70,8 @@ class Settings:
         ),
     )
     key_encryption_key_file: str = field(
-        default="", metadata=_doc("File holding the key-encryption key (alternative to the variable).")
+        default="",
+        metadata=_doc("File holding the key-encryption key (alternative to the variable)."),
     )
     redis_url: str = field(
         default="",
@@ -125,7 +128,9 @@ class Settings:
     )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
-        metadata=_doc("Department LDAP directories, `[directories.<id>]` tables; see docs/directories.md."),
+        metadata=_doc(
+            "Department LDAP directories, `[directories.<id>]` tables; see docs/directories.md."
+        ),
     )
 
     # ---- derived values ---------------------------------------------------------------
@@ -190,9 +195,7 @@ def _field_types() -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from defaults, the TOML file and the environment, then check it.
 
     ``overrides`` (used by tests and the CLI) win over everything else.
@@ -268,5 +271,7 @@ def settings_reference() -> str:
         default: Any = f.default if f.default is not dataclasses.MISSING else "{}"
         if isinstance(default, tuple):
             default = ",".join(default)
-        lines.append(f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata.get('doc', '')} |")
+        lines.append(
+            f"| `{ENV_PREFIX}{f.name.upper()}` | `{default}` | {f.metadata.get('doc', '')} |"
+        )
     return "\n".join(lines) + "\n"

@@ -56,7 +56,9 @@ def key_encryption_key(settings: Settings) -> Kek:
     except KekError as exc:
         raise ConfigError(str(exc)) from None
     if settings.is_production:
-        raise ConfigError("production needs YITONG_KEY_ENCRYPTION_KEY or YITONG_KEY_ENCRYPTION_KEY_FILE")
+        raise ConfigError(
+            "production needs YITONG_KEY_ENCRYPTION_KEY or YITONG_KEY_ENCRYPTION_KEY_FILE"
+        )
     text = _read_or_create(Path(settings.instance_dir) / "kek.key", Kek.generate().to_text())
     try:
         return Kek.from_text(text)

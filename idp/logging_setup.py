@@ -7,6 +7,8 @@ or credit code in every record, whatever module logged it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from idp.accounts.privacy import redact
 
@@ -37,11 +39,14 @@ def install_redaction() -> None:
     logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
 
 
-def _redacting_factory(factory):  # type: ignore[no-untyped-def]
+def _redacting_factory(
+    factory: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """Wrap the record factory so records are masked even where no handler filter runs."""
     if getattr(factory, "_yitong", False):
         return factory
 
-    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def make(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
         _FILTER.filter(record)
         return record

@@ -7,7 +7,7 @@ plain English so it needs no Flask.
 from __future__ import annotations
 
 
-def N_(text: str) -> str:  # noqa: N802 - the conventional name for "mark for translation"
+def N_(text: str) -> str:
     return text
 
 

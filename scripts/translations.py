@@ -87,16 +87,45 @@ ZH = {
 def main() -> int:
     pot = TRANS / "messages.pot"
     subprocess.run(
-        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(ROOT / "babel.cfg"),
-         "-k", "_", "-k", "gettext", "-k", "N_", "-k", "lazy_gettext", "--no-location", "--sort-output",
-         "-o", str(pot), str(ROOT / "idp")],
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(ROOT / "babel.cfg"),
+            "-k",
+            "_",
+            "-k",
+            "gettext",
+            "-k",
+            "N_",
+            "-k",
+            "lazy_gettext",
+            "--no-location",
+            "--sort-output",
+            "-o",
+            str(pot),
+            str(ROOT / "idp"),
+        ],
         check=True,
     )
     for lang in ("zh", "en"):
         po = TRANS / lang / "LC_MESSAGES" / "messages.po"
         po.parent.mkdir(parents=True, exist_ok=True)
         cmd = "update" if po.exists() else "init"
-        args = [sys.executable, "-m", "babel.messages.frontend", cmd, "-i", str(pot), "-d", str(TRANS), "-l", lang]
+        args = [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            cmd,
+            "-i",
+            str(pot),
+            "-d",
+            str(TRANS),
+            "-l",
+            lang,
+        ]
         if cmd == "update":
             args.append("--no-fuzzy-matching")
         subprocess.run(args, check=True)

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 
 from tests.helpers import TEST_KEK, Citizen, RegisteredClient, make_settings
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.services.slapd"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -38,7 +38,9 @@ def make_settings(database_url: str, instance_dir: Path, **overrides: Any) -> Se
 
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     return verifier, challenge
 
 
@@ -71,7 +73,9 @@ class Citizen:
     name: str = "张三"
 
     @classmethod
-    def create(cls, app: Flask, index: int | None = None, password: str = PASSWORD, name: str = "张三") -> Citizen:
+    def create(
+        cls, app: Flask, index: int | None = None, password: str = PASSWORD, name: str = "张三"
+    ) -> Citizen:
         from idp.accounts.people import NewCitizen, register_citizen
 
         n = next(_counter) if index is None else index
@@ -82,10 +86,20 @@ class Citizen:
         with services.db.transaction() as session:
             user = register_citizen(
                 session,
-                NewCitizen(name=name, id_number=id_number, phone=phone, email=email, password=password),
-                vault=services.vault, passwords=services.passwords,
+                NewCitizen(
+                    name=name, id_number=id_number, phone=phone, email=email, password=password
+                ),
+                vault=services.vault,
+                passwords=services.passwords,
             )
-        return cls(id=user.id, id_number=id_number, phone="+86" + phone, email=email, password=password, name=name)
+        return cls(
+            id=user.id,
+            id_number=id_number,
+            phone="+86" + phone,
+            email=email,
+            password=password,
+            name=name,
+        )
 
 
 @dataclass
@@ -118,7 +132,9 @@ class RegisteredClient:
         with services.db.transaction() as session:
             row, secret = create_client(
                 session,
-                ClientSpec(name=name, redirect_uris=redirect_uris, scopes=scopes, public=public, **extra),
+                ClientSpec(
+                    name=name, redirect_uris=redirect_uris, scopes=scopes, public=public, **extra
+                ),
                 actor="test",
             )
         return cls(row.client_id, secret, redirect_uris, scopes)
@@ -166,7 +182,12 @@ class Flow:
         page = self.http.get(resp.headers["Location"])
         assert page.status_code == 200, page.get_data(as_text=True)[:500]
         html = page.get_data(as_text=True)
-        data = {"csrf_token": csrf_token(html), "ix": hidden(html, "ix"), "login": login, "password": password}
+        data = {
+            "csrf_token": csrf_token(html),
+            "ix": hidden(html, "ix"),
+            "login": login,
+            "password": password,
+        }
         data.update(form)
         return self.http.post("/login", data=data)
 
@@ -175,12 +196,18 @@ class Flow:
         page = self.http.get(resp.headers["Location"])
         assert page.status_code == 200, page.get_data(as_text=True)[:500]
         html = page.get_data(as_text=True)
-        return self.http.post("/consent", data={"csrf_token": csrf_token(html), "ix": hidden(html, "ix"), "action": action})
+        return self.http.post(
+            "/consent",
+            data={"csrf_token": csrf_token(html), "ix": hidden(html, "ix"), "action": action},
+        )
 
     def follow_to_code(self, resp: Any) -> dict[str, str]:
         """Follow our own redirects until one leaves for the client; return its parameters."""
         for _ in range(8):
-            assert resp.status_code in (302, 303), (resp.status_code, resp.get_data(as_text=True)[:300])
+            assert resp.status_code in (302, 303), (
+                resp.status_code,
+                resp.get_data(as_text=True)[:300],
+            )
             location = resp.headers["Location"]
             if location.startswith(self.rp.redirect_uri.split("?")[0]):
                 return query_of(location)

@@ -28,7 +28,9 @@ def test_intact_chain_verifies(services):
 def test_edited_entry_is_named(services):
     first = fill(services)
     with services.db.transaction() as session:
-        session.execute(update(AuditEvent).where(AuditEvent.seq == first + 2).values(actor="mallory"))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == first + 2).values(actor="mallory")
+        )
     with services.db.session() as session:
         result = audit.verify(session)
     assert not result.ok and result.seq == first + 2 and "altered" in result.problem

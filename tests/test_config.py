@@ -27,9 +27,30 @@ def test_environment_overrides_file(tmp_path):
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"YITONG_ENV": "production", "YITONG_ISSUER": "https://idp.example", "YITONG_KEY_ENCRYPTION_KEY": KEK}, "YITONG_SECRET_KEY"),
-        ({"YITONG_ENV": "production", "YITONG_SECRET_KEY": "s" * 40, "YITONG_KEY_ENCRYPTION_KEY": KEK}, "https://"),
-        ({"YITONG_ENV": "production", "YITONG_SECRET_KEY": "s" * 40, "YITONG_ISSUER": "https://idp.example"}, "KEY_ENCRYPTION_KEY"),
+        (
+            {
+                "YITONG_ENV": "production",
+                "YITONG_ISSUER": "https://idp.example",
+                "YITONG_KEY_ENCRYPTION_KEY": KEK,
+            },
+            "YITONG_SECRET_KEY",
+        ),
+        (
+            {
+                "YITONG_ENV": "production",
+                "YITONG_SECRET_KEY": "s" * 40,
+                "YITONG_KEY_ENCRYPTION_KEY": KEK,
+            },
+            "https://",
+        ),
+        (
+            {
+                "YITONG_ENV": "production",
+                "YITONG_SECRET_KEY": "s" * 40,
+                "YITONG_ISSUER": "https://idp.example",
+            },
+            "KEY_ENCRYPTION_KEY",
+        ),
         ({"YITONG_SESSION_IDLE_TIMEOUT": "soon"}, "whole number"),
         ({"YITONG_AUTHORIZATION_CODE_LIFETIME": "600"}, "between 1 and 60"),
         ({"YITONG_ENV": "staging"}, "must be one of"),
@@ -55,7 +76,13 @@ def test_production_refuses_generated_development_kek(tmp_path):
 
     kek_file = tmp_path / "kek.key"
     kek_file.write_text(GENERATED_MARK + KEK + "\n")
-    s = load_settings(environ={"YITONG_ENV": "production", "YITONG_SECRET_KEY": "s" * 40,
-                               "YITONG_ISSUER": "https://idp.example", "YITONG_KEY_ENCRYPTION_KEY_FILE": str(kek_file)})
+    s = load_settings(
+        environ={
+            "YITONG_ENV": "production",
+            "YITONG_SECRET_KEY": "s" * 40,
+            "YITONG_ISSUER": "https://idp.example",
+            "YITONG_KEY_ENCRYPTION_KEY_FILE": str(kek_file),
+        }
+    )
     with pytest.raises(ConfigError, match="generated development key"):
         key_encryption_key(s)

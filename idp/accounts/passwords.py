@@ -25,7 +25,9 @@ class PasswordPolicyError(ValueError):
 def _blocklist() -> frozenset[str]:
     text = resources.files("idp").joinpath("data/common-passwords.txt").read_text("utf-8")
     return frozenset(
-        line.strip().casefold() for line in text.splitlines() if line.strip() and not line.startswith("#")
+        line.strip().casefold()
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
     )
 
 

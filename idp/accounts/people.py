@@ -69,7 +69,9 @@ def register_citizen(
     except IdentifierError as exc:
         raise RegistrationError("email", str(exc)) from None
     if passwords.too_long(data.password):
-        raise RegistrationError("password", f"password must have at most {passwords.max_length} characters")
+        raise RegistrationError(
+            "password", f"password must have at most {passwords.max_length} characters"
+        )
     try:
         passwords.check_policy(
             data.password, context=(name, id_number, (phone or "")[3:], (email or "").split("@")[0])
@@ -100,7 +102,11 @@ def register_citizen(
     session.add(user)
     session.flush()
     audit.record(
-        session, "user.register", actor=actor, target=user.id, ip=ip,
+        session,
+        "user.register",
+        actor=actor,
+        target=user.id,
+        ip=ip,
         details={"masked_id": user.id_number_masked},
     )
     return user
@@ -113,7 +119,9 @@ def find_citizen(session: Session, login: str, *, vault: IdentityVault) -> User 
         if kind == "id_number":
             number = normalize_resident_id(login)
             return session.scalars(
-                select(User).where(User.id_number_digest == vault.digest(number), User.kind == "citizen")
+                select(User).where(
+                    User.id_number_digest == vault.digest(number), User.kind == "citizen"
+                )
             ).first()
         if kind == "phone":
             return session.scalars(

@@ -38,7 +38,9 @@ class InteractionSealer:
             raise InteractionExpired("the sign-in page has expired; start again") from None
         if not isinstance(payload, dict) or not isinstance(payload.get("p"), dict):
             raise InteractionExpired("malformed interaction")
-        multi = {str(k): [str(x) for x in v] for k, v in payload["p"].items() if isinstance(v, list)}
+        multi = {
+            str(k): [str(x) for x in v] for k, v in payload["p"].items() if isinstance(v, list)
+        }
         started = dt.datetime.fromtimestamp(float(payload["t"]), dt.UTC)
         extra = {k: v for k, v in payload.items() if k not in ("p", "t")}
         return multi, started, extra

@@ -7,7 +7,8 @@ has no ``Domain`` in production (checklist 62); in development over plain http t
 
 from __future__ import annotations
 
-from flask import Response, g, request
+from flask import g, request
+from werkzeug.wrappers import Response
 from flask_login import LoginManager
 
 from idp import context
@@ -50,7 +51,12 @@ def current_user_row() -> User | None:
 def set_session_cookie(resp: Response, token: str) -> None:
     secure = context.settings().issuer.startswith("https://")
     resp.set_cookie(
-        cookie_name(), token, httponly=True, secure=secure, samesite="Lax", path="/",
+        cookie_name(),
+        token,
+        httponly=True,
+        secure=secure,
+        samesite="Lax",
+        path="/",
         max_age=context.settings().session_absolute_timeout,
     )
 
@@ -63,10 +69,11 @@ def clear_session_cookie(resp: Response) -> None:
 def init_login_manager(login_manager: LoginManager) -> None:
     """flask-login reads the user from the SSO session only (never from its own cookie)."""
 
-    @login_manager.request_loader
     def _load(_request: object) -> User | None:
         return current_user_row()
 
-    @login_manager.user_loader
     def _never(_user_id: str) -> None:
         return None
+
+    login_manager.request_loader(_load)
+    login_manager.user_loader(_never)

@@ -90,7 +90,9 @@ def consume_refresh_token(session: Session, token: Token, now: dt.datetime) -> b
 
 
 # ---------------------------------------------------------------------- revocation
-def revoke_grant(session: Session, grant_id: str, reason: str, now: dt.datetime | None = None) -> None:
+def revoke_grant(
+    session: Session, grant_id: str, reason: str, now: dt.datetime | None = None
+) -> None:
     """Revoke a grant and every token it produced, in one transaction."""
     now = now or utcnow()
     session.execute(
@@ -108,7 +110,11 @@ def revoke_grant(session: Session, grant_id: str, reason: str, now: dt.datetime 
 
 
 def revoke_user_grants(
-    session: Session, user_id: str, reason: str, *, include_offline: bool = True,
+    session: Session,
+    user_id: str,
+    reason: str,
+    *,
+    include_offline: bool = True,
     sid: str | None = None,
 ) -> list[str]:
     """Revoke a user's grants (all, or those of one SSO session); returns their ids."""

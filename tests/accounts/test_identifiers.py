@@ -74,7 +74,11 @@ def test_credit_code_with_wrong_check_or_letter_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("13800001234", "+8613800001234"), ("+86 138-0000-1234", "+8613800001234"), ("008613800001234", "+8613800001234")],
+    [
+        ("13800001234", "+8613800001234"),
+        ("+86 138-0000-1234", "+8613800001234"),
+        ("008613800001234", "+8613800001234"),
+    ],
 )
 def test_phone_normalization(raw: str, expected: str) -> None:
     assert normalize_phone(raw) == expected

@@ -52,8 +52,16 @@ def test_registration_creates_account_encrypts_id_and_logs_in(client, services, 
         ({"email": "not-an-email"}, "email", "e-mail"),
         ({"password": "short", "password_confirm": "short"}, "password", "at least 8"),
         ({"password": "password123", "password_confirm": "password123"}, "password", "too common"),
-        ({"password": "Password1234567", "password_confirm": "Password1234567"}, "password", "too common"),
-        ({"password": PASSWORD, "password_confirm": PASSWORD + "x"}, "password_confirm", "do not match"),
+        (
+            {"password": "Password1234567", "password_confirm": "Password1234567"},
+            "password",
+            "too common",
+        ),
+        (
+            {"password": PASSWORD, "password_confirm": PASSWORD + "x"},
+            "password_confirm",
+            "do not match",
+        ),
         ({"name": ""}, "name", "required"),
     ],
 )

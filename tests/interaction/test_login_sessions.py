@@ -16,7 +16,11 @@ def login(client, login_name, password):
     page = client.get("/login")
     return client.post(
         "/login",
-        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "login": login_name, "password": password},
+        data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+            "login": login_name,
+            "password": password,
+        },
     )
 
 
@@ -41,12 +45,19 @@ def test_wrong_password_and_unknown_user_look_the_same(client, citizen, services
     unknown = login(client, "nobody@example.cn", "not the password at all")
     t2 = time.perf_counter()
     assert wrong.status_code == unknown.status_code == 401
-    strip = lambda r: r.get_data(as_text=True).replace(citizen.email, "X").replace("nobody@example.cn", "X")  # noqa: E731
-    assert strip(wrong).split('name="csrf_token"')[0] == strip(unknown).split('name="csrf_token"')[0]
+    def strip(r):
+        return (
+            r.get_data(as_text=True).replace(citizen.email, "X").replace("nobody@example.cn", "X")
+        )
+    assert (
+        strip(wrong).split('name="csrf_token"')[0] == strip(unknown).split('name="csrf_token"')[0]
+    )
     # Both ran one argon2id verification: neither is an order of magnitude faster.
     assert (t2 - t1) > (t1 - t0) / 5 and (t1 - t0) > (t2 - t1) / 5
     with services.db.session() as session:
-        failures = session.scalars(select(AuditEvent).where(AuditEvent.action == "login.failure")).all()
+        failures = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "login.failure")
+        ).all()
         assert len(failures) == 2
 
 
@@ -83,7 +94,11 @@ def test_production_cookie_flags(make_app):
         "/login",
         base_url="https://idp.example.gov.cn",
         headers={"Referer": "https://idp.example.gov.cn/login"},
-        data={"csrf_token": csrf_token(page.get_data(as_text=True)), "login": citizen.email, "password": citizen.password},
+        data={
+            "csrf_token": csrf_token(page.get_data(as_text=True)),
+            "login": citizen.email,
+            "password": citizen.password,
+        },
     )
     assert resp.status_code == 303
     cookies = [h for h in resp.headers.getlist("Set-Cookie") if h.startswith("__Host-yitong_sso=")]
@@ -103,7 +118,10 @@ def test_idle_and_absolute_timeouts_end_the_session(client, citizen, services):
         session.execute(
             update(SsoSession)
             .where(SsoSession.user_id == citizen.id)
-            .values(last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=services.settings.session_idle_timeout + 5))
+            .values(
+                last_seen_at=dt.datetime.now(dt.UTC)
+                - dt.timedelta(seconds=services.settings.session_idle_timeout + 5)
+            )
         )
     assert client.get("/account").status_code == 302
     assert login(client, citizen.email, citizen.password).status_code == 303

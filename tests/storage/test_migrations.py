@@ -12,10 +12,14 @@ from idp.storage.models import Base
 def test_migrations_match_models(database_url):
     engine = create_engine(database_url)
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": False, "render_as_batch": True})
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": False, "render_as_batch": True}
+        )
         diff = compare_metadata(ctx, Base.metadata)
     engine.dispose()
-    assert diff == [], f"models and migrations differ; run scripts/regen-initial-migration.sh: {diff}"
+    assert diff == [], (
+        f"models and migrations differ; run scripts/regen-initial-migration.sh: {diff}"
+    )
 
 
 def test_upgrade_is_idempotent(database_url):
