@@ -143,9 +143,45 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_admin_api(app, csrf)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
+    _install_limits_and_health(app)
     _install_headers(app, settings)
     _install_error_handlers(app)
     return app
+
+
+MAX_QUERY_BYTES = 16384
+
+
+def _install_limits_and_health(app: Flask) -> None:
+    """Refuse oversized URLs before any work (checklist 110) and expose health probes."""
+
+    @app.before_request
+    def refuse_oversized_query() -> Any:
+        if len(request.query_string) > MAX_QUERY_BYTES:
+            if _wants_json():
+                resp = jsonify(
+                    {"error": "invalid_request", "error_description": "request URI too long"}
+                )
+                resp.status_code = 414
+                return resp
+            return render_template("error.html", message="Request URI too long", error=None), 414
+        return None
+
+    @app.route("/healthz", methods=["GET"])
+    def healthz() -> Response:
+        return jsonify({"status": "alive"})
+
+    @app.route("/readyz", methods=["GET"])
+    def readyz() -> tuple[Response, int]:
+        from sqlalchemy import text
+
+        try:
+            with context.services().db.session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness: database unreachable")
+            return jsonify({"status": "unavailable", "database": "down"}), 503
+        return jsonify({"status": "ready"}), 200
 
 
 def _install_headers(app: Flask, settings: Settings) -> None:
