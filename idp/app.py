@@ -178,7 +178,7 @@ def _install_limits_and_health(app: Flask) -> None:
         try:
             with context.services().db.session() as session:
                 session.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - any failure means not ready
+        except Exception:
             log.warning("readiness: database unreachable")
             return jsonify({"status": "unavailable", "database": "down"}), 503
         return jsonify({"status": "ready"}), 200
