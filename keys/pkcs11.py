@@ -379,7 +379,7 @@ class Pkcs11KeyStore(DatabaseKeyStore):
     def check(self) -> None:
         """Every published key's private object is in the token, sensitive, not extractable."""
         super().check()
-        for info in self.keys():
+        for info in self.list_keys():
             if info.state not in PUBLISHED_STATES or not info.hsm_label:
                 continue
             key = self.token.private_key(info.hsm_label)

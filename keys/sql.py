@@ -366,7 +366,7 @@ class DatabaseKeyStore(abc.ABC):
 
         return self._locked(actor, work)
 
-    def keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
+    def list_keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
         with self.db.session() as session:
             query = select(SigningKeyRow).where(SigningKeyRow.backend == self.backend)
             if not include_removed:

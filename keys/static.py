@@ -203,7 +203,7 @@ class StaticKeyStore:
         return self.policy.jwks_cache_seconds
 
     # -- ManagedKeyStore --------------------------------------------------------------------
-    def keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
+    def list_keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
         with self._lock:
             infos = [
                 e.info

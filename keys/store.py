@@ -129,7 +129,7 @@ class KeyStore(Protocol):
 class ManagedKeyStore(KeyStore, Protocol):
     """What operations (CLI, admin API, start-up) need on top of :class:`KeyStore`."""
 
-    def keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
+    def list_keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
         """Metadata of every key, newest first; removed keys only when asked."""
         ...
 
