@@ -126,6 +126,13 @@ class Settings:
     jwks_cache_seconds: int = field(
         default=3600, metadata=_doc("`Cache-Control: max-age` of the JWKS and discovery documents.")
     )
+    outbound_test_allowlist: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Testing only: `host:port` pairs that outbound fetches (`jwks_uri`) may reach over "
+            "plain http and on private or loopback addresses. Refused unless env is `testing`."
+        ),
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(
@@ -248,6 +255,8 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_PASSWORD_MAX_LENGTH must be at least 64")
     if settings.default_locale not in {"zh_CN", "en"}:
         problems.append("YITONG_DEFAULT_LOCALE must be zh_CN or en")
+    if settings.outbound_test_allowlist and settings.env != "testing":
+        problems.append("YITONG_OUTBOUND_TEST_ALLOWLIST is for tests only (env must be testing)")
     if settings.is_production:
         if not settings.secret_key:
             problems.append("production needs YITONG_SECRET_KEY (at least 32 random characters)")
