@@ -1,0 +1,1 @@
+"""Demo relying parties for Yitong (run by `yitong demo`; see README)."""

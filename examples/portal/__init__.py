@@ -1,0 +1,1 @@
+"""The demo portal (first-party relying party)."""

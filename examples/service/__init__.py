@@ -1,0 +1,1 @@
+"""The demo service (an integrated department service)."""
