@@ -20,6 +20,21 @@ class AdapterUnavailable(AdapterError):
     """The outside system is down, slow or unreachable; the caller should say 'try later'."""
 
 
+class AdapterConfigError(AdapterError, ValueError):
+    """An adapter's configuration cannot be used; raised at start-up, never during a login.
+
+    ``source`` and ``key`` name the offending setting (``directories.<source>.<key>``) so
+    the operator can fix it without reading code.
+    """
+
+    def __init__(self, source: str, key: str | None, problem: str) -> None:
+        where = f"{source}.{key}" if key else source
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem
+
+
 class InvalidCredentials(AdapterError):
     """The credentials were wrong, or the account is unknown or disabled at the source.
 
@@ -54,7 +69,7 @@ class PasswordAuthenticator(Protocol):
     display_name: str
 
     def authenticate(self, username: str, password: str) -> Identity:
-        """Return the identity, or raise :class:`InvalidCredentials` / :class:`AdapterUnavailable`."""
+        """The identity, or raise :class:`InvalidCredentials` / :class:`AdapterUnavailable`."""
         ...
 
     def lookup(self, key: str) -> Identity | None:
