@@ -243,6 +243,9 @@ def demo(no_serve: bool) -> None:
 
 
 # -- subcommand groups --------------------------------------------------------------------
+from idp.cli_ldap import ldap  # noqa: E402 - registered after main exists
+
+main.add_command(ldap)
 
 
 if __name__ == "__main__":
