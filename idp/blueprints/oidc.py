@@ -10,10 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oidc.core.errors import InteractionRequiredError
 from flask import (
     Blueprint,
     Response,
@@ -25,9 +26,6 @@ from flask import (
     request,
     url_for,
 )
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jws import extract_compact
 from sqlalchemy import select
 
 from idp import context
@@ -36,6 +34,7 @@ from idp.interaction.flow import InteractionExpired, InteractionSealer
 from idp.interaction.web import current_sso, current_user_row
 from idp.oauth import authorize as authz
 from idp.oauth.claims import subject_for, user_claims
+from idp.oauth.clients import ID_TOKEN_ALGS
 from idp.oauth.discovery import discovery_document
 from idp.oauth.grants import code_expiry
 from idp.storage import repo
@@ -46,6 +45,11 @@ bp = Blueprint("oidc", __name__)
 
 
 # ------------------------------------------------------------------ responses to the client
+def see_other(location: str, code: int = 303) -> Response:
+    """``flask.redirect`` typed as what it returns at run time (the app's response class)."""
+    return cast(Response, redirect(location, code=code))
+
+
 def _redirect_params(ctx: authz.AuthorizationContext, params: dict[str, str]) -> Response:
     """Deliver ``params`` to the verified redirect URI, with ``state`` and ``iss``."""
     assert ctx.redirect_uri is not None
@@ -66,7 +70,7 @@ def _redirect_params(ctx: authz.AuthorizationContext, params: dict[str, str]) ->
         resp.headers["Cache-Control"] = "no-store"
         return resp
     sep = "&" if urlsplit(ctx.redirect_uri).query else "?"
-    resp = redirect(ctx.redirect_uri + sep + urlencode(out), code=status)
+    resp = see_other(ctx.redirect_uri + sep + urlencode(out), code=status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -94,49 +98,113 @@ def _sealer() -> InteractionSealer:
     return context.services().extra["interaction_sealer"]  # type: ignore[no-any-return]
 
 
-def _hint_matches(ctx: authz.AuthorizationContext, user: User | None) -> bool | None:
-    """Compare ``id_token_hint`` with the session's user (OIDC Core §3.1.2.1)."""
-    hint = ctx.params.get("id_token_hint")
-    if not hint:
-        return None
-    claims = verify_own_id_token(hint)
-    if claims is None:
-        raise authz.InvalidRequestError("id_token_hint is not a valid ID token from this provider")
-    if user is None or ctx.client is None:
-        return False
-    return bool(claims.get("sub") == subject_for(user, ctx.client, context.services().extra["pairwise_secret"]))
-
-
 def verify_own_id_token(token: str, *, allow_expired: bool = True) -> dict[str, Any] | None:
-    """Verify an ID token we issued (signature with a published, unrevoked key; ``iss``)."""
-    if len(token) > 16384:
-        return None
-    try:
-        obj = extract_compact(token.encode())
-        header = obj.protected
+    """Verify an ID token we issued: our published, unrevoked key; ``iss``; ID-token shape.
+
+    Used for ``id_token_hint`` at the authorization and logout endpoints, where an expired
+    token is still a fine hint.  Refused: ``alg: none`` or any other algorithm, a key that is
+    not ours, another ``typ`` (an RFC 9068 access token is ``at+jwt``, a logout token
+    ``logout+jwt``: checklist 51), and anything lacking ``sub``/``aud``/``iat``.
+    """
+    from idp.oauth.jose_inbound import InboundJwtError, verify_jws
+
+    keys = context.services().keys
+
+    def resolve(header: Any) -> list[Any]:
         kid = header.get("kid")
-        alg = header.get("alg")
-        if not kid or alg not in ("RS256", "PS256", "ES256", "EdDSA") or header.get("typ") not in (None, "JWT"):
-            return None
-        key = context.services().keys.find(kid)
-        if key is None:
-            return None
-        decoded = jwt.decode(token, key, algorithms=[alg])
-    except (JoseError, ValueError, TypeError):
+        key = keys.find(kid) if isinstance(kid, str) else None
+        return [key] if key is not None else []
+
+    try:
+        verified = verify_jws(
+            token, algorithms=ID_TOKEN_ALGS, resolve_key=resolve, typ=(None, "JWT"), max_size=16384
+        )
+    except InboundJwtError:
         return None
-    claims = dict(decoded.claims)
+    claims = verified.claims
     if claims.get("iss") != context.settings().issuer:
         return None
-    if not allow_expired and int(claims.get("exp", 0)) < int(utcnow().timestamp()):
+    if not isinstance(claims.get("sub"), str) or "aud" not in claims:
+        return None
+    if not isinstance(claims.get("iat"), int) or not isinstance(claims.get("exp"), int):
+        return None
+    if any(name in claims for name in ("scope", "client_id", "events", "token_type")):
+        return None  # an access token or logout token, whatever its header says
+    if not allow_expired and claims["exp"] < int(utcnow().timestamp()):
         return None
     return claims
 
 
+def _take_pushed(request_uri: str, client: Any) -> dict[str, list[str]]:
+    from idp.oauth import par
+
+    return par.take(context.db_session(), request_uri, client.client_id)
+
+
+def _open_request_object(token: str, client: Any) -> dict[str, list[str]]:
+    from idp.oauth.request_object import open_request_object
+
+    settings = context.settings()
+    return open_request_object(
+        token, client, issuer=settings.issuer, audiences=(settings.endpoint("/par"),),
+        policy=outbound_policy(),
+    )
+
+
+def outbound_policy() -> Any:
+    """Where client metadata may make us connect (SSRF guard; see idp.oauth.outbound)."""
+    from idp.oauth.outbound import OutboundPolicy
+
+    return OutboundPolicy.from_settings(context.settings())
+
+
+def validate_request(multi: dict[str, list[str]], *, pushing: bool = False) -> authz.AuthorizationContext:
+    """Run the authorization checks with the provider's client store, PAR store and keys."""
+    return authz.validate(
+        multi,
+        _find_client,
+        take_pushed=_take_pushed,
+        open_request_object=_open_request_object,
+        verify_id_token=verify_own_id_token,
+        pushing=pushing,
+    )
+
+
+def _hint_matches(ctx: authz.AuthorizationContext, user: User | None) -> bool | None:
+    """Compare ``id_token_hint`` with the session's user (OIDC Core §3.1.2.1)."""
+    if ctx.id_token_hint is None:
+        return None
+    if user is None or ctx.client is None:
+        return False
+    pairwise_secret = context.services().extra["pairwise_secret"]
+    return bool(ctx.id_token_hint.get("sub") == subject_for(user, ctx.client, pairwise_secret))
+
+
 def _required_acr(ctx: authz.AuthorizationContext) -> str | None:
+    """The acr this request needs, decided by the MFA layer's hook (``services.extra``).
+
+    The hook reads ``ctx.requested_acr``/``ctx.acr_essential`` (from ``acr_values`` and the
+    ``claims`` parameter) and the client's defaults; without a hook nothing is stepped up.
+    """
     hook = context.services().extra.get("required_acr")
     if hook is not None:
         return hook(ctx)  # type: ignore[no-any-return]
     return None
+
+
+def _interaction_redirect(
+    ctx: authz.AuthorizationContext, decision: str, started: dt.datetime
+) -> Response:
+    target = {"login": "account.login", "step_up": "account.step_up", "consent": "account.consent"}
+    if target[decision] not in current_app.view_functions:
+        # No page can satisfy this (e.g. no step-up page configured): say so, never a 500.
+        return redirect_error(ctx, InteractionRequiredError("this authentication level is not offered"))
+    ix = _sealer().seal(ctx.sealable(), started)
+    args: dict[str, Any] = {}
+    if ctx.ui_locales:
+        args["ui_locales"] = " ".join(ctx.ui_locales)  # the page language (OIDC Core §3.1.2.1)
+    location = url_for(target[decision], ix=ix, **args)
+    return see_other(location, code=303 if request.method == "POST" else 302)
 
 
 def process_authorization(
@@ -145,14 +213,19 @@ def process_authorization(
     started: dt.datetime | None,
     consent_given: bool = False,
 ) -> Response:
-    """Validate, decide, and either ask the user something or answer the client."""
+    """Validate, decide, and either ask the user something or answer the client.
+
+    ``multi`` is either what the client sent (internal markers stripped by the route) or the
+    resolved parameters sealed in an interaction token.
+    """
     session = context.db_session()
     try:
-        ctx = authz.validate(multi, _find_client)
+        ctx = validate_request(multi)
     except authz.PageError as exc:
         return error_page(exc.message, 400, exc.error)
     except OAuth2Error as error:
         return redirect_error(error.context, error)
+    assert ctx.client is not None
 
     sso = current_sso()
     user = current_user_row()
@@ -161,7 +234,9 @@ def process_authorization(
         consent = None
         if user is not None:
             consent = session.scalars(
-                select(Consent).where(Consent.user_id == user.id, Consent.client_id == ctx.client.client_id)  # type: ignore[union-attr]
+                select(Consent).where(
+                    Consent.user_id == user.id, Consent.client_id == ctx.client.client_id
+                )
             ).first()
         sit = prompts.Situation(
             session=sso,
@@ -177,11 +252,9 @@ def process_authorization(
         return redirect_error(ctx, error)
 
     if decision != "issue":
-        ix = _sealer().seal(multi, started or now)
-        target = {"login": "account.login", "step_up": "account.step_up", "consent": "account.consent"}[decision]
-        return redirect(url_for(target, ix=ix), code=303 if request.method == "POST" else 302)
+        return _interaction_redirect(ctx, decision, started or now)
 
-    assert user is not None and sso is not None and ctx.client is not None
+    assert user is not None and sso is not None
     return issue_code(ctx, user, sso)
 
 
@@ -234,7 +307,7 @@ def issue_code(ctx: authz.AuthorizationContext, user: User, sso: SsoSession) -> 
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
     source = request.args if request.method == "GET" else request.form
-    multi = {k: source.getlist(k) for k in source}
+    multi = authz.strip_internal({k: source.getlist(k) for k in source})
     return process_authorization(multi, started=None)
 
 
@@ -245,6 +318,52 @@ def resume() -> Response:
     except InteractionExpired as exc:
         return error_page(str(exc), 400, "interaction_expired")
     return process_authorization(multi, started=started)
+
+
+# ------------------------------------------------------------------ pushed authorization requests
+# Parameters that authenticate the client at /par rather than belong to the request.
+_CLIENT_AUTH_PARAMS = ("client_secret", "client_assertion", "client_assertion_type")
+
+
+@bp.route("/par", methods=["POST"])
+def pushed_authorization_request() -> Response:
+    """RFC 9126 §2: authenticate the client, validate the request, hand out a request_uri."""
+    from authlib.oauth2.rfc6749.errors import InvalidClientError
+
+    from idp.oauth import par
+    from idp.oauth.grants import CLIENT_AUTH_METHODS
+
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _json_error("invalid_request", "send the request as a form (RFC 9126 §2.1)", 400)
+    server = current_app.extensions["yitong.oauth"]
+    try:
+        client = server.authenticate_client(
+            server.create_oauth2_request(request), list(CLIENT_AUTH_METHODS), "pushed_authorization_request"
+        )
+    except InvalidClientError as exc:
+        headers = {"WWW-Authenticate": 'Basic realm="yitong"'} if exc.status_code == 401 else {}
+        return _json_error("invalid_client", "client authentication failed", 401, headers)
+    multi = authz.strip_internal(
+        {k: request.form.getlist(k) for k in request.form if k not in _CLIENT_AUTH_PARAMS}
+    )
+    if "request_uri" in multi:
+        return _json_error("invalid_request", "request_uri cannot be pushed", 400)
+    sent = multi.get("client_id")
+    if sent is not None and sent != [client.get_client_id()]:
+        return _json_error("invalid_request", "client_id does not match the authenticated client", 400)
+    multi["client_id"] = [client.get_client_id()]
+    try:
+        ctx = validate_request(multi, pushing=True)
+    except authz.PageError as exc:
+        return _json_error(exc.error, exc.message, 400)
+    except OAuth2Error as error:
+        return _json_error(error.error, str(error.description or error.error), 400)
+    request_uri, expires_in = par.push(context.db_session(), client.get_client_id(), dict(ctx.multi))
+    context.db_session().commit()
+    resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})
+    resp.status_code = 201
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 # ------------------------------------------------------------------ the token endpoint

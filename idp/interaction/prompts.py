@@ -53,7 +53,8 @@ def needs_login(ctx: AuthorizationContext, sit: Situation) -> bool:
         age = (sit.now - sit.session.auth_time).total_seconds()
         if ctx.max_age == 0 or age > ctx.max_age:
             return True
-    return sit.hint_subject_matches is False
+    # id_token_hint names someone else: ask for a login, once (see decide).
+    return sit.hint_subject_matches is False and not fresh
 
 
 def needs_step_up(sit: Situation) -> bool:
@@ -82,6 +83,10 @@ def decide(ctx: AuthorizationContext, sit: Situation) -> Decision:
         if silent:
             raise LoginRequiredError("the user must log in")
         return "login"
+    if sit.hint_subject_matches is False:
+        # OIDC Core §3.1.2.1: the user logged in during this interaction, but not as the one
+        # the client named; never hand out a code for the wrong person.
+        raise LoginRequiredError("the signed-in account is not the one id_token_hint names")
     if needs_step_up(sit):
         if silent:
             raise InteractionRequiredError("a stronger authentication is required")

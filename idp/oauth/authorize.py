@@ -3,17 +3,21 @@
 (node-oidc-provider ``lib/actions/authorization/index.js`` is the model.)  The checks run in
 two phases, and the phase decides how a failure is answered (RFC 6749 §4.1.2.1):
 
-1. ``PAGE_CHECKS`` establish the client and its redirect URI.  Until both are verified,
-   every failure is an error page at the provider and never a redirect (checklist 1-5).
+1. ``PAGE_CHECKS`` establish the client, the request's real parameters (a pushed request,
+   RFC 9126, or a request object, RFC 9101) and the redirect URI.  Until all are verified,
+   every failure is an error page at the provider and never a redirect (checklist 1-5, 22).
 2. ``REDIRECT_CHECKS`` run once the redirect URI is trusted; their failures go back to the
    client as ``error`` with ``state`` and ``iss`` (RFC 9207, checklist 12).
 
 Each check is a function ``(ctx) -> None`` that fills the context or raises.  Adding a
-check means adding one function to one list.
+check means adding one function to one list.  What a check needs from outside (the client
+table, the PAR store, key verification) is handed in as callables on the context, so the
+checks stay free of Flask and storage.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,21 +31,44 @@ from authlib.oauth2.rfc6749.errors import (
     UnsupportedResponseTypeError,
 )
 
-from idp.errors import RequestNotSupportedError
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import require_pkce_params
 from idp.storage.models import Client
 
 # RFC 6749 §3.1: request and response parameters MUST NOT be included more than once.
 SINGLE_VALUED = (
-    "client_id", "redirect_uri", "response_type", "response_mode", "scope", "state", "nonce",
-    "prompt", "max_age", "code_challenge", "code_challenge_method", "id_token_hint",
-    "login_hint", "acr_values", "claims", "ui_locales", "display", "request", "request_uri",
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "response_mode",
+    "scope",
+    "state",
+    "nonce",
+    "prompt",
+    "max_age",
+    "code_challenge",
+    "code_challenge_method",
+    "id_token_hint",
+    "login_hint",
+    "acr_values",
+    "claims",
+    "ui_locales",
+    "display",
+    "request",
+    "request_uri",
 )
 RESPONSE_MODES = ("query", "form_post")
 PROMPTS = ("none", "login", "consent", "select_account")
 DISPLAYS = ("page", "popup", "touch", "wap")
 MAX_PARAM_LENGTH = 4096
+MAX_STATE_LENGTH = 4096
+MAX_CLAIMS_LENGTH = 4096
+CLAIMS_TARGETS = ("id_token", "userinfo")
+# RFC 9126 §2.2: the request_uri the PAR endpoint hands out.
+PAR_URN_PREFIX = "urn:ietf:params:oauth:request_uri:"
+# Set only by us, inside a sealed interaction token, on parameters that came from our own PAR
+# endpoint; stripped from anything a browser or client sends (see strip_internal).
+PUSHED_MARKER = "_yitong_pushed"
 
 
 class PageError(Exception):
@@ -53,6 +80,23 @@ class PageError(Exception):
         self.error = error
 
 
+class RequestResolutionError(Exception):
+    """A pushed request or request object was refused; ``error`` is the OIDC/RFC code."""
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
+
+
+# (request_uri, client) -> the pushed parameters; raises RequestResolutionError.
+TakePushed = Callable[[str, Client], dict[str, list[str]]]
+# (request object JWT, client) -> its parameters; raises RequestResolutionError.
+OpenRequestObject = Callable[[str, Client], dict[str, list[str]]]
+# (id_token_hint) -> its verified claims, or None when it is not our ID token.
+VerifyIdToken = Callable[[str], dict[str, Any] | None]
+
+
 @dataclass
 class AuthorizationContext:
     """Everything the checks learn about one authorization request."""
@@ -60,6 +104,11 @@ class AuthorizationContext:
     params: dict[str, str]
     multi: Mapping[str, list[str]]
     find_client: Callable[[str], Client | None]
+    take_pushed: TakePushed | None = None
+    open_request_object: OpenRequestObject | None = None
+    verify_id_token: VerifyIdToken | None = None
+    pushed: bool = False  # the parameters came from our PAR endpoint (RFC 9126)
+    pushing: bool = False  # we are validating a push at the PAR endpoint itself
     client: Client | None = None
     redirect_uri: str | None = None
     redirect_uri_sent: bool = False
@@ -71,7 +120,12 @@ class AuthorizationContext:
     code_challenge_method: str | None = None
     claims: dict[str, Any] | None = None
     acr_values: list[str] = field(default_factory=list)
+    requested_acr: list[str] = field(default_factory=list)
+    acr_essential: bool = False
     ui_locales: list[str] = field(default_factory=list)
+    display: str = "page"
+    login_hint: str | None = None
+    id_token_hint: dict[str, Any] | None = None
 
     @property
     def state(self) -> str | None:
@@ -81,8 +135,20 @@ class AuthorizationContext:
     def nonce(self) -> str | None:
         return self.params.get("nonce")
 
+    def sealable(self) -> dict[str, list[str]]:
+        """The resolved parameters to carry through login and consent (``ix``)."""
+        out = {k: list(v) for k, v in self.multi.items()}
+        if self.pushed:
+            out[PUSHED_MARKER] = ["1"]
+        return out
+
 
 Check = Callable[[AuthorizationContext], None]
+
+
+def strip_internal(multi: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """Drop parameters only we may set (a browser cannot claim a request was pushed)."""
+    return {k: list(v) for k, v in multi.items() if not k.startswith("_yitong")}
 
 
 # ------------------------------------------------------------------ phase 1: page checks
@@ -96,6 +162,57 @@ def client_is_known(ctx: AuthorizationContext) -> None:
     if client is None or client.status != "approved":
         raise PageError("unknown or unapproved client", "invalid_client")
     ctx.client = client
+
+
+def _replace_params(ctx: AuthorizationContext, multi: dict[str, list[str]]) -> None:
+    assert ctx.client is not None
+    multi = strip_internal(multi)
+    inner = multi.get("client_id")
+    # RFC 9101 §5 / RFC 9126 §4: the inner client_id must be the outer one.
+    if inner is not None and inner != [ctx.client.client_id]:
+        raise PageError("client_id in the request does not match", "invalid_request_object")
+    multi["client_id"] = [ctx.client.client_id]
+    ctx.multi = multi
+    ctx.params = {k: v[0] for k, v in multi.items() if v}
+
+
+def request_is_resolved(ctx: AuthorizationContext) -> None:
+    """Replace the parameters by the pushed request or the request object, if one is used.
+
+    RFC 9101 §5: with a request object only its parameters count (and client_id must agree).
+    RFC 9126 §4: a ``request_uri`` is accepted only when our own PAR endpoint issued it, to
+    this client, unused and unexpired; nothing is ever fetched from a URI (checklist 22).
+    """
+    assert ctx.client is not None
+    for name in ("request", "request_uri"):
+        if len(ctx.multi.get(name, [])) > 1:
+            raise PageError(f"{name} was sent more than once")
+    request_uri = ctx.params.get("request_uri")
+    request = ctx.params.get("request")
+    if request_uri is None and request is None:
+        return
+    if ctx.pushing:
+        raise PageError("request_uri cannot be pushed")
+    if request_uri is not None and request is not None:
+        raise PageError("request and request_uri cannot be used together")
+    try:
+        if request_uri is not None:
+            if not request_uri.startswith(PAR_URN_PREFIX) or ctx.take_pushed is None:
+                raise RequestResolutionError(
+                    "only request_uri values from this provider's PAR endpoint are accepted",
+                    "request_uri_not_supported",
+                )
+            _replace_params(ctx, ctx.take_pushed(request_uri, ctx.client))
+            ctx.pushed = True
+        else:
+            assert request is not None
+            if ctx.open_request_object is None:
+                raise RequestResolutionError(
+                    "request objects are not supported", "request_not_supported"
+                )
+            _replace_params(ctx, ctx.open_request_object(request, ctx.client))
+    except RequestResolutionError as exc:
+        raise PageError(exc.message, exc.error) from None
 
 
 def redirect_uri_is_registered(ctx: AuthorizationContext) -> None:
@@ -127,12 +244,17 @@ def response_mode_is_supported(ctx: AuthorizationContext) -> None:
 
 
 def state_is_single(ctx: AuthorizationContext) -> None:
+    # state is echoed in every answer, so it must be unambiguous before anything is answered.
     if len(ctx.multi.get("state", [])) > 1:
         raise PageError("state was sent more than once")
+    state = ctx.params.get("state")
+    if state is not None and len(state) > MAX_STATE_LENGTH:
+        raise PageError("state is too long")
 
 
 PAGE_CHECKS: list[Check] = [
     client_is_known,
+    request_is_resolved,
     redirect_uri_is_registered,
     response_mode_is_supported,
     state_is_single,
@@ -149,9 +271,12 @@ def no_repeated_parameters(ctx: AuthorizationContext) -> None:
             raise InvalidRequestError(f"{name} is too long")
 
 
-def request_objects_not_yet_supported(ctx: AuthorizationContext) -> None:
-    if "request" in ctx.params or "request_uri" in ctx.params:
-        raise RequestNotSupportedError("request objects are not supported by this provider")
+def pushed_when_required(ctx: AuthorizationContext) -> None:
+    """RFC 9126 §6: a client registered with ``require_pushed_authorization_requests``
+    may only start from a ``request_uri`` our PAR endpoint issued."""
+    assert ctx.client is not None
+    if ctx.client.require_pushed_authorization_requests and not (ctx.pushed or ctx.pushing):
+        raise InvalidRequestError("this client must use pushed authorization requests (PAR)")
 
 
 def response_type_is_code(ctx: AuthorizationContext) -> None:
@@ -212,16 +337,101 @@ def display_is_valid(ctx: AuthorizationContext) -> None:
     display = ctx.params.get("display")
     if display is not None and display not in DISPLAYS:
         raise InvalidRequestError(f"display {display!r} is not supported")
+    ctx.display = display or "page"
 
 
-def locales_are_parsed(ctx: AuthorizationContext) -> None:
-    ctx.ui_locales = ctx.params.get("ui_locales", "").split()
+def _claim_request(name: str, value: Any) -> None:
+    """OIDC Core §5.5.1: each requested claim is null or {essential?, value?, values?}."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise InvalidRequestError(f"claims: {name} must be null or an object")
+    if "essential" in value and not isinstance(value["essential"], bool):
+        raise InvalidRequestError(f"claims: {name}.essential must be true or false")
+    if "values" in value and not isinstance(value["values"], list):
+        raise InvalidRequestError(f"claims: {name}.values must be a list")
+
+
+def claims_parameter_is_valid(ctx: AuthorizationContext) -> None:
+    """The ``claims`` parameter (OIDC Core §5.5): a JSON object with id_token/userinfo members."""
+    raw = ctx.params.get("claims")
+    if raw is None:
+        return
+    if len(raw) > MAX_CLAIMS_LENGTH:
+        raise InvalidRequestError("claims is too long")
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise InvalidRequestError("claims must be a JSON object") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequestError("claims must be a JSON object")
+    out: dict[str, Any] = {}
+    for target, members in parsed.items():
+        if target not in CLAIMS_TARGETS:
+            continue  # §5.5: unknown members are ignored
+        if members is None:
+            continue
+        if not isinstance(members, dict):
+            raise InvalidRequestError(f"claims: {target} must be an object")
+        for name, value in members.items():
+            _claim_request(f"{target}.{name}", value)
+        out[target] = members
+    ctx.claims = out
+
+
+def acr_is_collected(ctx: AuthorizationContext) -> None:
+    """What level of authentication was asked for, handed to the interaction layer.
+
+    ``claims.id_token.acr`` (value/values, possibly essential, OIDC Core §5.5.1.1) wins over
+    the voluntary ``acr_values`` (§3.1.2.1).  The ``required_acr`` hook decides what that
+    means for this session (step-up or not).
+    """
     ctx.acr_values = ctx.params.get("acr_values", "").split()
+    ctx.requested_acr = list(ctx.acr_values)
+    ctx.acr_essential = False
+    acr = (ctx.claims or {}).get("id_token", {}).get("acr")
+    if isinstance(acr, dict):
+        raw = acr.get("values") if "values" in acr else [acr.get("value")]
+        values = [v for v in raw or [] if isinstance(v, str)]
+        if values:
+            ctx.requested_acr = values
+        ctx.acr_essential = bool(acr.get("essential"))
+
+
+def id_token_hint_is_ours(ctx: AuthorizationContext) -> None:
+    """OIDC Core §3.1.2.1: ``id_token_hint`` must be an ID token we issued to this client.
+
+    Expired hints are fine (they only name the user); an access token, another issuer's token,
+    ``alg: none`` or a token for another client is refused (checklist 17, 51).
+    """
+    hint = ctx.params.get("id_token_hint")
+    if hint is None:
+        return
+    claims = ctx.verify_id_token(hint) if ctx.verify_id_token is not None else None
+    if claims is None:
+        raise InvalidRequestError("id_token_hint is not a valid ID token from this provider")
+    assert ctx.client is not None
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    if ctx.client.client_id not in audiences or not isinstance(claims.get("sub"), str):
+        raise InvalidRequestError("id_token_hint was not issued to this client")
+    ctx.id_token_hint = claims
+
+
+def hints_are_parsed(ctx: AuthorizationContext) -> None:
+    login_hint = ctx.params.get("login_hint")
+    if login_hint is not None and len(login_hint) > 320:
+        raise InvalidRequestError("login_hint is too long")
+    ctx.login_hint = login_hint or None
+    locales = ctx.params.get("ui_locales", "").split()
+    ctx.ui_locales = [
+        tag for tag in locales if re.fullmatch(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*", tag)
+    ]
 
 
 REDIRECT_CHECKS: list[Check] = [
     no_repeated_parameters,
-    request_objects_not_yet_supported,
+    pushed_when_required,
     response_type_is_code,
     scope_is_allowed,
     pkce_is_s256,
@@ -229,8 +439,21 @@ REDIRECT_CHECKS: list[Check] = [
     max_age_is_valid,
     nonce_is_reasonable,
     display_is_valid,
-    locales_are_parsed,
+    claims_parameter_is_valid,
+    acr_is_collected,
+    id_token_hint_is_ours,
+    hints_are_parsed,
 ]
+
+
+def requested_claim_names(claims: Mapping[str, Any] | None, target: str) -> list[str]:
+    """Claims asked for by name in the ``claims`` parameter for ``id_token`` or ``userinfo``.
+
+    Released only if the client may see them (its consented scopes' claims and its
+    ``allowed_claims``); the token side merges them with the scope claims.
+    """
+    members = (claims or {}).get(target) or {}
+    return [name for name in members if isinstance(name, str)]
 
 
 def validate(
@@ -239,14 +462,30 @@ def validate(
     *,
     page_checks: list[Check] | None = None,
     redirect_checks: list[Check] | None = None,
+    take_pushed: TakePushed | None = None,
+    open_request_object: OpenRequestObject | None = None,
+    verify_id_token: VerifyIdToken | None = None,
+    pushing: bool = False,
 ) -> AuthorizationContext:
     """Run every check; raise :class:`PageError` or an ``OAuth2Error`` bound to the context.
 
     An ``OAuth2Error`` raised here has ``.context`` set, so the caller can redirect it to the
-    verified URI with ``state`` and ``iss``.
+    verified URI with ``state`` and ``iss``.  ``multi`` may carry :data:`PUSHED_MARKER` only
+    when it comes from a sealed interaction token; callers strip it from outside input.
     """
+    pushed = PUSHED_MARKER in multi
+    multi = strip_internal(multi)
     params = {k: v[0] for k, v in multi.items() if v}
-    ctx = AuthorizationContext(params=params, multi=multi, find_client=find_client)
+    ctx = AuthorizationContext(
+        params=params,
+        multi=multi,
+        find_client=find_client,
+        take_pushed=take_pushed,
+        open_request_object=open_request_object,
+        verify_id_token=verify_id_token,
+        pushed=pushed,
+        pushing=pushing,
+    )
     for check in page_checks if page_checks is not None else PAGE_CHECKS:
         check(ctx)
     try:
