@@ -243,8 +243,10 @@ def demo(no_serve: bool) -> None:
 
 
 # -- subcommand groups --------------------------------------------------------------------
+from idp.cli_keys import keys  # noqa: E402 - registered after main exists
 from idp.cli_ldap import ldap  # noqa: E402 - registered after main exists
 
+main.add_command(keys)
 main.add_command(ldap)
 
 

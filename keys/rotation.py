@@ -22,7 +22,7 @@ and the tests can walk a whole year of rotations in microseconds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -101,11 +101,14 @@ def plan(
     algorithms: Sequence[str],
     now: dt.datetime,
     policy: RotationPolicy,
+    force: Collection[str] = (),
 ) -> list[Step]:
     """The steps that bring ``keys`` up to date at ``now`` (empty when nothing is due).
 
     Algorithms are the configured ones plus any that already has a live key (one generated
-    by hand with ``yitong keys generate`` is rotated like the others).
+    by hand with ``yitong keys generate`` is rotated like the others).  For the algorithms in
+    ``force`` the active key is treated as due (an operator's "rotate now"), but the next key
+    must still have been published for ``prepublish``: forcing never skips pre-publication.
     """
     live = [k for k in keys if k.state in (KeyState.NEXT, KeyState.ACTIVE, KeyState.RETIRED)]
     wanted = list(dict.fromkeys([*algorithms, *(k.alg for k in live if k.state != "retired")]))
@@ -137,12 +140,13 @@ def plan(
             else:
                 steps.append(Step("generate_active", alg, None, "no active key"))
         elif (
-            _activated(current) + policy.rotation_period <= now
+            (alg in force or _activated(current) + policy.rotation_period <= now)
             and upcoming is not None
             and upcoming.created_at + policy.prepublish <= now
         ):
-            steps.append(Step("retire", alg, current.kid))
-            steps.append(Step("activate", alg, upcoming.kid))
+            why = "rotated by hand" if alg in force else "scheduled"
+            steps.append(Step("retire", alg, current.kid, why))
+            steps.append(Step("activate", alg, upcoming.kid, why))
             upcoming = None
         if upcoming is None:
             steps.append(Step("generate_next", alg))

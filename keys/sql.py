@@ -290,9 +290,17 @@ class DatabaseKeyStore(abc.ABC):
     def jwks_max_age(self) -> int:
         return self.policy.jwks_cache_seconds
 
-    def rotate(self, now: dt.datetime | None = None, *, actor: str = SYSTEM_ACTOR) -> list[str]:
+    def rotate(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        actor: str = SYSTEM_ACTOR,
+        force: Sequence[str] = (),
+    ) -> list[str]:
+        """Bring the lifecycle up to date; ``force`` rotates those algorithms now (if their
+        next key has been published long enough, see :func:`keys.rotation.plan`)."""
         now = now or utcnow()
-        return self._locked(actor, lambda txn: self._bring_up_to_date(txn, now))
+        return self._locked(actor, lambda txn: self._bring_up_to_date(txn, now, force=force))
 
     def revoke(self, kid: str, *, actor: str = SYSTEM_ACTOR, reason: str = "") -> None:
         """Emergency revocation: unpublished at once, private part destroyed, replaced.
@@ -365,6 +373,9 @@ class DatabaseKeyStore(abc.ABC):
             return self._insert(txn, alg, state, now, "by hand")
 
         return self._locked(actor, work)
+
+    def next_change(self) -> dt.datetime:
+        return self._fresh(force=True).due
 
     def list_keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
         with self.db.session() as session:
@@ -445,10 +456,15 @@ class DatabaseKeyStore(abc.ABC):
                 log.exception("could not discard key %s after a rollback", new.kid)
 
     def _bring_up_to_date(
-        self, txn: _Txn, now: dt.datetime, reason: str | None = None
+        self,
+        txn: _Txn,
+        now: dt.datetime,
+        reason: str | None = None,
+        force: Sequence[str] = (),
     ) -> list[str]:
         rows = {r.kid: r for r in self._rows(txn.session, list(PUBLISHED_STATES))}
-        steps = plan([_info(r) for r in rows.values()], self.algorithms, now, self.policy)
+        infos = [_info(r) for r in rows.values()]
+        steps = plan(infos, self.algorithms, now, self.policy, force)
         changed: list[str] = []
         for step in steps:
             why = reason or step.reason

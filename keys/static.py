@@ -182,12 +182,17 @@ class StaticKeyStore:
             return None
         return entry.public
 
-    def rotate(self, now: dt.datetime | None = None, *, actor: str = "system") -> list[str]:
+    def rotate(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        actor: str = "system",
+        force: Sequence[str] = (),
+    ) -> list[str]:
         now = now or utcnow()
         with self._lock:
-            steps = plan(
-                [e.info for e in self._entries.values()], self.algorithms, now, self.policy
-            )
+            infos = [e.info for e in self._entries.values()]
+            steps = plan(infos, self.algorithms, now, self.policy, force)
             return [self._apply(step, now) for step in steps]
 
     def revoke(self, kid: str, *, actor: str = "system", reason: str = "") -> None:
@@ -230,6 +235,9 @@ class StaticKeyStore:
         if now < next_due(infos, self.algorithms, self.policy):
             return []
         return self.rotate(now)
+
+    def next_change(self) -> dt.datetime:
+        return next_due([e.info for e in self._entries.values()], self.algorithms, self.policy)
 
     def ensure_keys(self, *, actor: str = "system") -> list[str]:
         return self.rotate(utcnow())

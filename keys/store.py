@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -133,15 +134,34 @@ class ManagedKeyStore(KeyStore, Protocol):
         """Metadata of every key, newest first; removed keys only when asked."""
         ...
 
-    def generate(self, alg: str, state: KeyState = KeyState.NEXT, *, actor: str = "system") -> str:
+    def generate(self, alg: str, state: KeyState = KeyState.NEXT, *, actor: str = ...) -> str:
         """Create a key for ``alg`` in ``state`` (NEXT: published, signing after rotation)."""
+        ...
+
+    def rotate(
+        self,
+        now: dt.datetime | None = None,
+        *,
+        actor: str = ...,
+        force: Sequence[str] = (),
+    ) -> list[str]:
+        """:meth:`KeyStore.rotate`, recording ``actor``; ``force`` rotates those algorithms
+        now, though never before their next key has been published for a JWKS cache lifetime."""
+        ...
+
+    def revoke(self, kid: str, *, actor: str = ..., reason: str = "") -> None:
+        """:meth:`KeyStore.revoke`, recording who and why."""
         ...
 
     def maybe_rotate(self, now: dt.datetime | None = None) -> list[str]:
         """:meth:`KeyStore.rotate` when something is due; cheap enough for every request."""
         ...
 
-    def ensure_keys(self, *, actor: str = "system") -> list[str]:
+    def next_change(self) -> dt.datetime:
+        """When :meth:`maybe_rotate` will next have something to do."""
+        ...
+
+    def ensure_keys(self, *, actor: str = ...) -> list[str]:
         """Give every configured algorithm an active and a next key (start-up)."""
         ...
 
