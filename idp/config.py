@@ -133,6 +133,29 @@ class Settings:
             "plain http and on private or loopback addresses. Refused unless env is `testing`."
         ),
     )
+    sms_gateway_url: str = field(
+        default="",
+        metadata=_doc(
+            "HTTP(S) URL of the SMS gateway that delivers one-time codes (JSON POST). Empty: "
+            "development and testing keep messages in the outbox table; production offers no SMS."
+        ),
+    )
+    sms_gateway_username: str = field(
+        default="", metadata=_doc("HTTP Basic user name for the SMS gateway.")
+    )
+    sms_gateway_password: str = field(
+        default="", metadata=_doc("HTTP Basic password for the SMS gateway.")
+    )
+    sms_gateway_api_key: str = field(
+        default="", metadata=_doc("Bearer API key for the SMS gateway (instead of Basic).")
+    )
+    sms_sender: str = field(default="", metadata=_doc("Sender name or number sent to the gateway."))
+    sms_connect_timeout_ms: int = field(
+        default=3000, metadata=_doc("Milliseconds to wait for a connection to the SMS gateway.")
+    )
+    sms_read_timeout_ms: int = field(
+        default=5000, metadata=_doc("Milliseconds to wait for the SMS gateway's answer.")
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(
