@@ -320,6 +320,42 @@ def resume() -> Response:
     return process_authorization(multi, started=started)
 
 
+# ------------------------------------------------------------------ metadata of this side
+def authorization_metadata(services: Any, doc: dict[str, Any]) -> None:
+    """Discovery keys for what the authorization and logout endpoints really do.
+
+    Registered through ``services.extra['discovery']`` when the blueprint is registered.
+    """
+    from idp.oauth.request_object import ALGORITHMS as REQUEST_OBJECT_ALGS
+
+    s = services.settings
+    configured = [a for a in ID_TOKEN_ALGS if a in s.signing_algorithms]
+    doc["id_token_signing_alg_values_supported"] = configured
+    doc.update(
+        {
+            "pushed_authorization_request_endpoint": s.endpoint("/par"),
+            "require_pushed_authorization_requests": False,
+            "request_parameter_supported": True,
+            "request_uri_parameter_supported": True,  # only request_uris our /par issued
+            "require_request_uri_registration": True,
+            "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGS),
+            "claims_parameter_supported": True,
+            "end_session_endpoint": s.endpoint("/logout"),
+            "frontchannel_logout_supported": True,
+            "frontchannel_logout_session_supported": True,
+            "backchannel_logout_supported": True,
+            "backchannel_logout_session_supported": True,
+        }
+    )
+
+
+@bp.record_once
+def _register_metadata(state: Any) -> None:
+    state.app.extensions["yitong"].extra.setdefault("discovery", []).append(
+        lambda doc: authorization_metadata(state.app.extensions["yitong"], doc)
+    )
+
+
 # ------------------------------------------------------------------ pushed authorization requests
 # Parameters that authenticate the client at /par rather than belong to the request.
 _CLIENT_AUTH_PARAMS = ("client_secret", "client_assertion", "client_assertion_type")

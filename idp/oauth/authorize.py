@@ -191,8 +191,8 @@ def request_is_resolved(ctx: AuthorizationContext) -> None:
     request = ctx.params.get("request")
     if request_uri is None and request is None:
         return
-    if ctx.pushing:
-        raise PageError("request_uri cannot be pushed")
+    if ctx.pushing and request_uri is not None:
+        raise PageError("request_uri cannot be pushed")  # RFC 9126 §2.1
     if request_uri is not None and request is not None:
         raise PageError("request and request_uri cannot be used together")
     try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +20,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.storage.models import Client
+from idp.storage.models import Client, User
 from idp.storage.repo import digest, new_secret
+from keys.crypto import Kek
 
 AUTH_METHODS = (
     "client_secret_basic",
@@ -31,6 +34,7 @@ AUTH_METHODS = (
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class ClientRegistrationError(ValueError):
@@ -56,14 +60,18 @@ def _is_loopback(host: str | None) -> bool:
 def validate_redirect_uri(uri: str, *, public: bool, what: str = "redirect URI") -> str:
     """Return ``uri`` unchanged if it may be registered, else raise with the reason."""
     if not isinstance(uri, str) or not uri or uri != uri.strip():
-        raise ClientRegistrationError(f"{what} must be a non-empty URI without spaces", "invalid_redirect_uri")
+        raise ClientRegistrationError(
+            f"{what} must be a non-empty URI without spaces", "invalid_redirect_uri"
+        )
     if len(uri) > 2000 or any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri):
         raise ClientRegistrationError(f"{what} must be printable ASCII", "invalid_redirect_uri")
     try:
         parts = urlsplit(uri)
         port = parts.port
     except ValueError:
-        raise ClientRegistrationError(f"{what} cannot be parsed: {uri}", "invalid_redirect_uri") from None
+        raise ClientRegistrationError(
+            f"{what} cannot be parsed: {uri}", "invalid_redirect_uri"
+        ) from None
     del port
     scheme = parts.scheme
     if "#" in uri:
@@ -71,21 +79,32 @@ def validate_redirect_uri(uri: str, *, public: bool, what: str = "redirect URI")
     if "*" in uri:
         raise ClientRegistrationError(f"{what} must not contain wildcards", "invalid_redirect_uri")
     if "\\" in uri:
-        raise ClientRegistrationError(f"{what} must not contain backslashes", "invalid_redirect_uri")
+        raise ClientRegistrationError(
+            f"{what} must not contain backslashes", "invalid_redirect_uri"
+        )
     if scheme in ("https", "http"):
         if not parts.hostname:
             raise ClientRegistrationError(f"{what} needs a host", "invalid_redirect_uri")
         if "@" in parts.netloc:
-            raise ClientRegistrationError(f"{what} must not contain userinfo", "invalid_redirect_uri")
+            raise ClientRegistrationError(
+                f"{what} must not contain userinfo", "invalid_redirect_uri"
+            )
         if scheme == "http" and not _is_loopback(parts.hostname):
             raise ClientRegistrationError(
                 f"{what} must use https (http only for loopback)", "invalid_redirect_uri"
             )
         return uri
-    if public and scheme and "." in scheme and scheme.lower() not in ("javascript", "data", "vbscript"):
+    if (
+        public
+        and scheme
+        and "." in scheme
+        and scheme.lower() not in ("javascript", "data", "vbscript")
+    ):
         # Private-use URI scheme of a native app (RFC 8252 §7.1): reverse domain name.
         return uri
-    raise ClientRegistrationError(f"{what} has a forbidden scheme: {scheme or '(none)'}", "invalid_redirect_uri")
+    raise ClientRegistrationError(
+        f"{what} has a forbidden scheme: {scheme or '(none)'}", "invalid_redirect_uri"
+    )
 
 
 def redirect_uri_matches(registered: list[str], requested: str, *, public: bool) -> bool:
@@ -142,84 +161,265 @@ class ClientSpec:
     client_id: str | None = None
 
 
+# (sector_identifier_uri) -> the JSON document found there; raises OutboundError.
+SectorFetcher = Callable[[str], Any]
+MAX_JWKS_BYTES = 64 * 1024
+_CLIENT_ID = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+
+
+def _str_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ClientRegistrationError(f"{what} must be a list of strings")
+    return list(value)
+
+
+def validate_jwks(jwks: Any) -> dict[str, Any]:
+    """A client's public signing keys (RFC 7517): asymmetric, public members only, usable.
+
+    Private or symmetric keys are refused: a client that pastes its private key (or a shared
+    secret) into registration has leaked it, and an ``oct`` key would open HMAC confusion.
+    """
+    from joserfc.errors import JoseError
+    from joserfc.jwk import RSAKey, import_key
+
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ClientRegistrationError('jwks must be a JWK set with keys: {"keys": [...]}')
+    if len(json.dumps(jwks)) > MAX_JWKS_BYTES:
+        raise ClientRegistrationError("jwks is larger than 64 KB")
+    kids: set[str] = set()
+    for index, key in enumerate(jwks["keys"]):
+        where = f"jwks key {index + 1}"
+        if not isinstance(key, dict):
+            raise ClientRegistrationError(f"{where} is not a JSON object")
+        if key.get("kty") not in ("RSA", "EC", "OKP"):
+            raise ClientRegistrationError(
+                f"{where}: kty must be RSA, EC or OKP (no shared secrets)"
+            )
+        private = sorted(PRIVATE_JWK_MEMBERS.intersection(key))
+        if private:
+            raise ClientRegistrationError(
+                f"{where} contains private key material ({', '.join(private)}); register only "
+                "the public key, and replace the leaked private key"
+            )
+        kid = key.get("kid")
+        if kid is not None:
+            if not isinstance(kid, str) or kid in kids:
+                raise ClientRegistrationError(f"{where}: kid must be a unique string")
+            kids.add(kid)
+        try:
+            imported = import_key(key)
+        except (JoseError, ValueError, TypeError):
+            raise ClientRegistrationError(f"{where} is not a valid public key") from None
+        if isinstance(imported, RSAKey) and imported.raw_value.key_size < 2048:
+            raise ClientRegistrationError(f"{where}: RSA keys need at least 2048 bits")
+    return {"keys": [dict(k) for k in jwks["keys"]]}
+
+
+def validate_web_origin(origin: Any) -> str:
+    """``scheme://host[:port]`` of a browser application allowed CORS on API endpoints."""
+    if not isinstance(origin, str) or origin != origin.strip() or "*" in origin:
+        raise ClientRegistrationError(f"web origin {origin!r} must be scheme://host[:port]")
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ClientRegistrationError(f"web origin {origin!r} cannot be parsed") from None
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
+        raise ClientRegistrationError(f"web origin {origin!r} must be scheme://host[:port]")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ClientRegistrationError(f"web origin {origin!r} must use https")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def validate_resource(uri: Any) -> str:
+    """RFC 8707 §2: a resource indicator is an absolute URI without a fragment."""
+    if not isinstance(uri, str) or not uri or len(uri) > 2000 or uri != uri.strip():
+        raise ClientRegistrationError(f"resource {uri!r} must be an absolute URI")
+    if any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri) or "#" in uri:
+        raise ClientRegistrationError(f"resource {uri!r} must be an absolute URI without fragment")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        raise ClientRegistrationError(f"resource {uri!r} cannot be parsed") from None
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", parts.scheme or ""):
+        raise ClientRegistrationError(f"resource {uri!r} must be an absolute URI")
+    if parts.scheme.lower() in ("javascript", "data", "vbscript", "file"):
+        raise ClientRegistrationError(f"resource {uri!r} has a forbidden scheme")
+    return uri
+
+
+def _default_sector_fetcher(uri: str) -> Any:
+    from idp.oauth.outbound import OutboundPolicy, fetch_json
+
+    return fetch_json(uri, OutboundPolicy())
+
+
+def sector_for(
+    spec: ClientSpec, redirect_uris: list[str], fetch: SectorFetcher | None
+) -> tuple[str | None, str | None]:
+    """The pairwise sector (OIDC Core §8.1) and the validated ``sector_identifier_uri``.
+
+    With a ``sector_identifier_uri`` the sector is its host, and the JSON array found there
+    must list every redirect URI (OIDC Registration §5; checklist 56).  It is fetched once,
+    now, under the SSRF guard (https, public addresses, 64 KB, 5 s; checklist 59).
+    """
+    from idp.oauth.outbound import OutboundError
+
+    uri = spec.sector_identifier_uri
+    if spec.subject_type != "pairwise":
+        if uri:
+            raise ClientRegistrationError("a sector_identifier_uri needs --subject-type pairwise")
+        return None, None
+    if not uri:
+        hosts = {urlsplit(u).hostname for u in redirect_uris}
+        if len(hosts) != 1:
+            raise ClientRegistrationError(
+                "pairwise clients with redirect URIs on several hosts (or none) need a "
+                "sector_identifier_uri"
+            )
+        return hosts.pop(), None
+    uri = validate_redirect_uri(uri, public=False, what="sector_identifier_uri")
+    try:
+        listed = (fetch or _default_sector_fetcher)(uri)
+    except OutboundError as exc:
+        raise ClientRegistrationError(f"sector_identifier_uri cannot be fetched: {exc}") from None
+    if not isinstance(listed, list) or not all(isinstance(u, str) for u in listed):
+        raise ClientRegistrationError("sector_identifier_uri must return a JSON array of URIs")
+    missing = [u for u in redirect_uris if u not in listed]
+    if missing:
+        raise ClientRegistrationError(
+            f"sector_identifier_uri does not list the redirect URI {missing[0]}"
+        )
+    return urlsplit(uri).hostname, uri
+
+
 def create_client(
-    session: Session, spec: ClientSpec, *, actor: str, ip: str | None = None
+    session: Session,
+    spec: ClientSpec,
+    *,
+    actor: str,
+    ip: str | None = None,
+    kek: Kek | None = None,
+    signing_algorithms: Collection[str] | None = None,
+    sector_fetcher: SectorFetcher | None = None,
 ) -> tuple[Client, str | None]:
-    """Validate ``spec`` and store the client; return it and its secret (shown once)."""
-    name = " ".join((spec.name or "").split())
+    """Validate ``spec`` and store the client; return it and its secret (shown once).
+
+    ``signing_algorithms``: the algorithms the key store signs with; an ID-token algorithm
+    without a key is refused here rather than failing at the first token request.
+    ``sector_fetcher``: how to fetch a ``sector_identifier_uri`` (default: the SSRF-guarded
+    outbound fetch; tests pass one bound to a local server).
+    """
+    name = " ".join(spec.name.split()) if isinstance(spec.name, str) else ""
     if not name or len(name) > 200:
         raise ClientRegistrationError("client name is required (at most 200 characters)")
-    grant_types = spec.grant_types or (
-        ["authorization_code", "refresh_token"] if spec.redirect_uris else ["client_credentials"]
+    redirect_in = _str_list(spec.redirect_uris, "redirect_uris")
+    grant_types = _str_list(spec.grant_types, "grant_types") or (
+        ["authorization_code", "refresh_token"] if redirect_in else ["client_credentials"]
     )
     for g in grant_types:
         if g not in GRANT_TYPES:
             raise ClientRegistrationError(
                 f"grant type {g!r} is not supported; choose from {', '.join(GRANT_TYPES)}"
             )
+    grant_types = list(dict.fromkeys(grant_types))
+    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
+        raise ClientRegistrationError("the refresh_token grant needs authorization_code")
     auth_method = spec.auth_method or ("none" if spec.public else "client_secret_basic")
     if auth_method not in AUTH_METHODS:
-        raise ClientRegistrationError(f"auth method {auth_method!r} is not one of {', '.join(AUTH_METHODS)}")
+        raise ClientRegistrationError(
+            f"auth method {auth_method!r} is not one of {', '.join(AUTH_METHODS)}"
+        )
     if spec.public and auth_method != "none":
         raise ClientRegistrationError("a public client authenticates with 'none'")
     if not spec.public and auth_method == "none":
         raise ClientRegistrationError("a confidential client needs an authentication method")
     if spec.public and "client_credentials" in grant_types:
         raise ClientRegistrationError("a public client cannot use client_credentials")
-    if "authorization_code" in grant_types and not spec.redirect_uris:
-        raise ClientRegistrationError("the authorization_code grant needs at least one redirect URI")
-    redirect_uris = [validate_redirect_uri(u, public=spec.public) for u in spec.redirect_uris]
+    if "authorization_code" in grant_types and not redirect_in:
+        raise ClientRegistrationError(
+            "the authorization_code grant needs at least one redirect URI"
+        )
+    if redirect_in and "authorization_code" not in grant_types:
+        raise ClientRegistrationError("redirect URIs are only used by the authorization_code grant")
+    redirect_uris = [validate_redirect_uri(u, public=spec.public) for u in redirect_in]
     post_logout = [
         validate_redirect_uri(u, public=spec.public, what="post-logout redirect URI")
-        for u in spec.post_logout_redirect_uris
+        for u in _str_list(spec.post_logout_redirect_uris, "post_logout_redirect_uris")
     ]
-    for uri, what in ((spec.backchannel_logout_uri, "back-channel logout URI"),
-                      (spec.frontchannel_logout_uri, "front-channel logout URI")):
-        if uri:
+    for uri, what in (
+        (spec.backchannel_logout_uri, "back-channel logout URI"),
+        (spec.frontchannel_logout_uri, "front-channel logout URI"),
+    ):
+        if uri is not None:
             validate_redirect_uri(uri, public=False, what=what)
-    if auth_method == "private_key_jwt" and not (spec.jwks or spec.jwks_uri):
-        raise ClientRegistrationError("private_key_jwt needs --jwks-file or --jwks-uri")
-    if spec.jwks_uri:
+    if (post_logout or spec.backchannel_logout_uri or spec.frontchannel_logout_uri) and (
+        "authorization_code" not in grant_types
+    ):
+        raise ClientRegistrationError("logout URIs need the authorization_code grant")
+    if spec.jwks is not None and spec.jwks_uri:
+        raise ClientRegistrationError("give either jwks or jwks_uri, not both")
+    jwks = validate_jwks(spec.jwks) if spec.jwks is not None else None
+    if spec.jwks_uri is not None:
         validate_redirect_uri(spec.jwks_uri, public=False, what="jwks_uri")
-    if spec.jwks is not None and not isinstance(spec.jwks.get("keys"), list):
-        raise ClientRegistrationError("jwks must be a JWK set: {\"keys\": [...]}")
+    if auth_method == "private_key_jwt" and not (jwks or spec.jwks_uri):
+        raise ClientRegistrationError("private_key_jwt needs --jwks-file or --jwks-uri")
     if spec.id_token_alg not in ID_TOKEN_ALGS:
-        raise ClientRegistrationError(f"ID-token algorithm must be one of {', '.join(ID_TOKEN_ALGS)}")
+        raise ClientRegistrationError(
+            f"ID-token algorithm must be one of {', '.join(ID_TOKEN_ALGS)}"
+        )
+    if signing_algorithms is not None and spec.id_token_alg not in signing_algorithms:
+        raise ClientRegistrationError(
+            f"ID-token algorithm {spec.id_token_alg} has no signing key; add it to "
+            "YITONG_SIGNING_ALGORITHMS first"
+        )
     if spec.subject_type not in ("public", "pairwise"):
         raise ClientRegistrationError("subject type must be public or pairwise")
     if spec.access_token_format not in ("opaque", "jwt"):
         raise ClientRegistrationError("access-token format must be opaque or jwt")
+    if spec.require_par and "authorization_code" not in grant_types:
+        raise ClientRegistrationError("--require-par applies to the authorization_code grant only")
     scopes = []
-    for s in spec.scopes:
+    for s in _str_list(spec.scopes, "scopes"):
         if not s or len(s) > 100 or any(c in s for c in ' "\\') or not s.isprintable():
             raise ClientRegistrationError(f"scope {s!r} is not a valid scope token")
         scopes.append(s)
-    origins = []
-    for o in spec.web_origins:
-        parts = urlsplit(o)
-        if parts.scheme not in ("https", "http") or parts.path not in ("", "/") or parts.query:
-            raise ClientRegistrationError(f"web origin {o!r} must be scheme://host[:port]")
-        origins.append(f"{parts.scheme}://{parts.netloc}")
-    sector = None
-    if spec.subject_type == "pairwise":
-        if spec.sector_identifier_uri:
-            sector = urlsplit(spec.sector_identifier_uri).hostname
-        else:
-            hosts = {urlsplit(u).hostname for u in redirect_uris}
-            if len(hosts) != 1:
-                raise ClientRegistrationError(
-                    "pairwise clients with redirect URIs on several hosts need a sector_identifier_uri"
-                )
-            sector = hosts.pop()
+    origins = list(
+        dict.fromkeys(validate_web_origin(o) for o in _str_list(spec.web_origins, "web origins"))
+    )
+    resources = list(
+        dict.fromkeys(validate_resource(r) for r in _str_list(spec.resources, "resources"))
+    )
+    sector, sector_uri = sector_for(spec, redirect_uris, sector_fetcher)
 
     client_id = spec.client_id or new_secret(16)
-    if session.get(Client, client_id) is not None:
+    if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
+        raise ClientRegistrationError("client_id must be 1-64 letters, digits or . _ ~ -")
+    # BCP §4.15: a client_id must not be mistaken for another client or a user's subject.
+    if session.get(Client, client_id) is not None or session.get(User, client_id) is not None:
         raise ClientRegistrationError("client_id is already taken")
     secret = None if spec.public else new_secret(32)
+    # client_secret_jwt verifies an HMAC, so the secret itself is kept, encrypted under the
+    # key-encryption key with the client_id as associated data (idp.oauth.client_auth).
+    secret_ciphertext = None
+    if auth_method == "client_secret_jwt" and secret is not None:
+        if kek is None:
+            raise ClientRegistrationError("client_secret_jwt needs the key-encryption key (kek=)")
+        secret_ciphertext = kek.encrypt(secret.encode(), aad=client_id.encode())
     client = Client(
         client_id=client_id,
         name=name,
         secret_digest=digest(secret) if secret else None,
+        secret_ciphertext=secret_ciphertext,
         public=spec.public,
         redirect_uris=redirect_uris,
         post_logout_redirect_uris=post_logout,
@@ -227,27 +427,36 @@ def create_client(
         grant_types=grant_types,
         response_types=["code"] if "authorization_code" in grant_types else [],
         token_endpoint_auth_method=auth_method,
-        jwks=spec.jwks,
+        jwks=jwks,
         jwks_uri=spec.jwks_uri,
         id_token_signed_response_alg=spec.id_token_alg,
         subject_type=spec.subject_type,
-        sector_identifier_uri=spec.sector_identifier_uri,
+        sector_identifier_uri=sector_uri,
         sector=sector,
         access_token_format=spec.access_token_format,
         require_pushed_authorization_requests=spec.require_par,
         backchannel_logout_uri=spec.backchannel_logout_uri,
         frontchannel_logout_uri=spec.frontchannel_logout_uri,
         web_origins=origins,
-        resources=list(spec.resources),
+        resources=resources,
         department=spec.department,
         first_party=spec.first_party,
     )
     session.add(client)
     session.flush()
     audit.record(
-        session, "client.create", actor=actor, target=client_id, ip=ip,
-        details={"name": name, "redirect_uris": redirect_uris, "grant_types": grant_types,
-                 "auth_method": auth_method, "scopes": scopes},
+        session,
+        "client.create",
+        actor=actor,
+        target=client_id,
+        ip=ip,
+        details={
+            "name": name,
+            "redirect_uris": redirect_uris,
+            "grant_types": grant_types,
+            "auth_method": auth_method,
+            "scopes": scopes,
+        },
     )
     return client, secret
 
@@ -275,7 +484,9 @@ class OAuthClient:
         return " ".join(s for s in scope.split() if s in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return redirect_uri_matches(list(self.row.redirect_uris), redirect_uri, public=self.row.public)
+        return redirect_uri_matches(
+            list(self.row.redirect_uris), redirect_uri, public=self.row.public
+        )
 
     def check_client_secret(self, client_secret: str) -> bool:
         if not self.row.secret_digest or not isinstance(client_secret, str):
@@ -300,20 +511,27 @@ class OAuthClient:
 
 
 def client_summary(row: Client) -> dict[str, Any]:
-    """Public metadata of a client (never the secret digest)."""
-    return json.loads(
-        json.dumps(
-            {
-                "client_id": row.client_id,
-                "client_name": row.name,
-                "redirect_uris": row.redirect_uris,
-                "post_logout_redirect_uris": row.post_logout_redirect_uris,
-                "scope": " ".join(row.scopes),
-                "grant_types": row.grant_types,
-                "token_endpoint_auth_method": row.token_endpoint_auth_method,
-                "id_token_signed_response_alg": row.id_token_signed_response_alg,
-                "subject_type": row.subject_type,
-                "status": row.status,
-            }
-        )
-    )
+    """Public metadata of a client in RFC 7591 names (never the secret or its digest)."""
+    return {
+        "client_id": row.client_id,
+        "client_name": row.name,
+        "redirect_uris": list(row.redirect_uris),
+        "post_logout_redirect_uris": list(row.post_logout_redirect_uris),
+        "backchannel_logout_uri": row.backchannel_logout_uri,
+        "backchannel_logout_session_required": bool(row.backchannel_logout_uri),
+        "frontchannel_logout_uri": row.frontchannel_logout_uri,
+        "frontchannel_logout_session_required": bool(row.frontchannel_logout_uri),
+        "scope": " ".join(row.scopes),
+        "grant_types": list(row.grant_types),
+        "response_types": list(row.response_types),
+        "token_endpoint_auth_method": row.token_endpoint_auth_method,
+        "jwks_uri": row.jwks_uri,
+        "id_token_signed_response_alg": row.id_token_signed_response_alg,
+        "subject_type": row.subject_type,
+        "sector_identifier_uri": row.sector_identifier_uri,
+        "access_token_format": row.access_token_format,
+        "require_pushed_authorization_requests": row.require_pushed_authorization_requests,
+        "web_origins": list(row.web_origins),
+        "resources": list(row.resources),
+        "status": row.status,
+    }
