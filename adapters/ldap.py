@@ -73,6 +73,7 @@ _COMMUNICATION_ERRORS: tuple[type[BaseException], ...] = (
     ldap_errors.LDAPStartTLSError,
     ldap_errors.LDAPCertificateError,
     ldap_errors.LDAPSSLConfigurationError,
+    ldap_errors.LDAPResponseTimeoutError,
     ssl.SSLError,
     OSError,
 )
@@ -588,6 +589,11 @@ class ServerHealth:
             self.probing = False
             self.last_error = None
 
+    def settle(self) -> None:
+        """End a half-open probe that proved nothing either way (so the next one may run)."""
+        with self._lock:
+            self.probing = False
+
     def failure(self, error: str) -> bool:
         """Record a failure; True when this opened (or re-opened) the breaker."""
         with self._lock:
@@ -705,15 +711,19 @@ class LdapDirectory:
         attempt = _Attempt(time.monotonic() + self.config.timeout)
         cfg = self.config
         if key.startswith("dn:"):
+            try:
+                parse_dn(key[3:])
+            except ldap_errors.LDAPInvalidDnError:
+                return None
             base, scope, match = key[3:], ldap3.BASE, "(objectClass=*)"
         else:
             base, scope, match = cfg.user_base, self._scope(), self._key_filter(key)
-        search_filter = self._with_enabled(f"(&{cfg.user_filter}{match})")
+        search_filter = self._enabled(cfg.user_filter, match)
 
         def op(conn: Any) -> list[dict[str, Any]]:
             self._search(conn, base, search_filter, scope, self._user_attributes(), size_limit=2)
             code = conn.result["result"]
-            if code == 32:  # noSuchObject: a DN key whose entry is gone
+            if code in (32, 34):  # noSuchObject / invalidDNSyntax: no such entry (any more)
                 return []
             if code != 0:
                 raise _ServerAnswer(f"lookup failed: {conn.result['description']}")
@@ -857,13 +867,16 @@ class LdapDirectory:
         matches = "".join(f"({attr}={value})" for attr in cfg.login_attributes)
         if len(cfg.login_attributes) > 1:
             matches = f"(|{matches})"
-        return self._with_enabled(f"(&{cfg.user_filter}{matches})")
+        return self._enabled(cfg.user_filter, matches)
 
-    def _with_enabled(self, search_filter: str) -> str:
-        # Checklist 92: a directory-disabled account is not found, so it can never log in.
+    def _enabled(self, *parts: str) -> str:
+        """AND the parts, excluding disabled entries when a disabled filter is configured.
+
+        Checklist 92: a directory-disabled account is not found, so it can never log in.
+        """
         if self.config.disabled_filter:
-            return f"(&{search_filter}(!{self.config.disabled_filter}))"
-        return search_filter
+            parts = (*parts, f"(!{self.config.disabled_filter})")
+        return f"(&{''.join(parts)})"
 
     def _find_user(self, login: str, attempt: _Attempt) -> dict[str, Any]:
         cfg = self.config
@@ -1146,6 +1159,7 @@ class LdapDirectory:
         )
         try:
             conn.open(read_server_info=False)
+            _limit_wait(conn, min(cfg.receive_timeout, max(0.1, deadline - time.monotonic())))
             # Checklist 90: a StartTLS failure ends here; we never continue in plaintext.
             if cfg.tls == "starttls" and (
                 not conn.start_tls(read_server_info=False) or not conn.tls_started
@@ -1285,12 +1299,15 @@ class LdapDirectory:
                 self._discard(slot)
                 continue
             _limit_wait(slot.conn, min(self.config.receive_timeout, max(0.1, attempt.remaining())))
+            health = self.health[slot.server_index]
             try:
                 result = op(slot.conn)
             except _ServerAnswer as exc:
+                # The server answered: it is up, but refuses this (misconfiguration).
                 self._release(slot)
+                health.success()
                 raise AdapterUnavailable(f"directory {self.id}: {exc}") from None
-            except (*_COMMUNICATION_ERRORS, ldap_errors.LDAPException) as exc:
+            except _COMMUNICATION_ERRORS as exc:
                 self._discard(slot)
                 stale = slot.reused and not isinstance(exc, TimeoutError) and not _timed_out(exc)
                 if stale and retry and not fresh:
@@ -1301,13 +1318,20 @@ class LdapDirectory:
                 continue
             except InvalidCredentials:
                 self._release(slot)
-                self.health[slot.server_index].success()
+                health.success()
                 raise
+            except ldap_errors.LDAPException as exc:
+                # ldap3 refused the request itself (a malformed DN, say): not the server's
+                # fault, so its breaker is left alone.
+                self._discard(slot)
+                health.settle()
+                raise AdapterUnavailable(f"directory {self.id}: {_describe(exc)}") from None
             except BaseException:
                 self._discard(slot)
+                health.settle()
                 raise
             self._release(slot)
-            self.health[slot.server_index].success()
+            health.success()
             return result
 
 
@@ -1349,6 +1373,8 @@ def _looks_like_uuid(text: str) -> bool:
 
 
 def _same_dn(a: str, b: str) -> bool:
+    if a == b:
+        return True
     try:
         return normalize_dn(a) == normalize_dn(b)
     except ldap_errors.LDAPInvalidDnError:

@@ -140,6 +140,15 @@ def test_ad_shape_samaccountname_upn_objectguid_memberof(ad: LdapDirectory) -> N
     assert zhang.groups == ("Officers",)
 
 
+def test_role_map_by_group_dn(slapd_ad: Slapd) -> None:
+    # AD administrators often name groups by DN; case and spacing differ from the server's.
+    d = directory(
+        "ga", ad_table(slapd_ad, role_map={f"CN=officers, CN=users,{AD.upper()}": ["officer"]})
+    )
+    assert d.authenticate("zhang.min", "Zm-2017-secret!").roles == ("officer",)
+    d.close()
+
+
 @pytest.mark.parametrize(
     ("which", "username", "password"),
     [
@@ -278,6 +287,10 @@ def test_lookup_by_stable_key(hrss: LdapDirectory, ad: LdapDirectory) -> None:
     assert again is not None and again.dn == WANG and again.groups == ("case-officers",)
     assert hrss.lookup("00000000-0000-4000-8000-000000000000") is None
     assert hrss.lookup("*") is None
+    assert hrss.lookup(f"dn:{WANG}") is None  # the entry has an entryUUID: that is its key
+    assert hrss.lookup("dn:not a dn") is None
+    assert hrss.lookup(f"dn:uid=gone,ou=people,{HRSS}") is None
+    assert all(h.failures == 0 for h in hrss.health)
     liu = ad.lookup(str(AD_GUIDS["liu.yang"]))
     assert liu is not None and liu.username == "liu.yang"
     assert ad.lookup(str(AD_GUIDS["ex.staff"])) is None  # disabled counts as gone
@@ -605,6 +618,18 @@ def test_concurrent_logins_share_a_small_pool(hrss: LdapDirectory) -> None:
     for t in threads:
         t.join(timeout=30)
     assert errors == []
+
+
+def test_missing_slapd_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.services import slapd as fixtures
+
+    monkeypatch.setattr(fixtures, "_slapd_binary", lambda: "")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="slapd is not installed"):
+        fixtures.require_slapd()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and slapd is not installed"):
+        fixtures.require_slapd()
 
 
 # ----------------------------------------------------------------------------- configuration

@@ -393,6 +393,7 @@ class Slapd:
     trees: tuple[Tree, ...]
     ldap_port: int
     ldaps_port: int | None
+    log_level: str = "stats"  # "stats" logs every operation; "0" keeps quiet (benchmarks)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -436,7 +437,7 @@ class Slapd:
             [
                 _slapd_binary(),
                 "-d",
-                "stats",
+                self.log_level,
                 "-f",
                 str(self.workdir / "slapd.conf"),
                 "-h",
@@ -650,6 +651,7 @@ class SlapdFactory:
         *trees: Tree,
         tls: bool = False,
         allow: str = "",
+        log_level: str = "stats",
     ) -> Slapd:
         """Start a new instance serving ``trees``; stopped at the end of the session."""
         self._counter += 1
@@ -662,7 +664,9 @@ class SlapdFactory:
         )
         last_error: Exception | None = None
         for _attempt in range(3):  # an ephemeral port may be taken between probe and bind
-            instance = Slapd(name, workdir, trees, _free_port(), _free_port() if tls else None)
+            instance = Slapd(
+                name, workdir, trees, _free_port(), _free_port() if tls else None, log_level
+            )
             try:
                 instance.start()
             except RuntimeError as exc:
