@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from admin import services
 from admin.auth import principal, require_role
 from idp import context
+from keys.store import SUPPORTED_ALGS, KeyNotFoundError, KeyState, KeyStoreError, ManagedKeyStore
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 
@@ -55,6 +56,85 @@ def audit_verify() -> Response:
 
     result = audit.verify(context.db_session())
     return jsonify({"ok": result.ok, "count": result.count, "problem": result.problem})
+
+
+# ------------------------------------------------------------------ signing keys (issue 4)
+# The key store is the writer here: it changes the keys and records the audit event (actor,
+# kid, old -> new state) in one transaction.  Never any key material in or out; KEK rewrap
+# stays on the command line (`yitong keys rewrap`), as a KEK must not travel over HTTP.
+def _keystore() -> ManagedKeyStore:
+    # The store writes in a transaction of its own, under its own lock.  End the request's
+    # transaction first: on SQLite it holds the write lock (BEGIN IMMEDIATE) and the store
+    # would wait for it until the busy timeout; on PostgreSQL an uncommitted audit row of the
+    # request would hold up the store's audit row the same way.
+    context.db_session().commit()
+    store = context.services().keys
+    if not isinstance(store, ManagedKeyStore):
+        raise services.AdminInputError(
+            "this key store cannot be managed", error="not_supported", status=501
+        )
+    return store
+
+
+def _key_error(exc: KeyStoreError) -> services.AdminInputError:
+    if isinstance(exc, KeyNotFoundError):
+        return services.AdminInputError(str(exc), error="not_found", status=404)
+    return services.AdminInputError(str(exc))
+
+
+@bp.route("/keys", methods=["GET"])
+@require_role("security-admin")
+def list_keys() -> Response:
+    store = _keystore()
+    infos = store.list_keys(include_removed=request.args.get("all") == "1")
+    return jsonify(
+        {"keys": [k.as_dict() for k in infos], "next_change": store.next_change().isoformat()}
+    )
+
+
+@bp.route("/keys", methods=["POST"])
+@require_role("security-admin", fresh_mfa=True)
+def generate_key() -> tuple[Response, int]:
+    body = json_body()
+    alg, activate = body.get("alg"), body.get("activate", False)
+    if alg not in SUPPORTED_ALGS or not isinstance(activate, bool):
+        raise services.AdminInputError(
+            f"alg must be one of {', '.join(SUPPORTED_ALGS)}; activate a boolean"
+        )
+    state = KeyState.ACTIVE if activate else KeyState.NEXT
+    try:
+        kid = _keystore().generate(alg, state, actor=principal().actor)
+    except KeyStoreError as exc:
+        raise _key_error(exc) from None
+    return jsonify({"kid": kid, "alg": alg, "state": str(state)}), 201
+
+
+@bp.route("/keys/rotate", methods=["POST"])
+@require_role("security-admin", fresh_mfa=True)
+def rotate_keys() -> Response:
+    force = (request.get_json(silent=True) or {}).get("force", [])
+    if not isinstance(force, list) or not set(force) <= set(SUPPORTED_ALGS):
+        raise services.AdminInputError(f"force must be a list of {', '.join(SUPPORTED_ALGS)}")
+    try:
+        changed = _keystore().rotate(actor=principal().actor, force=force)
+    except KeyStoreError as exc:
+        raise _key_error(exc) from None
+    return jsonify({"changed": changed})
+
+
+@bp.route("/keys/<kid>/revoke", methods=["POST"])
+@require_role("security-admin", fresh_mfa=True)
+def revoke_key(kid: str) -> Response:
+    reason = (request.get_json(silent=True) or {}).get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise services.AdminInputError("reason must be text of at most 500 characters")
+    store = _keystore()
+    try:
+        store.revoke(kid, actor=principal().actor, reason=reason)
+    except KeyStoreError as exc:
+        raise _key_error(exc) from None
+    active = {k.alg: k.kid for k in store.list_keys() if k.state == KeyState.ACTIVE}
+    return jsonify({"revoked": kid, "active": active})
 
 
 def register(app: Any, csrf: Any) -> None:

@@ -57,7 +57,14 @@ from keys.software import (
     public_jwk,
     thumbprint,
 )
-from keys.store import PUBLISHED_STATES, KeyInfo, KeyState, KeyStoreError, SigningKey
+from keys.store import (
+    PUBLISHED_STATES,
+    KeyInfo,
+    KeyNotFoundError,
+    KeyState,
+    KeyStoreError,
+    SigningKey,
+)
 
 if TYPE_CHECKING:
     from idp.config import Settings
@@ -313,9 +320,9 @@ class DatabaseKeyStore(abc.ABC):
         def work(txn: _Txn) -> list[str]:
             row = txn.session.get(SigningKeyRow, kid)
             if row is None or row.backend != self.backend:
-                raise KeyStoreError(f"no key {kid}")
+                raise KeyNotFoundError(f"no key {kid}")
             if row.state in (KeyState.REVOKED, KeyState.REMOVED):
-                raise KeyStoreError(f"key {kid} is already {row.state}")
+                raise KeyNotFoundError(f"key {kid} is already {row.state}")
             before = row.state
             row.state = KeyState.REVOKED
             row.revoked_at = now

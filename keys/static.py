@@ -30,7 +30,7 @@ from keys.software import (
     import_public_jwk,
     public_jwk,
 )
-from keys.store import PUBLISHED_STATES, KeyInfo, KeyState, KeyStoreError
+from keys.store import PUBLISHED_STATES, KeyInfo, KeyNotFoundError, KeyState, KeyStoreError
 
 _ORDER = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
 
@@ -199,8 +199,10 @@ class StaticKeyStore:
         now = utcnow()
         with self._lock:
             entry = self._entries.get(kid)
-            if entry is None or entry.info.state not in PUBLISHED_STATES:
-                raise KeyStoreError(f"no published key {kid}")
+            if entry is None:
+                raise KeyNotFoundError(f"no key {kid}")
+            if entry.info.state not in PUBLISHED_STATES:
+                raise KeyNotFoundError(f"key {kid} is already {entry.info.state}")
             self._set(kid, state=KeyState.REVOKED, revoked_at=now)
             self.rotate(now)
 

@@ -81,6 +81,10 @@ class KeyStoreError(Exception):
     """The key store cannot serve the request (no key for an algorithm, a bad KEK, …)."""
 
 
+class KeyNotFoundError(KeyStoreError):
+    """No such key (or not in a state the operation applies to), e.g. revoking it twice."""
+
+
 @runtime_checkable
 class SigningKey(Protocol):
     """A key that signs inside its holder (process memory or a hardware module)."""
