@@ -733,7 +733,9 @@ class LdapDirectory:
         if len(found) != 1:
             return None
         entry = found[0]
-        if self._entry_key(entry) != key:
+        found_key = self._entry_key(entry)
+        same = _same_dn(found_key[3:], key[3:]) if key.startswith("dn:") else found_key == key
+        if not same or found_key.startswith("dn:") != key.startswith("dn:"):
             return None
         return self._identity(entry, self._groups(entry, attempt))
 

@@ -296,6 +296,18 @@ def test_lookup_by_stable_key(hrss: LdapDirectory, ad: LdapDirectory) -> None:
     assert ad.lookup(str(AD_GUIDS["ex.staff"])) is None  # disabled counts as gone
 
 
+def test_dn_is_the_key_when_the_entry_has_no_stable_id(
+    slapd_hrss: Slapd, ldap_test_ca: LdapTestCA
+) -> None:
+    d = directory("hrss", hrss_table(slapd_hrss, ldap_test_ca, key_attribute="objectGUID"))
+    wang = d.authenticate("wang.fang", "Wf-2017-secret!")
+    assert wang.key == f"dn:{WANG}"
+    assert d.lookup(wang.key) is not None
+    assert d.lookup(f"dn:UID=Wang.Fang,OU=people,{HRSS}") is not None  # same DN, other spelling
+    assert d.lookup("dn:uid=disabled.user,ou=people," + HRSS) is None  # disabled
+    d.close()
+
+
 def test_listing_pages_and_marks_disabled(hrss: LdapDirectory) -> None:
     listing = hrss.listing(page_size=2)  # several RFC 2696 pages
     names = {dn.split(",")[0] for dn in listing.entries.values()}
