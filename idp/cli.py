@@ -296,6 +296,34 @@ def clients_list(as_json: bool) -> None:
     emit(rows, as_json, "\n".join(f"{r['client_id']}  {r['client_name']}  {r['status']}" for r in rows))
 
 
+# ------------------------------------------------------------------ logout deliveries
+@main.group()
+def logout() -> None:
+    """Back-channel logout: the outbox of logout tokens for relying parties."""
+
+
+@logout.command("deliver")
+@click.option("--loop", is_flag=True, help="keep delivering (a worker process) until stopped")
+@click.option("--interval", default=10.0, show_default=True, type=click.FloatRange(0.5, 3600))
+def logout_deliver(loop: bool, interval: float) -> None:
+    """Deliver (and retry, with back-off) the logout tokens that are due."""
+    import time
+
+    from idp.oauth.logout import DELIVERY_TIMEOUT, deliver_due, dispatcher_for
+
+    with app_services() as services:
+        poster = dispatcher_for(services).poster
+        while True:
+            report = deliver_due(services.db, poster, timeout=DELIVERY_TIMEOUT)
+            click.echo(
+                f"delivered {report.delivered}, failed {report.failed} (will retry), "
+                f"abandoned {report.abandoned}"
+            )
+            if not loop:
+                return
+            time.sleep(interval)
+
+
 # ------------------------------------------------------------------ audit
 @main.group()
 def audit() -> None:
@@ -356,9 +384,13 @@ def demo(no_serve: bool) -> None:
 # -- subcommand groups --------------------------------------------------------------------
 from idp.cli_keys import keys  # noqa: E402 - registered after main exists
 from idp.cli_ldap import ldap  # noqa: E402 - registered after main exists
+from idp.cli_mfa import policy, totp_enroll, unlock  # noqa: E402 - registered after main exists
 
 main.add_command(keys)
 main.add_command(ldap)
+main.add_command(policy)
+users.add_command(totp_enroll)
+users.add_command(unlock)
 
 
 if __name__ == "__main__":

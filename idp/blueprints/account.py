@@ -12,7 +12,16 @@ import datetime as dt
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from sqlalchemy import select
 
@@ -342,37 +351,163 @@ def home() -> Response | str:
     return render_template("account.html", user=user, sso=sso, grants=grants)
 
 
+# ------------------------------------------------------------------ logout (end_session_endpoint)
+# OpenID Connect RP-Initiated Logout 1.0: /logout is the end_session_endpoint (GET and POST).
+# A relying party's POST carries no CSRF token of ours, so the view is exempt and checks the
+# token itself when the user confirms on our page.  Nothing ends without either a valid
+# id_token_hint naming this very session or the user's confirmation (checklist 63, 105).
+_LOGOUT_SALT = "yitong-logout"
+_LOGOUT_CONFIRM_MAX_AGE = 600
+
+
+@bp.record_once
+def _logout_is_csrf_exempt(state: Any) -> None:
+    csrf = state.app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt("idp.blueprints.account.logout_post")
+
+
+def _logout_serializer() -> Any:
+    from itsdangerous import URLSafeTimedSerializer
+
+    return URLSafeTimedSerializer(context.services().extra["secret_key"], salt=_LOGOUT_SALT)
+
+
+_END_SESSION_PARAMS = (
+    "id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint", "ui_locales"
+)
+
+
+def _single(source: Any) -> tuple[dict[str, str], bool]:
+    """End-session parameters, and whether one was repeated (then none may redirect)."""
+    values = {n: source.getlist(n) for n in _END_SESSION_PARAMS}
+    repeated = any(len(v) > 1 for v in values.values())
+    return {n: v[0] for n, v in values.items() if len(v) == 1}, repeated
+
+
 @bp.route("/logout", methods=["GET"])
-def logout() -> str:
-    return render_template("logout.html", user=current_user_row(), client=None, params={})
+def logout() -> Response | str:
+    return _end_session_request(request.args)
 
 
 @bp.route("/logout", methods=["POST"])
-def logout_post() -> Response:
-    resp = redirect(url_for("account.logged_out"), code=303)
-    end_current_session()
+def logout_post() -> Response | str:
+    if "csrf_token" in request.form:
+        # Our own confirmation form (or the account page's "sign out everywhere").
+        current_app.extensions["csrf"].protect()
+        return _confirmed_logout(request.form.get("lr"))
+    return _end_session_request(request.form)
+
+
+def _end_session_request(source: Any) -> Response | str:
+    from idp.blueprints.oidc import verify_own_id_token
+    from idp.oauth.logout import check_logout_request
+
+    params, repeated = _single(source)
+    lr = check_logout_request(
+        params, repeated=repeated, verify_id_token=verify_own_id_token, find_client=_find
+    )
+    sso = current_sso()
+    user = current_user_row()
+    if sso is None:
+        # Nothing to end here; a valid request still goes back to its client.
+        return _after_logout(None, lr.redirect_uri, lr.state)
+    client = _find(lr.client_id) if lr.client_id else None
+    if lr.matches(sso, user, client, context.services().extra["pairwise_secret"]):
+        return _after_logout(end_current_session(), lr.redirect_uri, lr.state)
+    sealed = _logout_serializer().dumps({"r": lr.redirect_uri, "s": lr.state, "sid": sso.id})
+    return render_template("logout.html", user=user, client=client, params={"lr": sealed})
+
+
+def _confirmed_logout(sealed: str | None) -> Response:
+    from itsdangerous import BadSignature
+
+    data: dict[str, Any] = {}
+    if sealed:
+        try:
+            loaded = _logout_serializer().loads(sealed, max_age=_LOGOUT_CONFIRM_MAX_AGE)
+            data = loaded if isinstance(loaded, dict) else {}
+        except BadSignature:
+            data = {}
+    sso = current_sso()
+    redirect_uri = data.get("r") if isinstance(data.get("r"), str) else None
+    if sso is None or data.get("sid") != sso.id:
+        redirect_uri = None  # the confirmation was for another session: no redirect
+    state = data.get("s") if isinstance(data.get("s"), str) else None
+    return _after_logout(end_current_session(), redirect_uri, state)
+
+
+def _after_logout(outcome: Any, redirect_uri: str | None, state: str | None) -> Response:
+    """Signed out: front-channel iframes if any, then the client's page or ours."""
+    import secrets
+
+    from idp.blueprints.oidc import see_other
+    from idp.oauth.logout import post_logout_location
+
+    target = post_logout_location(redirect_uri, state) if redirect_uri else None
+    status = 303 if request.method == "POST" else 302
+    frames = list(outcome.frames) if outcome is not None else []
+    if frames:
+        nonce = secrets.token_urlsafe(16)
+        body = render_template("logged_out.html", frames=frames, continue_to=target, nonce=nonce)
+        resp = make_response(body, 200)
+        origins = " ".join(sorted({f.origin for f in frames}))
+        # Front-Channel Logout §3: the pages may frame only the registered logout origins.
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+            f"script-src 'nonce-{nonce}'; frame-src {origins}; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'self'"
+        )
+        resp.headers["Cache-Control"] = "no-store"
+    elif target is not None:
+        resp = see_other(target, code=status)
+    else:
+        resp = see_other(url_for("account.logged_out"), code=303)
     clear_session_cookie(resp)
     return resp
 
 
-def end_current_session() -> None:
-    """End the SSO session and the non-offline grants made in it (checklist 64)."""
+def end_current_session() -> Any:
+    """End this browser's SSO session everywhere (checklist 64, 69); None if there was none.
+
+    The session ends, its non-offline grants are revoked, every client with a grant in it is
+    queued for back-channel logout in the same transaction; delivery starts after the commit,
+    off this request.  Returns the :class:`~idp.oauth.logout.LogoutOutcome`.
+    """
+    from idp.oauth.logout import dispatcher_for, end_sso_session
+
     sso = current_sso()
     if sso is None:
-        return
+        return None
+    services = context.services()
     session = context.db_session()
-    sso.ended_at = utcnow()
-    repo.revoke_user_grants(session, sso.user_id, "logout", include_offline=False, sid=sso.id)
-    audit.record(session, "logout", actor=sso.user_id, ip=client_ip(), details={"sid": sso.id})
-    hook = context.services().extra.get("after_logout")
+    outcome = end_sso_session(
+        session,
+        sso,
+        issuer=services.settings.issuer,
+        keys=services.keys,
+        pairwise_secret=services.extra["pairwise_secret"],
+    )
+    audit.record(
+        session,
+        "logout",
+        actor=sso.user_id,
+        ip=client_ip(),
+        details={"sid": sso.id, "backchannel": len(outcome.deliveries),
+                 "frontchannel": len(outcome.frames)},
+    )
+    hook = services.extra.get("after_logout")
     if hook is not None:
         hook(sso)
     session.commit()
+    if outcome.deliveries:
+        dispatcher_for(services).kick(outcome.deliveries)
+    return outcome
 
 
 @bp.route("/logged-out", methods=["GET"])
 def logged_out() -> str:
-    return render_template("logged_out.html")
+    return render_template("logged_out.html", frames=[], continue_to=None, nonce=None)
 
 
 @bp.route("/locale/<lang>", methods=["POST"])
