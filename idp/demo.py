@@ -253,16 +253,24 @@ def _ensure_citizen(
     user = find_citizen(session, DEMO_CITIZEN["id_number"], vault=services.vault)
     if user is None:
         password = password if isinstance(password, str) else _new_password()
-        try:
-            user = register_citizen(
-                session,
-                NewCitizen(password=password, **DEMO_CITIZEN),
-                vault=services.vault,
-                passwords=services.passwords,
-                actor="demo",
-            )
-        except RegistrationError as exc:
-            raise DemoError(f"cannot create the demo citizen: {exc.field}: {exc.message}") from None
+        for _attempt in range(5):
+            try:
+                user = register_citizen(
+                    session,
+                    NewCitizen(password=password, **DEMO_CITIZEN),
+                    vault=services.vault,
+                    passwords=services.passwords,
+                    actor="demo",
+                )
+                break
+            except RegistrationError as exc:
+                if exc.field != "password":
+                    raise DemoError(
+                        f"cannot create the demo citizen: {exc.field}: {exc.message}"
+                    ) from None
+                password = _new_password()  # the policy refused it (a context word by chance)
+        else:
+            raise DemoError("cannot choose a password the password policy accepts")
         created.append(f"citizen {user.id}")
         return user.id, password
     if not isinstance(password, str) or not services.passwords.verify(user.password_hash, password):
