@@ -137,6 +137,45 @@ def revoke_key(kid: str) -> Response:
     return jsonify({"revoked": kid, "active": active})
 
 
+@bp.route("/directories", methods=["GET"])
+@require_role("security-admin")
+def list_directories() -> Response:
+    return jsonify(services.list_directories(context.db_session(), context.services().directories))
+
+
+@bp.route("/directories/<directory_id>", methods=["PUT"])
+@require_role("security-admin", fresh_mfa=True)
+def put_directory(directory_id: str) -> Response:
+    result = services.put_directory(context.db_session(), directory_id, json_body(), principal())
+    context.services().directories.reload(force=True)
+    return jsonify(result)
+
+
+@bp.route("/directories/<directory_id>", methods=["DELETE"])
+@require_role("security-admin", fresh_mfa=True)
+def delete_directory(directory_id: str) -> Response:
+    services.delete_directory(context.db_session(), directory_id, principal())
+    context.services().directories.reload(force=True)
+    return jsonify({"deleted": directory_id})
+
+
+# ------------------------------------------------------------------ security policies (issue 5)
+@bp.route("/policies", methods=["GET"])
+@require_role("security-admin", fresh_mfa=True)
+def list_policies() -> Response:
+    return jsonify(services.list_policies())
+
+
+@bp.route("/policies", methods=["PUT"])
+@require_role("security-admin", fresh_mfa=True)
+def put_policies() -> Response:
+    """Body: ``{"<policy name>": <value>, …}``; all are validated before any is stored."""
+    changes = json_body()
+    return jsonify(
+        services.set_policies(context.db_session(), changes, principal(), request.remote_addr)
+    )
+
+
 def register(app: Any, csrf: Any) -> None:
     """Mount the admin API (bearer-token authenticated, so exempt from form CSRF)."""
     app.register_blueprint(bp)

@@ -11,7 +11,7 @@ from admin.auth import AdminPrincipal
 from idp import audit
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
-from idp.storage.models import Client
+from idp.storage.models import Client, DirectoryConfig
 
 
 class AdminInputError(Exception):
@@ -102,3 +102,107 @@ def set_client_status(
     )
     session.commit()
     return client_summary(client)
+
+
+# ------------------------------------------------------------------ department directories
+def list_directories(session: Session, registry: Any) -> list[dict[str, Any]]:
+    """Every directory a login can use; passwords never leave the server."""
+    from idp.accounts.directories import public_config
+
+    stored = {r.id: r for r in session.scalars(select(DirectoryConfig))}
+    out = []
+    for directory_id in sorted(set(registry) | set(stored)):
+        row = stored.get(directory_id)
+        adapter = registry.get(directory_id)
+        out.append(
+            {
+                "id": directory_id,
+                "display_name": getattr(adapter, "display_name", directory_id),
+                "source": "settings" if registry.is_fixed(directory_id) else "admin_api",
+                "config": public_config(row.config) if row is not None else None,
+            }
+        )
+    return out
+
+
+def put_directory(
+    session: Session, directory_id: str, table: dict[str, Any], who: AdminPrincipal
+) -> dict[str, Any]:
+    """Add or replace a directory after validating it exactly as a settings table would be."""
+    import re
+
+    from adapters.base import AdapterConfigError
+    from idp import context
+    from idp.accounts.directories import public_config, seal_config, validate_table
+
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", directory_id):
+        raise AdminInputError("directory id must be 1-32 lower-case letters, digits, '-' or '_'")
+    registry = context.services().directories
+    if registry.is_fixed(directory_id):
+        raise AdminInputError(
+            "this directory is defined in the settings file; change it there", status=409
+        )
+    try:
+        validate_table(directory_id, table)
+    except AdapterConfigError as exc:
+        raise AdminInputError(str(exc), error="invalid_directory_config") from None
+    stored = seal_config(context.services().kek, directory_id, table)
+    row = session.get(DirectoryConfig, directory_id)
+    action = "directory.update" if row is not None else "directory.create"
+    if row is None:
+        session.add(DirectoryConfig(id=directory_id, config=stored))
+    else:
+        row.config = stored
+    audit.record(
+        session,
+        action,
+        actor=who.actor,
+        target=directory_id,
+        details={"config": public_config(stored)},
+    )
+    session.commit()
+    return {"id": directory_id, "config": public_config(stored)}
+
+
+def delete_directory(session: Session, directory_id: str, who: AdminPrincipal) -> None:
+    row = session.get(DirectoryConfig, directory_id)
+    if row is None:
+        raise AdminInputError(
+            "no such directory (settings-file directories cannot be deleted here)",
+            error="not_found",
+            status=404,
+        )
+    session.delete(row)
+    audit.record(session, "directory.delete", actor=who.actor, target=directory_id)
+    session.commit()
+
+
+# ------------------------------------------------------------------ security policies (issue 5)
+def _policy_store() -> Any:
+    from idp import context
+    from idp.interaction.policies import PolicyStore
+
+    store = context.services().extra.get("policies")
+    return store if store is not None else PolicyStore(context.services().db)
+
+
+def list_policies() -> dict[str, Any]:
+    """Every policy: value, default, whether an admin set it, and what it means."""
+    return dict(_policy_store().all())
+
+
+def set_policies(
+    session: Session, changes: dict[str, Any], who: AdminPrincipal, ip: str | None
+) -> dict[str, Any]:
+    """Validate every change, then store all of them (or none); each is audited old -> new."""
+    from idp.interaction.policies import PolicyError
+
+    if not changes:
+        raise AdminInputError("name at least one policy to change")
+    try:
+        _policy_store().set_many(session, changes, actor=who.actor, ip=ip)
+    except PolicyError as exc:
+        session.rollback()
+        raise AdminInputError(str(exc), error="invalid_policy") from None
+    session.commit()
+    return list_policies()

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 from idp import context
 from idp.accounts.passwords import Passwords
 from idp.accounts.privacy import IdentityVault
-from idp.config import Settings, load_settings
+from idp.config import ConfigError, Settings, load_settings
 from idp.instance import key_encryption_key, secret_key
 from idp.interaction.flow import InteractionSealer
 from idp.logging_setup import install_redaction
@@ -69,16 +69,19 @@ def build_services(settings: Settings) -> context.Services:
     services.extra["secret_key"] = secret
     services.extra["pairwise_secret"] = pairwise_secret
     services.extra["interaction_sealer"] = InteractionSealer(secret)
-    services.directories = _build_directories(settings)
+    services.directories = _build_directories(settings, db, kek)
     return services
 
 
-def _build_directories(settings: Settings) -> dict[str, Any]:
-    if not settings.directories:
-        return {}
-    from adapters.registry import build_directories
+def _build_directories(settings: Settings, db: Database, kek: Any) -> Any:
+    """Department directories from the settings file and the admin API (issue 6)."""
+    from adapters.base import AdapterConfigError
+    from idp.accounts.directories import DirectoryRegistry
 
-    return dict(build_directories(settings.directories))
+    try:
+        return DirectoryRegistry(settings.directories, db, kek)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _select_locale() -> str:
@@ -139,8 +142,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.register_blueprint(account.bp)
     csrf.exempt(oidc.bp)
     from admin.api import register as register_admin_api
+    from idp.blueprints.mfa import register as register_mfa
 
     register_admin_api(app, csrf)
+    register_mfa(app, csrf)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
     _install_limits_and_health(app)

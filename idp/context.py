@@ -33,7 +33,7 @@ class Services:
     passwords: Passwords
     vault: IdentityVault
     tokens: TokenIssuer
-    directories: dict[str, Any] = field(default_factory=dict)
+    directories: Any = field(default_factory=dict)  # Mapping id -> PasswordAuthenticator
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,11 +48,14 @@ def settings() -> Settings:
 def db_session() -> Session:
     """The request's session (created on first use)."""
     if "db_session" not in g:
-        g.db_session = services().db.writer()
+        db = services().db
+        g.db_session = db.writer()
+        db.bind_request_session(g.db_session)
     return g.db_session  # type: ignore[no-any-return]
 
 
 def close_db_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
+        services().db.bind_request_session(None)
         session.close()

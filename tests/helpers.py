@@ -239,3 +239,57 @@ class Flow:
         else:
             data.setdefault("client_id", self.rp.client_id)
         return self.http.post("/token", data=data, headers=headers)
+
+
+def admin_token(
+    app: Flask,
+    roles: list[str],
+    *,
+    acr: str | None = "urn:yitong:acr:mfa",
+    minutes_ago: int = 1,
+    scope: str = "openid admin",
+) -> tuple[str, str]:
+    """An access token for a new account holding ``roles``, minted straight into the database.
+
+    How an admin logs in is the login tests' business; here only what the token carries
+    (roles of the account, scope, acr, auth_time) matters.  Returns (token, audit actor).
+    """
+    import datetime as dt
+
+    from idp.storage.models import Grant, Token, User, utcnow
+    from idp.storage.repo import digest, new_id, new_secret
+
+    citizen = Citizen.create(app)
+    rp = RegisteredClient.create(app, name="Admin console")
+    services = app.extensions["yitong"]
+    now = utcnow()
+    raw = new_secret()
+    with services.db.transaction() as session:
+        user = session.get(User, citizen.id)
+        assert user is not None
+        user.roles = roles
+        grant = Grant(
+            id=new_id(), user_id=user.id, client_id=rp.client_id, scope=scope,
+            auth_time=now - dt.timedelta(minutes=minutes_ago), acr=acr, amr=["pwd", "otp"],
+            created_at=now, expires_at=now + dt.timedelta(hours=1),
+        )  # fmt: skip
+        session.add(grant)
+        session.flush()
+        session.add(
+            Token(
+                id=new_id(),
+                digest=digest(raw),
+                kind="access",
+                grant_id=grant.id,
+                client_id=rp.client_id,
+                user_id=user.id,
+                scope=scope,
+                created_at=now,
+                expires_at=now + dt.timedelta(minutes=10),
+            )  # fmt: skip
+        )
+    return raw, f"user:{citizen.id}"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

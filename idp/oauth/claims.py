@@ -14,10 +14,12 @@ from idp.storage.models import Client, User
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "openid": ("sub",),
-    "profile": ("name", "preferred_username", "locale", "updated_at"),
+    "profile": ("name", "given_name", "family_name", "preferred_username", "locale", "updated_at"),
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
     "groups": ("groups", "roles"),
+    # Department staff: what their own directory says about them (issue 6).
+    "staff": ("department", "employee_number", "title"),
 }
 CLAIMS_SUPPORTED = sorted(
     {c for claims in SCOPE_CLAIMS.values() for c in claims}
@@ -34,18 +36,31 @@ def subject_for(user: User, client: Client, pairwise_secret: bytes) -> str:
 
 
 def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dict[str, Any]:
-    """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims."""
+    """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims.
+
+    Staff attributes come from their department directory at each login (``User.attributes``);
+    the directory is authoritative for them, so they count as verified.
+    """
+    staff = user.kind == "staff"
+    attrs = user.attributes if staff else {}
+    email = attrs.get("email") if staff else user.email
+    phone = attrs.get("phone_number") if staff else user.phone
     available: dict[str, Any] = {
         "name": user.name,
-        "preferred_username": user.attributes.get("username") if user.kind == "staff" else None,
+        "given_name": attrs.get("given_name"),
+        "family_name": attrs.get("family_name"),
+        "preferred_username": attrs.get("preferred_username"),
         "locale": (user.locale or "zh-CN").replace("_", "-"),
         "updated_at": int(user.updated_at.timestamp()) if user.updated_at else None,
-        "email": user.email,
-        "email_verified": bool(user.email_verified) if user.email else None,
-        "phone_number": user.phone,
-        "phone_number_verified": bool(user.phone_verified) if user.phone else None,
+        "email": email,
+        "email_verified": (True if staff else bool(user.email_verified)) if email else None,
+        "phone_number": phone,
+        "phone_number_verified": (True if staff else bool(user.phone_verified)) if phone else None,
         "groups": list(user.groups) if user.groups else None,
         "roles": list(user.roles) if user.roles else None,
+        "department": user.directory_id if staff else None,
+        "employee_number": attrs.get("employee_number"),
+        "title": attrs.get("title"),
     }
     allowed = set(client.allowed_claims) if client.allowed_claims is not None else None
     out: dict[str, Any] = {}

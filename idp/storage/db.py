@@ -8,6 +8,7 @@ instead of failing with "database is locked".
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class Database:
             )
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
         # Side reads (key store, caches) inside a request must not queue behind the request's
         # own write lock on SQLite, so they use an engine whose transactions begin deferred.
         self.read_engine: Engine = self.engine
@@ -85,9 +87,25 @@ class Database:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session that commits on success and rolls back on error."""
+        """A session that commits on success and rolls back on error.
+
+        SQLite has one writer at a time: a second write transaction opened while this thread's
+        request session holds the write lock would wait for itself.  So on SQLite, inside a
+        request, the work runs in a savepoint of the request's session, which is then committed
+        (what the request wrote so far is committed with it).
+        """
+        shared = getattr(self._local, "request_session", None) if self.is_sqlite else None
+        if shared is not None:
+            with shared.begin_nested():
+                yield shared
+            shared.commit()
+            return
         with self.sessionmaker() as session, session.begin():
             yield session
+
+    def bind_request_session(self, session: Session | None) -> None:
+        """Tell :meth:`transaction` which session this thread's request writes through."""
+        self._local.request_session = session
 
     def dispose(self) -> None:
         self.engine.dispose()

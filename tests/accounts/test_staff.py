@@ -392,3 +392,26 @@ def test_cli_list_test_and_sync(
     synced = runner.invoke(ldap_cli, ["sync", "hrss"], obj=obj)
     assert synced.exit_code == 0, synced.output
     assert "hrss: 5 entries listed (1 disabled there); 1 staff checked" in synced.output
+
+
+def test_staff_claims_come_from_the_directory(
+    make_app: Callable[..., Flask], slapd_hrss: Slapd, ldap_test_ca: LdapTestCA
+) -> None:
+    """Directory attributes become claims per scope; citizens' unique columns stay untouched."""
+    from tests.helpers import Flow, RegisteredClient
+
+    app = make_app(directories={"hrss": hrss_table(slapd_hrss, ldap_test_ca)})
+    client = app.test_client()
+    rp = RegisteredClient.create(
+        app, scopes=["openid", "profile", "email", "phone", "groups", "staff"]
+    )
+    flow = Flow(client, rp, scope="openid profile email groups staff")
+    params = flow.follow_to_code(flow.login(flow.authorize(), "wang.fang@hrss", "Wf-2017-secret!"))
+    body = flow.token(params["code"]).get_json()
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}).get_json()
+    assert info["name"] == "王芳"
+    assert info["preferred_username"] == "wang.fang"
+    assert info["email"] == "wang.fang@hrss.ln.gov.example" and info["email_verified"] is True
+    assert info["department"] == "hrss" and info["employee_number"] == "HRSS-0001"
+    assert "case-officers" in info["groups"]
+    assert "phone_number" not in info  # the phone scope was not asked for
