@@ -269,10 +269,16 @@ def admin_token(
         assert user is not None
         user.roles = roles
         grant = Grant(
-            id=new_id(), user_id=user.id, client_id=rp.client_id, scope=scope,
-            auth_time=now - dt.timedelta(minutes=minutes_ago), acr=acr, amr=["pwd", "otp"],
-            created_at=now, expires_at=now + dt.timedelta(hours=1),
-        )  # fmt: skip
+            id=new_id(),
+            user_id=user.id,
+            client_id=rp.client_id,
+            scope=scope,
+            auth_time=now - dt.timedelta(minutes=minutes_ago),
+            acr=acr,
+            amr=["pwd", "otp"],
+            created_at=now,
+            expires_at=now + dt.timedelta(hours=1),
+        )
         session.add(grant)
         session.flush()
         session.add(
@@ -286,7 +292,7 @@ def admin_token(
                 scope=scope,
                 created_at=now,
                 expires_at=now + dt.timedelta(minutes=10),
-            )  # fmt: skip
+            )
         )
     return raw, f"user:{citizen.id}"
 

@@ -46,7 +46,7 @@ def test_sensitive_endpoints_need_fresh_mfa(client, app):
 
 
 def test_client_admin_can_list_and_register_pending_client(client, app):
-    token, actor = admin_token(app, roles=["client-admin"])
+    token, _ = admin_token(app, roles=["client-admin"])
     resp = client.post(
         "/admin/api/clients",
         json={
