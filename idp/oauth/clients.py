@@ -175,6 +175,20 @@ def _str_list(value: Any, what: str) -> list[str]:
     return list(value)
 
 
+def _rsa_bits(n: Any) -> int:
+    """Size of an RSA modulus given as base64url (0 when it is not one)."""
+    import base64
+    import binascii
+
+    if not isinstance(n, str) or len(n) > 2048:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except (binascii.Error, ValueError):
+        return 0
+    return int.from_bytes(raw, "big").bit_length()
+
+
 def validate_jwks(jwks: Any) -> dict[str, Any]:
     """A client's public signing keys (RFC 7517): asymmetric, public members only, usable.
 
@@ -208,12 +222,16 @@ def validate_jwks(jwks: Any) -> dict[str, Any]:
             if not isinstance(kid, str) or kid in kids:
                 raise ClientRegistrationError(f"{where}: kid must be a unique string")
             kids.add(kid)
+        if key["kty"] == "RSA" and _rsa_bits(key.get("n")) < 2048:
+            raise ClientRegistrationError(f"{where}: RSA keys need at least 2048 bits")
         try:
             imported = import_key(key)
         except (JoseError, ValueError, TypeError):
             raise ClientRegistrationError(f"{where} is not a valid public key") from None
         if isinstance(imported, RSAKey) and imported.raw_value.key_size < 2048:
             raise ClientRegistrationError(f"{where}: RSA keys need at least 2048 bits")
+        if imported.is_private:
+            raise ClientRegistrationError(f"{where} contains private key material")
     return {"keys": [dict(k) for k in jwks["keys"]]}
 
 
