@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
 from flask import (
     Blueprint,
@@ -26,8 +26,8 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from idp import audit, context
-from idp.errors import AccessDeniedError, OAuth2Error
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
+from idp.errors import AccessDeniedError, OAuth2Error
 from idp.interaction.flow import InteractionExpired
 from idp.interaction.sessions import start_session
 from idp.interaction.web import (
@@ -104,7 +104,9 @@ def login() -> Response | str:
     )
 
 
-def _login_failed(ix: str, login_name: str, department: str, message: str, status: int = 401) -> Response:
+def _login_failed(
+    ix: str, login_name: str, department: str, message: str, status: int = 401, *, recovery: bool = False
+) -> Response:
     client = None
     if ix:
         try:
@@ -114,7 +116,7 @@ def _login_failed(ix: str, login_name: str, department: str, message: str, statu
             client = None
     body = render_template(
         "login.html", ix=ix, client=client, login_hint=login_name[:200], error=message,
-        directories=_directories(), department=department,
+        directories=_directories(), department=department, recovery=recovery,
     )
     return make_response(body, status)
 
@@ -137,7 +139,7 @@ def login_post() -> Response:
         multi = opened[0] if opened else None
     if request.form.get("action") == "cancel":
         if multi is None:
-            return redirect(url_for("account.home"), code=303)
+            return cast(Response, redirect(url_for("account.home"), code=303))
         return _cancel(multi)
 
     generic = _("The login name or password is wrong.")
@@ -155,12 +157,20 @@ def login_post() -> Response:
     gate = services.extra.get("login_gate")
     if department:
         user, failure = _staff_login(department, login_name, password)
+        if isinstance(failure, _Refusal):
+            return _login_refused(ix, login_name, department, failure)
     else:
         user = find_citizen(session, login_name, vault=services.vault)
+        # End the read transaction: the gate and the audit commit in transactions of their own
+        # (on SQLite the request's transaction would otherwise hold the write lock).
+        session.commit()
         if gate is not None:
             blocked = gate.check(user, login_name, client_ip())
             if blocked is not None:
-                return _login_failed(ix, login_name, department, blocked, 429)
+                recovery = request.form.get("recovery_code", "").strip()
+                if recovery and user is not None:
+                    return _login_with_recovery_code(user, login_name, password, recovery, ix, department, blocked)
+                return _login_refused(ix, login_name, department, blocked)
         ok = services.passwords.verify(user.password_hash if user else None, password)
         failure = None if (ok and user is not None and user.is_active) else generic
         if gate is not None:
@@ -168,13 +178,60 @@ def login_post() -> Response:
         if failure is None and user is not None and services.passwords.needs_rehash(user.password_hash or ""):
             user.password_hash = services.passwords.hash(password)
     if failure is not None or user is None:
-        audit.record(
-            session, "login.failure", actor=user.id if user else "anonymous", ip=client_ip(),
+        # Own transaction with retry: parallel failures must never collide on the audit chain.
+        audit.record_now(
+            services.db, "login.failure", actor=user.id if user else "anonymous", ip=client_ip(),
             outcome="failure", details={"method": "ldap" if department else "password", "department": department or None},
         )
-        session.commit()
         return _login_failed(ix, login_name, department, failure or generic)
     return complete_login(user, amr=["pwd"], ix=ix)
+
+
+class _Refusal(str):
+    """A gate refusal passed through ``_staff_login`` (it carries ``retry_after``)."""
+
+    retry_after: int = 0
+    locked: bool = False
+
+
+def _login_refused(ix: str, login_name: str, department: str, blocked: str) -> Response:
+    """429 with Retry-After; a hard lock offers the recovery-code field (checklist 81)."""
+    resp = _login_failed(ix, login_name, department, str(blocked), 429,
+                         recovery=bool(getattr(blocked, "locked", False)) and not department)
+    retry_after = int(getattr(blocked, "retry_after", 0) or 0)
+    if retry_after:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
+def _login_with_recovery_code(
+    user: User, login_name: str, password: str, code: str, ix: str, department: str, blocked: str,
+) -> Response:
+    """The owner of a locked account: password plus a recovery code still gets in (checklist 81).
+
+    The recovery code (79 random bits) is checked first, without using it, so a wrong one costs
+    no hashing; only when both are right is the code consumed (atomically) and the lock cleared.
+    """
+    from idp.interaction import mfa
+
+    services = context.services()
+    secret = services.extra["mfa_secret"]
+    if not mfa.recovery_code_valid(services.db, secret, user.id, code):
+        audit.record_now(services.db, "login.failure", actor=user.id, ip=client_ip(), outcome="failure",
+                         details={"method": "recovery_code"})
+        return _login_refused(ix, login_name, department, blocked)
+    if not (user.is_active and services.passwords.verify(user.password_hash, password)):
+        audit.record_now(services.db, "login.failure", actor=user.id, ip=client_ip(), outcome="failure",
+                         details={"method": "recovery_code"})
+        return _login_refused(ix, login_name, department, blocked)
+    if not mfa.use_recovery_code(services.db, secret, user.id, code):
+        return _login_refused(ix, login_name, department, blocked)
+    services.extra["login_gate"].unlock(user)
+    now = int(utcnow().timestamp())
+    factors = {"pwd": now, "recovery": now}
+    audit.record_now(services.db, "login.unlock", actor=user.id, target=user.id, ip=client_ip(),
+                     details={"method": "recovery_code"})
+    return complete_login(user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors)
 
 
 def _staff_login(department: str, username: str, password: str) -> tuple[User | None, str | None]:
@@ -186,10 +243,15 @@ def _staff_login(department: str, username: str, password: str) -> tuple[User | 
         return None, _("Unknown department.")
     gate = context.services().extra.get("login_gate")
     key = f"{department}:{username}"
+    context.db_session().commit()  # the gate commits on its own (SQLite write lock)
     if gate is not None:
         blocked = gate.check(None, key, client_ip())
         if blocked is not None:
-            return None, blocked
+            # Throttled before the directory sees the attempt (checklist 94).
+            refusal = _Refusal(str(blocked))
+            refusal.retry_after = int(getattr(blocked, "retry_after", 0) or 0)
+            refusal.locked = bool(getattr(blocked, "locked", False))
+            return None, refusal
     try:
         identity = directory.authenticate(username, password)
     except InvalidCredentials:
@@ -198,22 +260,32 @@ def _staff_login(department: str, username: str, password: str) -> tuple[User | 
         return None, _("The login name or password is wrong.")
     except AdapterUnavailable:
         log.warning("directory %s unavailable", department)
+        if gate is not None and hasattr(gate, "cancel"):
+            gate.cancel(None, key, client_ip())
         return None, _("The department directory is unavailable; try again later.")
     from idp.accounts.staff import upsert_staff
 
+    if gate is not None:  # before the upsert takes the request's write lock (SQLite)
+        gate.record(None, key, client_ip(), success=True)
     user = upsert_staff(context.db_session(), identity)
     if not user.is_active:
         return None, _("The login name or password is wrong.")
-    if gate is not None:
-        gate.record(user, key, client_ip(), success=True)
     return user, None
 
 
-def complete_login(user: User, *, amr: list[str], ix: str, acr: str | None = None) -> Response:
-    """Start a fresh SSO session (ending the browser's old one) and continue the flow."""
+def complete_login(
+    user: User, *, amr: list[str], ix: str, acr: str | None = None,
+    factors: dict[str, int] | None = None,
+) -> Response:
+    """Start a fresh SSO session (ending the browser's old one) and continue the flow.
+
+    A password-only login first passes the ``after_password`` hook, which sends it to a second
+    factor when the request, the client, a policy or the account's own factors need one (issue
+    5); the session is created only once every required factor is proven.
+    """
     session = context.db_session()
     hook = context.services().extra.get("after_password")
-    if hook is not None:
+    if hook is not None and list(amr) == ["pwd"]:
         pending = hook(user, amr, ix)
         if pending is not None:
             return pending  # type: ignore[no-any-return]
@@ -224,13 +296,34 @@ def complete_login(user: User, *, amr: list[str], ix: str, acr: str | None = Non
         session, user, timeouts(), amr=amr, previous_token=request.cookies.get(cookie_name()),
         ip=client_ip(), user_agent=request.headers.get("User-Agent"), **kwargs,
     )
+    if factors:
+        row.factors = dict(factors)  # the level and time of each factor (issue 5)
+    policies = context.services().extra.get("policies")
+    if policies is not None:
+        from idp.interaction.policies import session_timeouts_for, user_classes
+
+        _idle, absolute = session_timeouts_for(policies, user_classes(user))
+        row.expires_at = min(row.expires_at, row.auth_time + dt.timedelta(seconds=absolute))
     audit.record(session, "login.success", actor=user.id, ip=client_ip(),
-                 details={"amr": amr, "sid": row.id, "kind": user.kind})
+                 details={"amr": amr, "acr": row.acr, "sid": row.id, "kind": user.kind})
     session.commit()
     target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
-    resp = redirect(target, code=303)
+    resp = cast(Response, redirect(target, code=303))
     set_session_cookie(resp, token)
+    if "mfa" in current_app.blueprints:
+        from idp.blueprints.mfa import remember_device
+
+        remember_device(resp, user.id)
     return resp
+
+
+# ------------------------------------------------------------------ step-up
+@bp.route("/login/step-up", methods=["GET", "POST"])
+def step_up() -> Response:
+    """Ask a signed-in user only for the factor the request still needs (issue 5, checklist 18)."""
+    from idp.blueprints.mfa import step_up_view
+
+    return cast(Response, step_up_view())
 
 
 # ------------------------------------------------------------------ consent

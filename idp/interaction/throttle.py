@@ -1,0 +1,332 @@
+"""Throttling and lockout of password and second-factor attempts (checklist 80-84, 94).
+
+NIST SP 800-63B-4 §3.2.2 (https://pages.nist.gov/800-63-4/sp800-63b.html): a verifier SHALL
+limit consecutive failed attempts on one account to no more than 100, and MAY make the
+claimant wait between attempts.  We do both, per account (exponential back-off after a few
+free attempts, a hard lock at ``lockout.max_failures`` <= 100) and per client address.
+
+Counters live in the ``throttles`` table, so they survive restarts of the flow and of the
+process and are shared by every worker (checklist 72, 117: nothing here depends on Redis).
+
+**Reservation, not after-the-fact counting.**  An attempt is counted *before* the password is
+checked, by one atomic ``UPDATE … SET failures = failures + 1 WHERE key = ? AND <allowed>``;
+a success then resets the counter.  So 50 parallel wrong passwords raise the counter by exactly
+50, and parallel requests can never all slip through under the threshold (Keycloak #31726,
+checklist 82).  Refused attempts are answered before any hashing.
+
+**The owner is never locked out by someone else** (checklist 81, ASVS 6.1.1): a browser that
+has signed in to the account before carries a signed device cookie, and its attempts are
+counted on a key of its own (``dev:<user>:<device>``) instead of the shared account key, so an
+attacker spraying the account from 500 addresses exhausts only the shared key.  Without a
+known device the owner can add a recovery code to the password, or sign in with a passkey.
+
+Unknown login names are counted exactly like accounts (keyed by a digest of the name), so the
+answers never tell whether an account exists (checklist 83).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from idp.interaction.policies import PolicyStore
+from idp.storage.db import Database
+from idp.storage.models import Throttle, User, utcnow
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one kind of counter limits attempts."""
+
+    free: int  # failures allowed before waits begin
+    base_delay: float  # seconds; doubles with each further failure
+    max_delay: float
+    cap: int | None = None  # hard lock at this many consecutive failures
+    window: int | None = None  # failures older than this many seconds are forgotten
+
+    def delay(self, failures: int) -> float:
+        if failures < self.free or failures <= 0:
+            return 0.0
+        exponent = min(failures - self.free, 40)
+        return float(min(self.base_delay * (2**exponent), self.max_delay))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    failures: int = 0
+    retry_after: int = 0  # seconds; 0 when allowed or hard-locked
+    locked: bool = False  # hard lock (cap reached)
+
+
+class Blocked(str):
+    """A refusal message that also says when to retry (for ``Retry-After``)."""
+
+    retry_after: int
+    locked: bool
+
+    def __new__(cls, message: str, retry_after: int = 0, locked: bool = False) -> Blocked:
+        obj = super().__new__(cls, message)
+        obj.retry_after = retry_after
+        obj.locked = locked
+        return obj
+
+
+def _key_digest(text: str) -> str:
+    folded = unicodedata.normalize("NFKC", text).strip().casefold()
+    return hashlib.sha256(folded.encode("utf-8")).hexdigest()[:40]
+
+
+class Counters:
+    """Atomic operations on the ``throttles`` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _insert_empty(self, session: Session, key: str) -> None:
+        values = {"key": key, "failures": 0}
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(postgresql.insert(Throttle).values(**values).on_conflict_do_nothing())
+        else:
+            session.execute(sqlite.insert(Throttle).values(**values).on_conflict_do_nothing())
+
+    def reserve(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict:
+        """Count one attempt if the rule allows it now; otherwise say how long to wait."""
+        now = now or utcnow()
+        with self.db.transaction() as session:
+            for _ in range(3):
+                verdict = self._reserve_once(session, key, rule, now)
+                if verdict is not None:
+                    return verdict
+                self._insert_empty(session, key)
+        raise RuntimeError("throttle row could not be created")  # pragma: no cover
+
+    def _reserve_once(
+        self, session: Session, key: str, rule: Rule, now: dt.datetime
+    ) -> Verdict | None:
+        conditions = [
+            Throttle.key == key,
+            (Throttle.blocked_until.is_(None)) | (Throttle.blocked_until <= now),
+        ]
+        if rule.cap is not None:
+            conditions.append(Throttle.failures < rule.cap)
+        new_failures = Throttle.failures + 1
+        if rule.window is not None:
+            forget_before = now - dt.timedelta(seconds=rule.window)
+            new_failures = case(
+                (Throttle.last_failure_at < forget_before, 1), else_=Throttle.failures + 1
+            )
+        result = session.execute(
+            update(Throttle)
+            .where(*conditions)
+            .values(failures=new_failures, last_failure_at=now)
+            .returning(Throttle.failures)
+            .execution_options(synchronize_session=False)
+        ).first()
+        if result is not None:
+            failures = int(result[0])
+            delay = rule.delay(failures)
+            blocked = now + dt.timedelta(seconds=delay) if delay > 0 else None
+            session.execute(
+                update(Throttle)
+                .where(Throttle.key == key)
+                .values(blocked_until=blocked)
+                .execution_options(synchronize_session=False)
+            )
+            return Verdict(True, failures)
+        row = session.execute(
+            select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
+        ).first()
+        if row is None:
+            return None
+        failures, blocked_until = int(row[0]), row[1]
+        if rule.cap is not None and failures >= rule.cap:
+            return Verdict(False, failures, 0, locked=True)
+        wait = (blocked_until - now).total_seconds() if blocked_until else 1.0
+        return Verdict(False, failures, max(1, int(wait + 0.999)))
+
+    def reset(self, key: str) -> None:
+        with self.db.transaction() as session:
+            session.execute(delete(Throttle).where(Throttle.key == key))
+
+    def release(self, key: str) -> None:
+        """Undo one reservation that turned out not to be a failure."""
+        with self.db.transaction() as session:
+            session.execute(
+                update(Throttle)
+                .where(Throttle.key == key, Throttle.failures > 0)
+                .values(failures=Throttle.failures - 1, blocked_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def failures(self, key: str) -> int:
+        with self.db.session() as session:
+            value = session.scalar(select(Throttle.failures).where(Throttle.key == key))
+        return int(value or 0)
+
+    def peek(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict:
+        """Would an attempt be allowed now?  (No change.)"""
+        now = now or utcnow()
+        with self.db.session() as session:
+            row = session.execute(
+                select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
+            ).first()
+        if row is None:
+            return Verdict(True, 0)
+        failures, blocked_until = int(row[0]), row[1]
+        if rule.cap is not None and failures >= rule.cap:
+            return Verdict(False, failures, 0, locked=True)
+        if blocked_until is not None and blocked_until > now:
+            wait = (blocked_until - now).total_seconds()
+            return Verdict(False, failures, max(1, int(wait + 0.999)))
+        return Verdict(True, failures)
+
+
+def account_key(user: User | None, login_name: str) -> str:
+    """The counter of an account (or of a login name that matches no account)."""
+    if user is not None and user.kind != "staff":
+        return f"acct:{user.id}"
+    if user is not None and user.kind == "staff":
+        username = str((user.attributes or {}).get("preferred_username") or "")
+        return f"login:{_key_digest(f'{user.directory_id}:{username}')}"
+    return f"login:{_key_digest(login_name)}"
+
+
+def staff_login_key(department: str, username: str) -> str:
+    return f"login:{_key_digest(f'{department}:{username}')}"
+
+
+class LoginGate:
+    """The ``login_gate`` hook: ``check`` before the password is verified, ``record`` after.
+
+    ``device_for(user_id)`` returns the id of the browser's known device for that account, or
+    None; it is supplied by the web layer (it reads a signed cookie).
+    """
+
+    def __init__(
+        self,
+        counters: Counters,
+        policies: PolicyStore,
+        device_for: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.counters = counters
+        self.policies = policies
+        self.device_for = device_for
+
+    # -------------------------------------------------------------- rules
+    def account_rule(self) -> Rule:
+        p = self.policies
+        return Rule(
+            free=p.get_int("lockout.free_attempts"),
+            base_delay=p.get_int("lockout.base_delay"),
+            max_delay=p.get_int("lockout.max_delay"),
+            cap=p.get_int("lockout.max_failures"),
+        )
+
+    def ip_rule(self) -> Rule:
+        p = self.policies
+        return Rule(
+            free=p.get_int("lockout.ip_free_attempts"),
+            base_delay=1,
+            max_delay=p.get_int("lockout.max_delay"),
+            window=p.get_int("lockout.ip_window"),
+        )
+
+    def _keys(self, user: User | None, login_name: str, ip: str) -> tuple[str, str | None]:
+        """(account-or-device key, address key or None for a known device)."""
+        if user is not None and self.device_for is not None:
+            device = self.device_for(user.id)
+            if device:
+                return f"dev:{user.id}:{device}"[:200], None
+        key = (
+            staff_login_key(*login_name.split(":", 1))
+            if ":" in login_name and (user is None or user.kind == "staff")
+            else account_key(user, login_name)
+        )
+        return key, f"ip:{ip}"[:200]
+
+    # -------------------------------------------------------------- the hook
+    def check(self, user: User | None, login_name: str, ip: str) -> Blocked | None:
+        """Reserve one attempt, or refuse with a message (the same for every account)."""
+        key, ip_key = self._keys(user, login_name, ip)
+        if ip_key is not None:
+            v = self.counters.reserve(ip_key, self.ip_rule())
+            if not v.allowed:
+                return self._refusal(v)
+        verdict = self.counters.reserve(key, self.account_rule())
+        if not verdict.allowed:
+            if ip_key is not None:
+                self.counters.release(ip_key)
+            return self._refusal(verdict)
+        return None
+
+    def record(self, user: User | None, login_name: str, ip: str, success: bool) -> None:
+        """After the check: a success clears the account's counter; a failure was counted."""
+        if not success:
+            return
+        key, ip_key = self._keys(user, login_name, ip)
+        self.counters.reset(key)
+        if user is not None:
+            self.counters.reset(account_key(user, login_name))
+        if ip_key is not None:
+            self.counters.release(ip_key)
+
+    def cancel(self, user: User | None, login_name: str, ip: str) -> None:
+        """The attempt could not be decided (directory down): do not count it."""
+        key, ip_key = self._keys(user, login_name, ip)
+        self.counters.release(key)
+        if ip_key is not None:
+            self.counters.release(ip_key)
+
+    # -------------------------------------------------------------- other paths
+    def account_locked(self, user: User) -> bool:
+        """True when the account's shared counter reached the hard cap.
+
+        Every token-issuing path that authenticates the user (any grant beyond the code flow)
+        must refuse while this is true (checklist 82).
+        """
+        cap = self.policies.get_int("lockout.max_failures")
+        return self.counters.failures(account_key(user, "")) >= cap
+
+    def unlock(self, user: User) -> None:
+        self.counters.reset(account_key(user, ""))
+        self.counters.reset(f"mfa:{user.id}")
+
+    @staticmethod
+    def _refusal(verdict: Verdict) -> Blocked:
+        from flask_babel import gettext as _
+
+        if verdict.locked:
+            return Blocked(
+                _(
+                    "This account is locked after too many failed attempts. Sign in from a "
+                    "device you used before, add a recovery code, use a passkey, or contact "
+                    "the help desk."
+                ),
+                0,
+                locked=True,
+            )
+        minutes = max(1, (verdict.retry_after + 59) // 60)
+        return Blocked(
+            _("Too many attempts. Try again in %(n)d minute(s).", n=minutes)
+            if verdict.retry_after >= 60
+            else _("Too many attempts. Try again in %(n)d second(s).", n=verdict.retry_after),
+            verdict.retry_after,
+        )
+
+
+def mfa_rule(policies: PolicyStore) -> Rule:
+    """Per-account second-factor failures: shared across restarted logins (checklist 72)."""
+    return Rule(
+        free=policies.get_int("mfa.max_attempts"),
+        base_delay=policies.get_int("mfa.backoff_seconds"),
+        max_delay=policies.get_int("lockout.max_delay") * 4,
+        cap=policies.get_int("lockout.max_failures"),
+    )
