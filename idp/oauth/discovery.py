@@ -42,7 +42,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "display_values_supported": ["page", "popup", "touch", "wap"],
         "ui_locales_supported": ["zh-CN", "en"],
         "claim_types_supported": ["normal"],
-        "acr_values_supported": ["urn:yitong:acr:pwd"],
+        "acr_values_supported": ["urn:yitong:acr:pwd", "urn:yitong:acr:mfa", "urn:yitong:acr:phr"],
         "service_documentation": s.endpoint("/docs/integrating"),
     }
     for extend in services.extra.get("discovery", []):
