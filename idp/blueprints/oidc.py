@@ -19,6 +19,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     jsonify,
     make_response,
     redirect,
@@ -37,6 +38,7 @@ from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.clients import ID_TOKEN_ALGS
 from idp.oauth.discovery import discovery_document
 from idp.oauth.grants import code_expiry
+from idp.oauth.tokens import DeadTokenError, check_live
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Consent, Grant, SsoSession, Token, User, utcnow
 
@@ -403,25 +405,55 @@ def pushed_authorization_request() -> Response:
 
 
 # ------------------------------------------------------------------ the token endpoint
-@bp.route("/token", methods=["POST"])
-def token() -> Response:
-    server = current_app.extensions["yitong.oauth"]
-    resp: Response = server.create_token_response()
+#: Parameters that may repeat at the token-side endpoints (RFC 8707 ``resource``); any other
+#: repeated parameter is ``invalid_request`` (RFC 6749 §3.2).
+_REPEATABLE = frozenset({"resource"})
+
+
+def _form_problem() -> Response | None:
+    """RFC 6749 §3.2/§4.1.3: a form body, each parameter at most once."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return _json_error(
+            "invalid_request", "send parameters as application/x-www-form-urlencoded", 400
+        )
+    for name in request.form:
+        if name not in _REPEATABLE and len(request.form.getlist(name)) > 1:
+            return _json_error("invalid_request", "a parameter was sent more than once", 400)
+    return None
+
+
+def _finish(resp: Response) -> Response:
+    """Commit what a successful answer minted, drop everything else; never cache (RFC 6749 §5.1)."""
+    session = context.db_session()
     if resp.status_code == 200:
         try:
-            context.db_session().commit()
+            session.commit()
         except Exception:
-            log.exception("token issuance could not be stored")
-            context.db_session().rollback()
+            log.exception("token-endpoint changes could not be stored")
+            session.rollback()
             return _json_error("server_error", "try again", 500)
     else:
-        context.db_session().rollback()
+        session.rollback()
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Pragma"] = "no-cache"
     return resp
 
 
-def _json_error(error: str, description: str, status: int, headers: dict[str, str] | None = None) -> Response:
+@bp.route("/token", methods=["POST"])
+def token() -> Response:
+    # First thing: when the request arrived decides "duplicate" versus "replay" for a rotated
+    # refresh token (idp.oauth.grants, checklist 39).
+    g.token_request_started = utcnow()
+    problem = _form_problem()
+    if problem is not None:
+        return problem
+    server = current_app.extensions["yitong.oauth"]
+    return _finish(server.create_token_response())
+
+
+def _json_error(
+    error: str, description: str, status: int, headers: dict[str, str] | None = None
+) -> Response:
     resp = jsonify({"error": error, "error_description": description})
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
@@ -441,40 +473,57 @@ def bearer_token() -> str | None:
 
 
 def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
-    """The live access token row (opaque or JWT) and its user, or None."""
-    if not raw:
+    """The live access token row (opaque or JWT) and its user, or None.
+
+    Only access tokens are found (an ID token or a refresh token presented as a Bearer token
+    is unknown here, checklist 51); liveness is :func:`idp.oauth.tokens.check_live`, which
+    also refuses a JWT signed with a key revoked since (``keys.find(kid)`` is None).
+    """
+    if not raw or len(raw) > 4096:
         return None
     session = context.db_session()
     row = repo.query_token(session, raw, "access")
-    now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if row is None:
         return None
-    if row.kid is not None and context.services().keys.find(row.kid) is None:
-        return None  # signed with a key revoked since (issue 4: emergency revocation)
-    grant = session.get(Grant, row.grant_id)
-    if grant is None or grant.revoked_at is not None:
-        return None
-    user = session.get(User, row.user_id) if row.user_id else None
-    if row.user_id and (user is None or not user.is_active):
+    try:
+        _grant, user = check_live(session, row, context.services().keys, utcnow())
+    except DeadTokenError:
         return None
     return row, user
 
 
 def _invalid_token(description: str) -> Response:
     return _json_error(
-        "invalid_token", description, 401,
+        "invalid_token",
+        description,
+        401,
         {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'},
     )
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
+    # FAPI 2.0 and RFC 6750 §2.3 "SHOULD NOT": tokens in URLs end up in logs (checklist 52).
     if "access_token" in request.args:
-        return _json_error("invalid_request", "access tokens are not accepted in the query string", 400,
-                           {"WWW-Authenticate": 'Bearer error="invalid_request"'})
+        return _json_error(
+            "invalid_request",
+            "access tokens are not accepted in the query string",
+            400,
+            {"WWW-Authenticate": 'Bearer error="invalid_request"'},
+        )
     raw = bearer_token()
-    if raw is None and request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
-        raw = request.form.get("access_token")  # RFC 6750 §2.2 form body
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        body_tokens = request.form.getlist("access_token")  # RFC 6750 §2.2 form body
+        if body_tokens and (raw is not None or len(body_tokens) > 1):
+            # RFC 6750 §2: clients MUST NOT use more than one method to send the token.
+            return _json_error(
+                "invalid_request",
+                "send the access token one way only",
+                400,
+                {"WWW-Authenticate": 'Bearer error="invalid_request"'},
+            )
+        if body_tokens:
+            raw = body_tokens[0]
     if raw is None:
         resp = _json_error("invalid_request", "a Bearer access token is required", 401)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="yitong"'
@@ -485,8 +534,12 @@ def userinfo() -> Response:
     row, user = found
     scopes = row.scope.split()
     if user is None or "openid" not in scopes:
-        return _json_error("insufficient_scope", "the openid scope is required", 403,
-                           {"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'})
+        return _json_error(
+            "insufficient_scope",
+            "the openid scope is required",
+            403,
+            {"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
+        )
     client = repo.query_client(context.db_session(), row.client_id)
     assert client is not None
     body = {"sub": subject_for(user, client, context.services().extra["pairwise_secret"])}
@@ -515,3 +568,70 @@ def openid_configuration() -> Response:
 def oauth_metadata() -> Response:
     return openid_configuration()
 
+
+# ------------------------------------------------------------------ revocation and introspection
+@bp.route("/revoke", methods=["POST"])
+def revoke() -> Response:
+    """RFC 7009 token revocation (policy: :mod:`idp.oauth.endpoints`)."""
+    problem = _form_problem()
+    if problem is not None:
+        return problem
+    server = current_app.extensions["yitong.oauth"]
+    return _finish(server.create_endpoint_response("revocation"))
+
+
+@bp.route("/introspect", methods=["POST"])
+def introspect() -> Response:
+    """RFC 7662 token introspection (policy: :mod:`idp.oauth.endpoints`)."""
+    problem = _form_problem()
+    if problem is not None:
+        return problem
+    server = current_app.extensions["yitong.oauth"]
+    resp: Response = server.create_endpoint_response("introspection")
+    context.db_session().rollback()  # read-only; client-assertion jtis commit themselves
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Pragma"] = "no-cache"
+    return resp
+
+
+# ------------------------------------------------------------------ CORS (checklist 107)
+#: Endpoints a browser app (SPA) may call cross-origin, and the methods it may use.  The
+#: authorization endpoint is deliberately absent (navigations, not XHR; checklist 21, 107),
+#: and so is introspection (resource servers are not browsers).
+CORS_ENDPOINTS = {
+    "oidc.token": "POST",
+    "oidc.userinfo": "GET, POST",
+    "oidc.jwks": "GET",
+    "oidc.openid_configuration": "GET",
+    "oidc.oauth_metadata": "GET",
+    "oidc.revoke": "POST",
+}
+
+
+def registered_web_origins() -> set[str]:
+    """Every approved client's registered ``web_origins`` (exact ``scheme://host[:port]``)."""
+    from idp.storage.models import Client
+
+    rows = context.db_session().scalars(
+        select(Client.web_origins).where(Client.status == "approved")
+    )
+    return {o for origins in rows for o in (origins or []) if isinstance(o, str)}
+
+
+@bp.after_request
+def cors_headers(resp: Response) -> Response:
+    """Allow exactly a registered origin; never ``*``, never credentials (checklist 107)."""
+    methods = CORS_ENDPOINTS.get(request.endpoint or "")
+    if methods is None:
+        return resp
+    resp.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if not origin or len(origin) > 200 or origin not in registered_web_origins():
+        return resp
+    resp.headers["Access-Control-Allow-Origin"] = origin
+    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    if request.method == "OPTIONS":
+        resp.headers["Access-Control-Allow-Methods"] = methods
+        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"
+        resp.headers["Access-Control-Max-Age"] = "600"
+    return resp

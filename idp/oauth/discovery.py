@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPE_CLAIMS
-from idp.oauth.grants import CLIENT_AUTH_METHODS
+from idp.oauth.client_auth import ASSERTION_ALGS
+from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, GRANT_TYPES_SUPPORTED
 
 if TYPE_CHECKING:
     from idp.context import Services
@@ -27,11 +28,18 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "scopes_supported": sorted({*SCOPE_CLAIMS, "offline_access"}),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
-        "grant_types_supported": ["authorization_code"],
+        "grant_types_supported": list(GRANT_TYPES_SUPPORTED),
         "subject_types_supported": ["public", "pairwise"],
         "id_token_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
         "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "revocation_endpoint": s.endpoint("/revoke"),
+        "revocation_endpoint_auth_methods_supported": list(CLIENT_AUTH_METHODS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+        "introspection_endpoint": s.endpoint("/introspect"),
+        "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "claims_supported": CLAIMS_SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,

@@ -1,10 +1,46 @@
 """Token-endpoint grants (RFC 6749 §4.1, §4.4, §6) on Authlib's grant machinery.
 
-What we change from Authlib's defaults, and why (checklist 7-8, 24-31, AL notes):
-- PKCE is required for every client and only ``S256`` exists (RFC 9700 §2.1.1);
+https://www.rfc-editor.org/rfc/rfc6749 · https://www.rfc-editor.org/rfc/rfc9700
+
+What we change from Authlib's defaults, and why (checklist 7-8, 24-42):
+
+- PKCE is required for every client and only ``S256`` exists (RFC 9700 §2.1.1); a code
+  without a challenge is never redeemed (§4.8, downgrade);
 - the code is consumed with an atomic compare-and-set, and a second redemption revokes the
   grant the first one produced (RFC 6749 §4.1.2, RFC 9700 §4.2.4);
-- codes are bound to the client and the redirect URI sent at authorization.
+- codes are bound to the client and the redirect URI sent at authorization;
+- refresh tokens (RFC 6749 §6, RFC 9700 §4.14.2):
+
+  * issued to clients registered for ``refresh_token``, for grants with ``offline_access``
+    (which outlive the SSO session) and for session-bound grants (which die with it);
+  * bound to the client and to the scope of the grant: a narrower ``scope`` is allowed for
+    the new access token (and an ID token only if ``openid`` stays), a wider one is
+    ``invalid_scope``; a rotated refresh token keeps the original scope (RFC 6749 §6);
+  * **public clients: rotation on every use**, with reuse detection: presenting a rotated
+    token again revokes the whole grant (every access and refresh token it produced);
+  * **confidential clients: no rotation** (RFC 9700 §4.14.2 lets sender-constrained tokens
+    stay; FAPI 2.0 §5.3.2.1 note 2 asks not to rotate, because a lost response then strands
+    the client).  Their refresh token is bound to the client's authentication, and its idle
+    expiry slides on each use up to the absolute limit.  Set
+    :attr:`RefreshTokenGrant.ROTATE_CONFIDENTIAL` to rotate them too;
+  * idle lifetime (``refresh_token_idle_lifetime``) and absolute lifetime
+    (``refresh_token_absolute_lifetime``, counted from the grant) from the settings;
+  * dead after logout (non-offline), password change, account disable, client disable.
+
+Concurrency (checklist 26, 39, 43).  Every grant that mints tokens locks its ``grants`` row
+(``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises writers with ``BEGIN IMMEDIATE``)
+and re-reads its state under that lock, so a revocation and a refresh of the same grant are
+ordered: either the refresh sees the revocation and mints nothing, or the revocation (which
+updates the grant row first, :func:`idp.storage.repo.revoke_grant`) waits and then revokes what
+the refresh committed.  A rotated refresh token is consumed by compare-and-set *after* the new
+tokens are written, just before the commit, so of N parallel refreshes exactly one commits.
+
+Reuse versus duplicates: a rotated token presented by a request that *arrived before the
+rotation happened* (``g.token_request_started`` < ``consumed_at``) is a concurrent duplicate of
+the request that won, typically a client retrying or two tabs refreshing at once: it is
+refused with ``invalid_grant`` and the grant is kept, so exactly one new refresh token lives.
+A rotated token presented by a request that arrived *after* the rotation is a replay: the grant
+is revoked.
 """
 
 from __future__ import annotations
@@ -12,29 +48,116 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import g
+from sqlalchemy import select, update
 
 from idp import context
+from idp.errors import InvalidTargetError
+from idp.oauth.claims import SCOPE_CLAIMS
+from idp.oauth.tokens import DeadTokenError, check_live
 from idp.storage import repo
-from idp.storage.models import AuthorizationCode, Grant, User, utcnow
+from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
 
 log = logging.getLogger(__name__)
 
 # Every method a client may register; each client may use only its own (checklist 32).
-CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+CLIENT_AUTH_METHODS = [
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_jwt",
+    "private_key_jwt",
+    "none",
+]
+CONFIDENTIAL_AUTH_METHODS = [m for m in CLIENT_AUTH_METHODS if m != "none"]
+GRANT_TYPES_SUPPORTED = ["authorization_code", "refresh_token", "client_credentials"]
+
+#: Scopes that only make sense with a user; never granted to client_credentials.
+USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})
+MAX_RESOURCES = 10
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     """PKCE with S256 only; a verifier without a challenge is a downgrade (RFC 9700 §4.8)."""
 
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
 
 
+# ------------------------------------------------------------------ shared helpers
+def request_started() -> dt.datetime:
+    """When the token request arrived (set first thing by the view), else now."""
+    started = g.get("token_request_started")
+    return started if isinstance(started, dt.datetime) else utcnow()
+
+
+def lock_grant(grant_id: str) -> Grant | None:
+    """Lock the grant row for this transaction and return its current state.
+
+    PostgreSQL: ``FOR UPDATE`` (waits for a concurrent revocation or refresh, then sees its
+    result).  SQLite: no-op clause; the writer already holds the database's write lock.
+    """
+    session = context.db_session()
+    return session.scalars(
+        select(Grant)
+        .where(Grant.id == grant_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+def requested_resources(request: Any, client: Client) -> list[str]:
+    """RFC 8707 ``resource`` values: absolute URIs without fragment, registered for the client."""
+    values = request.form.getlist("resource") if hasattr(request.form, "getlist") else []
+    if len(values) > MAX_RESOURCES:
+        raise InvalidTargetError("too many resource values")
+    out: list[str] = []
+    for value in values:
+        # RFC 8707 §2: an absolute URI, no fragment.
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$", value or ""):
+            raise InvalidTargetError("resource must be an absolute URI without a fragment")
+        if value not in client.resources:
+            raise InvalidTargetError("resource is not registered for this client")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+def bearer_response(
+    access: str, scope: str, refresh: str | None = None, id_token: str | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": context.settings().access_token_lifetime,
+        "scope": scope,
+    }
+    if refresh is not None:
+        body["refresh_token"] = refresh
+    if id_token is not None:
+        body["id_token"] = id_token
+    return body
+
+
+def issues_refresh_token(grant: Grant, client: Client) -> bool:
+    """Refresh tokens for offline grants and session-bound grants of clients that may refresh."""
+    return (
+        "refresh_token" in client.grant_types
+        and grant.user_id is not None
+        and (grant.offline or grant.sid is not None)
+    )
+
+
+# ------------------------------------------------------------------ authorization_code
 class _CodeView:
     """What Authlib's grant and CodeChallenge read from an authorization code."""
 
@@ -61,7 +184,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         session = context.db_session()
         row = repo.query_code(session, code)
         now = utcnow()
-        # RFC 6749 §4.1.3: the code must have been issued to this client.
+        # RFC 6749 §4.1.3: the code must have been issued to this client (checklist 28).
         if row is None or row.client_id != client.get_client_id():
             return None
         grant = session.get(Grant, row.grant_id)
@@ -81,8 +204,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         super().validate_token_request()
         code: _CodeView = self.request.authorization_code
         # A redirect_uri sent only at the token endpoint must still be the one used.
-        if self.request.payload.redirect_uri and self.request.payload.redirect_uri != code.row.redirect_uri:
+        if (
+            self.request.payload.redirect_uri
+            and self.request.payload.redirect_uri != code.row.redirect_uri
+        ):
             raise InvalidGrantError("redirect_uri does not match the authorization request")
+        # PKCE for every client (RFC 9700 §2.1.1): a code without a challenge is never redeemed.
+        if not code.row.code_challenge:
+            raise InvalidGrantError("the authorization request carried no PKCE challenge")
+        self.request.resources = requested_resources(self.request, self.request.client.row)
 
     def authenticate_user(self, authorization_code: _CodeView) -> User | None:
         user = context.db_session().get(User, authorization_code.row.user_id)
@@ -93,37 +223,208 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         user = self.authenticate_user(code)
         if user is None:
             raise InvalidGrantError("the account is not active")
-        client_row = self.request.client.row
+        grant = lock_grant(code.grant.id)
+        if grant is None or grant.revoked_at is not None:
+            raise InvalidGrantError("the authorization has been revoked")
+        client_row: Client = self.request.client.row
         session = context.db_session()
         issuer = context.services().tokens
         now = utcnow()
-        grant = code.grant
         scope = code.row.scope
-        access, _ = issuer.access_token(session, grant, client_row, user, scope, now)
-        body: dict[str, Any] = {
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": context.settings().access_token_lifetime,
-            "scope": scope,
-        }
-        if self._issues_refresh_token(grant, client_row.grant_types, scope):
+        access, _ = issuer.access_token(
+            session, grant, client_row, user, scope, now, self.request.resources
+        )
+        refresh = None
+        if issues_refresh_token(grant, client_row):
             refresh, _ = issuer.refresh_token(session, grant, client_row, scope, now)
-            body["refresh_token"] = refresh
+        id_token = None
         if "openid" in scope.split():
-            body["id_token"] = issuer.id_token(
+            id_token = issuer.id_token(
                 grant, client_row, user, scope, now, nonce=code.row.nonce, access_token=access
             )
-        return 200, body, self.TOKEN_RESPONSE_HEADER
-
-    @staticmethod
-    def _issues_refresh_token(grant: Grant, client_grants: list[str], scope: str) -> bool:
-        return "refresh_token" in client_grants
+        return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
 
     def save_token(self, token: dict[str, Any]) -> None:  # stored while minting
         return None
 
     def delete_authorization_code(self, authorization_code: _CodeView) -> None:
         return None  # consumed atomically in query_authorization_code
+
+
+# ------------------------------------------------------------------ refresh_token
+class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    """``grant_type=refresh_token`` (RFC 6749 §6) with the policy in the module docstring."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+    #: Rotate confidential clients' refresh tokens too (default: no, per FAPI 2.0).
+    ROTATE_CONFIDENTIAL = False
+
+    def validate_token_request(self) -> None:
+        client = self._validate_request_client()
+        self.request.client = client
+        values = self.request.form.getlist("refresh_token")
+        if len(values) != 1 or not values[0]:
+            raise InvalidRequestError("refresh_token is required")
+        session = context.db_session()
+        row = repo.query_token(session, values[0], "refresh")
+        # RFC 6749 §6: the refresh token must have been issued to this client (checklist 36).
+        if row is None or row.client_id != client.get_client_id():
+            if row is not None:
+                log.warning(
+                    "client %s presented a refresh token of another client", client.client_id
+                )
+            raise InvalidGrantError("the refresh token is invalid")
+        grant = lock_grant(row.grant_id)
+        if grant is None:
+            raise InvalidGrantError("the refresh token is invalid")
+        session.refresh(row)  # its state under the grant lock, not the state before the wait
+        now = utcnow()
+        if row.consumed_at is not None and row.revoked_at is None and grant.revoked_at is None:
+            self._reused(row, grant, now)
+        try:
+            _, user = check_live(session, row, context.services().keys, now, grant=grant)
+        except DeadTokenError as exc:
+            log.info("refresh refused for grant %s: %s", grant.id, exc)
+            raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
+        scope = self._narrowed_scope(row)
+        self.request.refresh_token = row
+        self.request.grant = grant
+        self.request.user = user
+        self.request.scope = scope
+        self.request.resources = requested_resources(self.request, client.row)
+
+    def _reused(self, row: Token, grant: Grant, now: dt.datetime) -> None:
+        assert row.consumed_at is not None
+        if request_started() < row.consumed_at:
+            # Arrived before the rotation: a duplicate of the request that won, not a replay.
+            log.info("concurrent refresh of grant %s refused (duplicate)", grant.id)
+            raise InvalidGrantError("the refresh token has already been used")
+        # RFC 9700 §4.14.2: a rotated token used again means it leaked; revoke the grant.
+        session = context.db_session()
+        repo.revoke_grant(session, grant.id, "refresh_token_reuse", now)
+        session.commit()
+        log.warning("refresh token reused; grant %s revoked", grant.id)
+        raise InvalidGrantError("the refresh token has already been used")
+
+    def _narrowed_scope(self, row: Token) -> str:
+        values = self.request.form.getlist("scope")
+        if len(values) > 1:
+            raise InvalidRequestError("scope was sent more than once")
+        if not values:
+            return row.scope
+        requested = values[0].split()
+        granted = row.scope.split()
+        # RFC 6749 §6: the scope must not include any scope not originally granted (checklist 37).
+        if not requested or not set(requested) <= set(granted):
+            raise InvalidScopeError("the requested scope exceeds the granted scope")
+        return " ".join(s for s in granted if s in requested)
+
+    def rotates(self, client: Client) -> bool:
+        return client.public or self.ROTATE_CONFIDENTIAL
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        row: Token = self.request.refresh_token
+        grant: Grant = self.request.grant
+        user: User | None = self.request.user
+        client_row: Client = self.request.client.row
+        scope: str = self.request.scope
+        session = context.db_session()
+        issuer = context.services().tokens
+        settings = context.settings()
+        now = utcnow()
+        access, _ = issuer.access_token(
+            session, grant, client_row, user, scope, now, self.request.resources
+        )
+        id_token = None
+        if user is not None and "openid" in scope.split():
+            # OIDC Core §12.2: same iss/sub/aud, the original auth_time, no nonce.
+            id_token = issuer.id_token(
+                grant, client_row, user, scope, now, nonce=None, access_token=access
+            )
+        refresh = None
+        if self.rotates(client_row):
+            refresh, _ = issuer.refresh_token(session, grant, client_row, row.scope, now)
+            consumed = repo.consume_refresh_token(session, row, utcnow())
+        else:
+            idle_end = now + dt.timedelta(seconds=settings.refresh_token_idle_lifetime)
+            consumed = self._slide(session, row, min(idle_end, grant.expires_at), now)
+        if not consumed:
+            # Another request rotated or revoked it while we were minting: nothing we wrote
+            # survives (the view rolls back every non-200 answer).
+            raise InvalidGrantError("the refresh token has already been used")
+        return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
+
+    @staticmethod
+    def _slide(session: Any, row: Token, expires: dt.datetime, now: dt.datetime) -> bool:
+        result = session.execute(
+            update(Token)
+            .where(Token.id == row.id, Token.consumed_at.is_(None), Token.revoked_at.is_(None))
+            .values(last_used_at=now, expires_at=expires)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)
+
+    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        raise NotImplementedError  # replaced by validate_token_request
+
+    def authenticate_user(self, refresh_token: Token) -> User | None:
+        return self.request.user  # type: ignore[no-any-return]
+
+    def revoke_old_credential(self, refresh_token: Token) -> None:
+        return None  # consumed by compare-and-set in create_token_response
+
+
+# ------------------------------------------------------------------ client_credentials
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    """``grant_type=client_credentials`` (RFC 6749 §4.4) for department-to-department APIs.
+
+    Confidential clients only; the scope is limited to the client's registered non-user
+    scopes (none requested: all of them); the audience comes from RFC 8707 ``resource`` values
+    the client registered (unknown: ``invalid_target``).  Each token gets a grant row with no
+    user, so revocation and introspection work as for any other token.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = CONFIDENTIAL_AUTH_METHODS
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if client.row.public or not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("this client may not use client_credentials")
+        self.request.client = client
+        allowed = [s for s in client.row.scopes if s not in USER_SCOPES]
+        values = self.request.form.getlist("scope")
+        if len(values) > 1:
+            raise InvalidRequestError("scope was sent more than once")
+        if values:
+            requested = list(dict.fromkeys(values[0].split()))
+            if not requested or any(s not in allowed for s in requested):
+                raise InvalidScopeError("scope not allowed for this client")
+        else:
+            requested = allowed
+        self.request.scope = " ".join(requested)
+        self.request.resources = requested_resources(self.request, client.row)
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client_row: Client = self.request.client.row
+        session = context.db_session()
+        settings = context.settings()
+        now = utcnow()
+        grant = Grant(
+            id=repo.new_id(),
+            user_id=None,
+            client_id=client_row.client_id,
+            scope=self.request.scope,
+            resources=list(self.request.resources),
+            offline=False,
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
+        )
+        session.add(grant)
+        access, _ = context.services().tokens.access_token(
+            session, grant, client_row, None, self.request.scope, now
+        )
+        return 200, bearer_response(access, self.request.scope), self.TOKEN_RESPONSE_HEADER
 
 
 def code_expiry(now: dt.datetime) -> dt.datetime:
@@ -139,5 +440,7 @@ def require_pkce_params(data: dict[str, str]) -> tuple[str, str]:
     if method != "S256":
         raise InvalidRequestError("code_challenge_method must be S256")
     if not re.fullmatch(r"[A-Za-z0-9\-._~]{43}", challenge):
-        raise InvalidRequestError("code_challenge must be a base64url SHA-256 digest (43 characters)")
+        raise InvalidRequestError(
+            "code_challenge must be a base64url SHA-256 digest (43 characters)"
+        )
     return challenge, method

@@ -2,29 +2,38 @@
 
 (ory/fosite ``compose/compose.go`` is the model.)  Built per app by :func:`build_authorization_server`
 and kept in ``app.extensions['yitong.oauth']``; there is no module-level server.
+
+Grants: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``.
+Endpoints: ``revocation`` (RFC 7009), ``introspection`` (RFC 7662).
+Client authentication: :class:`idp.oauth.client_auth.ClientAuthenticator` (the registered
+method only: ``client_secret_basic``, ``client_secret_post``, ``client_secret_jwt``,
+``private_key_jwt``, ``none``).
 """
 
 from __future__ import annotations
 
-import hmac
+from collections import defaultdict
+from functools import cached_property
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from flask import Flask
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
+from authlib.oauth2.rfc6749 import OAuth2Payload
+from flask import Flask, current_app
+from flask import request as flask_request
 
 from idp import context
+from idp.oauth.client_auth import ClientAuthenticator
 from idp.oauth.clients import OAuthClient
-from idp.oauth.grants import AuthorizationCodeGrant, S256CodeChallenge
+from idp.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint
+from idp.oauth.grants import (
+    CLIENT_AUTH_METHODS,
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    RefreshTokenGrant,
+    S256CodeChallenge,
+)
 from idp.storage import repo
-
-
-class _UnknownClient:
-    """Stands in for a missing client so unknown and wrong-secret take the same path (checklist 32)."""
-
-    def check_client_secret(self, secret: str) -> bool:
-        hmac.compare_digest("0" * 64, repo.digest(secret))  # same work as a real comparison
-        return False
 
 
 def query_client(client_id: str | None) -> OAuthClient | None:
@@ -34,39 +43,63 @@ def query_client(client_id: str | None) -> OAuthClient | None:
     return OAuthClient(row)
 
 
-def _secret_basic(query: Any, request: Any) -> OAuthClient | None:
-    client_id, secret = extract_basic_authorization(request.headers)
-    if not client_id or not secret:
-        return None
-    client = query(client_id)
-    ok = (client or _UnknownClient()).check_client_secret(secret)
-    return client if client is not None and ok else None
+class _FormPayload(OAuth2Payload):  # type: ignore[misc]
+    """Token-endpoint parameters come from the body only (RFC 6749 §3.2, §4.1.3).
+
+    Authlib reads ``request.values`` (query and body merged); a ``grant_type`` or ``client_id``
+    in the query string of a POST is not a parameter of ours.
+    """
+
+    def __init__(self, form: Any) -> None:
+        self._form = form
+
+    @property
+    def data(self) -> Any:
+        return self._form
+
+    @cached_property
+    def datalist(self) -> dict[str, list[Any]]:
+        values: dict[str, list[Any]] = defaultdict(list)
+        for key in self._form:
+            values[key].extend(self._form.getlist(key))
+        return values
 
 
-def _secret_post(query: Any, request: Any) -> OAuthClient | None:
-    client_id = request.form.get("client_id")
-    secret = request.form.get("client_secret")
-    if not client_id or not secret:
-        return None
-    client = query(client_id)
-    ok = (client or _UnknownClient()).check_client_secret(secret)
-    return client if client is not None and ok else None
+class YitongAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """Authlib's Flask server with our client authentication and body-only parameters."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(query_client=query_client, save_token=lambda token, request: None)
+        self.client_authenticator = ClientAuthenticator(query_client)
+        self.init_app(app)
+
+    def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
+        return self.client_authenticator(request, methods, endpoint)
+
+    def create_oauth2_request(self, request: Any) -> FlaskOAuth2Request:
+        req = FlaskOAuth2Request(flask_request)
+        req.payload = _FormPayload(flask_request.form)
+        return req
 
 
-def _none(query: Any, request: Any) -> OAuthClient | None:
-    client_id = request.payload.client_id
-    if not client_id or request.payload.data.get("client_secret") or request.headers.get("Authorization"):
-        return None
-    return query(client_id)  # type: ignore[no-any-return]
+def authenticate_endpoint_client(endpoint: str, methods: list[str] | None = None) -> OAuthClient:
+    """Authenticate the current request's client as at the token endpoint (for PAR and others).
+
+    Raises Authlib's ``InvalidClientError`` (401) on failure; the caller answers with it.
+    """
+    server: YitongAuthorizationServer = current_app.extensions["yitong.oauth"]
+    req = server.create_oauth2_request(None)
+    client: OAuthClient = server.authenticate_client(req, methods or CLIENT_AUTH_METHODS, endpoint)
+    return client
 
 
 def build_authorization_server(app: Flask) -> AuthorizationServer:
-    server = AuthorizationServer(query_client=query_client, save_token=lambda token, request: None)
-    server.init_app(app)
-    server.register_client_auth_method("client_secret_basic", _secret_basic)
-    server.register_client_auth_method("client_secret_post", _secret_post)
-    server.register_client_auth_method("none", _none)
+    server = YitongAuthorizationServer(app)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)
     for extend in app.extensions.get("yitong.oauth_extensions", []):
         extend(server)
     return server
