@@ -178,6 +178,7 @@ class DatabaseKeyStore(abc.ABC):
         self.production = production
         self._is_postgres = dialect == "postgresql"
         self._lock = threading.Lock()
+        self._rotating = threading.Lock()
         self._snapshot = _Snapshot()
         self._loaded_at = -math.inf
         self._miss_reload_at = -math.inf
@@ -345,6 +346,9 @@ class DatabaseKeyStore(abc.ABC):
         now = now or utcnow()
         if now < self._fresh().due or time.monotonic() < self._rotate_retry_at:
             return []
+        # One thread per process is enough; the others carry on with their requests.
+        if not self._rotating.acquire(blocking=False):
+            return []
         try:
             return self._locked(
                 SYSTEM_ACTOR, lambda txn: self._bring_up_to_date(txn, now), wait=False
@@ -355,6 +359,8 @@ class DatabaseKeyStore(abc.ABC):
             log.exception("automatic key rotation failed; retrying in %ss", ROTATE_RETRY_SECONDS)
             self._rotate_retry_at = time.monotonic() + ROTATE_RETRY_SECONDS
             return []
+        finally:
+            self._rotating.release()
 
     def ensure_keys(self, *, actor: str = SYSTEM_ACTOR) -> list[str]:
         """Start-up: give every configured algorithm an active and a next key."""
