@@ -287,22 +287,43 @@ def _new_password() -> str:
     return "Yt-" + secrets.token_urlsafe(12)
 
 
-def _outbox_location(services: Any) -> str | None:
-    """Where the development SMS/e-mail outbox can be read, if this build has one."""
-    from idp.app import create_app
-
-    app = create_app(services.settings)
+def _outbox_location(settings: Settings) -> str | None:
+    """Where the development SMS/e-mail outbox is, if this build keeps one and no gateway is set."""
     try:
-        for rule in app.url_map.iter_rules():
-            if "outbox" in rule.rule and "GET" in (rule.methods or set()) and not rule.arguments:
-                return services.settings.endpoint(rule.rule)  # type: ignore[no-any-return]
-    finally:
-        app.extensions["yitong"].db.dispose()
-    from idp.cli import main
+        import idp.interaction.outbox  # noqa: F401 - present once the MFA work provides it
+    except ImportError:
+        return None
+    if getattr(settings, "sms_gateway_url", ""):
+        return None
+    from sqlalchemy.engine import make_url
 
-    if isinstance(main, click.Group) and "outbox" in main.commands:
-        return "`yitong outbox`"
-    return None
+    where = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    return f"table outbox_messages in {where} (`yitong demo` prints new messages as [outbox] lines)"
+
+
+class OutboxPrinter:
+    """Prints messages that reach the development outbox while the demo runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        from idp.storage.db import Database
+
+        self.db = Database(settings.resolved_database_url)
+        self.last_id = max((m.id for m in self._read(0, 10_000)), default=0)
+
+    def _read(self, after_id: int, limit: int = 50) -> list[Any]:
+        try:
+            from idp.interaction.outbox import read_outbox
+        except ImportError:
+            return []
+        return list(read_outbox(self.db, after_id=after_id, limit=limit))
+
+    def poll(self) -> None:
+        for m in self._read(self.last_id):
+            self.last_id = max(self.last_id, m.id)
+            click.echo(f"[outbox] {m.channel} to {m.destination}: {m.body}")
+
+    def close(self) -> None:
+        self.db.dispose()
 
 
 def setup(settings: Settings, layout: DemoLayout) -> DemoState:
@@ -325,7 +346,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             citizen_id, password = _ensure_citizen(
                 session, services, stored.get("citizen") or {}, created
             )
-        outbox = _outbox_location(services)
+        outbox = _outbox_location(settings)
     finally:
         services.db.dispose()
     login = {
@@ -593,8 +614,11 @@ def serve_all(settings: Settings, layout: DemoLayout, state: DemoState) -> int:
             return 130
         click.echo(describe(state))
         click.echo("Press Ctrl-C to stop all three.\n")
+        outbox = OutboxPrinter(settings) if state.outbox else None
         try:
             while True:
+                if outbox is not None:
+                    outbox.poll()
                 for p in procs.all():
                     if not p.alive():
                         click.echo(
@@ -608,6 +632,9 @@ def serve_all(settings: Settings, layout: DemoLayout, state: DemoState) -> int:
             click.echo("\nstopping the demo…")
             procs.stop()
             return 0
+        finally:
+            if outbox is not None:
+                outbox.close()
 
 
 def run_demo(serve: bool = True, layout: DemoLayout | None = None) -> None:
