@@ -331,6 +331,8 @@ def authorization_metadata(services: Any, doc: dict[str, Any]) -> None:
     from idp.oauth.request_object import ALGORITHMS as REQUEST_OBJECT_ALGS
 
     s = services.settings
+    if not _integrator_guide().is_file():
+        doc.pop("service_documentation", None)  # advertise only what answers
     configured = [a for a in ID_TOKEN_ALGS if a in s.signing_algorithms]
     doc["id_token_signing_alg_values_supported"] = configured
     doc.update(
@@ -349,6 +351,24 @@ def authorization_metadata(services: Any, doc: dict[str, Any]) -> None:
             "backchannel_logout_session_supported": True,
         }
     )
+
+
+def _integrator_guide() -> Any:
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[2] / "docs" / "integrating.md"
+
+
+@bp.route("/docs/integrating", methods=["GET"])
+def integrating() -> Response:
+    """The integrator guide (``service_documentation`` in discovery), as Markdown text."""
+    guide = _integrator_guide()
+    if not guide.is_file():
+        return error_page("The integration guide is not installed here.", 404, "not_found")
+    resp = make_response(guide.read_text(encoding="utf-8"), 200)
+    resp.mimetype = "text/markdown"
+    resp.headers["Cache-Control"] = "public, max-age=3600"
+    return resp
 
 
 @bp.record_once

@@ -307,6 +307,14 @@ def _claim(session: Session, row: LogoutDelivery, now: dt.datetime) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def _refused(error: str) -> bool:
+    """§2.8: a 4xx means the relying party refused this token; sending it again cannot help
+    (except 408 and 429, which are about the moment, not the token)."""
+    if not error.startswith("HTTP 4"):
+        return False
+    return error not in ("HTTP 408", "HTTP 429")
+
+
 @dataclass
 class DeliveryReport:
     delivered: int = 0
@@ -351,7 +359,7 @@ def deliver_due(
             if error is None:
                 values["delivered_at"] = now()
                 report.delivered += 1
-            elif attempts >= MAX_ATTEMPTS:
+            elif attempts >= MAX_ATTEMPTS or _refused(error):
                 values["abandoned_at"] = now()
                 report.abandoned += 1
                 log.warning("back-channel logout to %s abandoned: %s", row.client_id, error)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from jose import jwt as jose_jwt
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from idp.oauth import logout as logout_mod
 from idp.storage.models import Grant, LogoutDelivery, SsoSession, Token
@@ -548,7 +548,7 @@ def test_backoff_doubles_and_gives_up(bcl_app, receivers):
     clock = dt.datetime.now(dt.UTC)
     delays = []
     for _ in range(logout_mod.MAX_ATTEMPTS):
-        logout_mod.deliver_due(services.db, poster, now=lambda: clock)
+        logout_mod.deliver_due(services.db, poster, now=lambda at=clock: at)
         with services.db.session() as session:
             row = session.scalars(select(LogoutDelivery)).one()
         if row.abandoned_at is not None:
@@ -558,6 +558,28 @@ def test_backoff_doubles_and_gives_up(bcl_app, receivers):
     assert delays[:4] == [10, 20, 40, 80]
     assert row.abandoned_at is not None and row.attempts == logout_mod.MAX_ATTEMPTS
     assert len(receivers[0].tokens) == logout_mod.MAX_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    ("status", "retried"), [(400, False), (401, False), (429, True), (408, True), (502, True)]
+)
+def test_refusals_are_not_retried_but_transient_errors_are(bcl_app, receivers, status, retried):
+    services = bcl_app.extensions["yitong"]
+    receivers[0].status = status
+    with services.db.transaction() as session:
+        session.add(
+            LogoutDelivery(
+                client_id="c",
+                uri=receivers[0].url(),
+                logout_token="t",
+                next_attempt_at=dt.datetime.now(dt.UTC),
+            )
+        )
+    logout_mod.deliver_due(services.db, logout_mod.dispatcher_for(services).poster)
+    with services.db.session() as session:
+        row = session.scalars(select(LogoutDelivery)).one()
+    assert row.last_error == f"HTTP {status}"
+    assert (row.abandoned_at is None) is retried
 
 
 def test_parallel_workers_deliver_each_token_once(bcl_app, receivers):
