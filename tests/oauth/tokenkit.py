@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey, Key, OctKey, RSAKey
 from tests.helpers import ISSUER, Flow, RegisteredClient
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+CC_FORM = {"grant_type": "client_credentials"}
 TOKEN_URL = ISSUER + "/token"
 
 
