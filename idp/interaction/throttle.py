@@ -272,9 +272,9 @@ class LoginGate:
         if not success:
             return
         key, ip_key = self._keys(user, login_name, ip)
+        # Only the counter the attempt was made on: a success on a known device says nothing
+        # about the attempts from unknown devices, so the shared account counter keeps them.
         self.counters.reset(key)
-        if user is not None:
-            self.counters.reset(account_key(user, login_name))
         if ip_key is not None:
             self.counters.release(ip_key)
 

@@ -1,0 +1,439 @@
+"""Throttling, lockout, enumeration and hashing DoS (SECURITY-CHECKLIST items 77, 80-84, 94,
+112, 117), attacked through the real login page.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import statistics
+import threading
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import update
+
+from idp.interaction import mfa
+from idp.storage.models import Throttle
+from tests.conftest import missing
+from tests.helpers import Citizen, Flow, RegisteredClient, csrf_token, hidden
+from tests.interaction.mfa_kit import (
+    code,
+    enrol_totp,
+    failures,
+    login_page_post,
+    page,
+    services,
+    set_policy,
+    submit,
+)
+
+ATTACKER = "203.0.113.9"
+
+
+def _post(client: Any, login: str, password: str, ip: str = ATTACKER, **form: Any) -> Any:
+    html = client.get("/login").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(html), "ix": "", "login": login, "password": password}
+    data.update(form)
+    return client.post("/login", data=data, environ_base={"REMOTE_ADDR": ip})
+
+
+def _unblock(app: Flask, key: str) -> None:
+    """Let the back-off wait pass (instead of sleeping through it)."""
+    with services(app).db.transaction() as s:
+        s.execute(update(Throttle).where(Throttle.key == key).values(blocked_until=None))
+
+
+# ----------------------------------------------------------------------------- item 80
+def test_item80_failures_bring_exponential_waits_and_success_resets(
+    app: Flask, citizen: Any
+) -> None:
+    set_policy(app, "lockout.free_attempts", 3)
+    client = app.test_client()
+    key = f"acct:{citizen.id}"
+    for _ in range(3):
+        assert _post(client, citizen.email, "wrong password 1234567").status_code == 401
+    waits = []
+    for _ in range(3):
+        refused = _post(client, citizen.email, citizen.password)  # even the right one waits
+        assert refused.status_code == 429
+        waits.append(int(refused.headers["Retry-After"]))
+        _unblock(app, key)
+        assert _post(client, citizen.email, "wrong password 1234567").status_code == 401
+    assert waits == sorted(waits) and waits[-1] >= 4 * waits[0]  # 1 s, 2 s, 4 s, …
+    assert failures(app, key) == 6
+    _unblock(app, key)
+    assert _post(client, citizen.email, citizen.password).status_code == 303
+    assert failures(app, key) == 0  # a success resets the count
+
+
+def test_item80_hard_cap_locks_the_account_whatever_the_address(app: Flask, citizen: Any) -> None:
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 10)
+    client = app.test_client()
+    for n in range(10):
+        assert (
+            _post(client, citizen.email, "wrong password 1234567", ip=f"198.51.100.{n}").status_code
+            == 401
+        )
+    locked = _post(client, citizen.email, citizen.password, ip="192.0.2.77")
+    assert locked.status_code == 429
+    body = locked.get_data(as_text=True)
+    assert "locked" in body and 'name="recovery_code"' in body
+    gate = services(app).extra["login_gate"]
+    from idp.storage.models import User
+
+    with services(app).db.session() as s:
+        user = s.get(User, citizen.id)
+        assert gate.account_locked(user)  # the check every other token-issuing path calls
+
+
+# ----------------------------------------------------------------------------- item 82
+def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any) -> None:
+    app = make_app(rate_limit_login_per_minute=10_000)
+    citizen = Citizen.create(app)
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 50)
+    set_policy(app, "lockout.ip_free_attempts", 1000)
+    clients = [app.test_client() for _ in range(50)]
+    pages = [c.get("/login").get_data(as_text=True) for c in clients]
+    barrier = threading.Barrier(50)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attack(client: Any, html: str) -> None:
+        barrier.wait()
+        resp = client.post(
+            "/login",
+            data={
+                "csrf_token": csrf_token(html),
+                "ix": "",
+                "login": citizen.email,
+                "password": "wrong password 1234567",
+            },
+            environ_base={"REMOTE_ADDR": ATTACKER},
+        )
+        with lock:
+            statuses.append(resp.status_code)
+
+    threads = [
+        threading.Thread(target=attack, args=pair) for pair in zip(clients, pages, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert statuses == [401] * 50
+    assert failures(app, f"acct:{citizen.id}") == 50
+    # The lock engaged at the threshold: the correct password is refused now.
+    assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
+
+
+def test_item82_parallel_attempts_never_slip_under_the_threshold(app: Flask, citizen: Any) -> None:
+    set_policy(app, "lockout.free_attempts", 3)
+    set_policy(app, "lockout.ip_free_attempts", 1000)
+    clients = [app.test_client() for _ in range(20)]
+    pages = [c.get("/login").get_data(as_text=True) for c in clients]
+    barrier = threading.Barrier(20)
+    statuses: list[int] = []
+
+    def attack(client: Any, html: str) -> None:
+        barrier.wait()
+        statuses.append(
+            client.post(
+                "/login",
+                data={
+                    "csrf_token": csrf_token(html),
+                    "ix": "",
+                    "login": citizen.email,
+                    "password": "wrong password 1234567",
+                },
+            ).status_code
+        )
+
+    threads = [
+        threading.Thread(target=attack, args=pair) for pair in zip(clients, pages, strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # Three free attempts, then the first wait: only 3 passwords were ever hashed.
+    assert statuses.count(401) == 3 and statuses.count(429) == 17
+    assert failures(app, f"acct:{citizen.id}") == 3
+
+
+def test_item82_item94_ldap_staff_are_throttled_before_the_directory(
+    make_app: Any, slapd_hrss: Any, ldap_test_ca: Any
+) -> None:
+    from tests.services.slapd import hrss_table
+
+    app = make_app(directories={"hrss": hrss_table(slapd_hrss, ldap_test_ca)})
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 3)
+    client = app.test_client()
+    for _ in range(3):
+        resp = _post(client, "wang.fang", "wrong-password-1234", department="hrss")
+        assert resp.status_code == 401
+    mark = slapd_hrss.log_mark()
+    locked = _post(client, "wang.fang", "Wf-2017-secret!", department="hrss")
+    assert locked.status_code == 429  # the correct password, refused
+    assert not [b for b in slapd_hrss.binds_since(mark) if "wang.fang" in b]  # never reached slapd
+    # The other spelling of the same login (username@department) is the same counter.
+    assert _post(client, "wang.fang@hrss", "Wf-2017-secret!").status_code == 429
+
+
+# ----------------------------------------------------------------------------- item 81
+def test_item81_spraying_from_500_addresses_cannot_keep_the_owner_out(make_app: Any) -> None:
+    app = make_app(rate_limit_login_per_minute=10_000)
+    citizen = Citizen.create(app)
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 20)
+    owner = app.test_client()
+    assert _post(owner, citizen.email, citizen.password, ip="192.0.2.10").status_code == 303
+    assert owner.get_cookie("yitong_dev") is not None  # this browser is now a known device
+    with services(app).db.transaction() as s:
+        codes = mfa.new_recovery_codes(s, services(app).extra["mfa_secret"], citizen.id)
+    owner.post(
+        "/logout", data={"csrf_token": csrf_token(owner.get("/logout").get_data(as_text=True))}
+    )
+
+    attacker = app.test_client()
+    started = time.monotonic()
+    statuses = [
+        _post(
+            attacker, citizen.email, f"guess-{n}-abcdefghijk", ip=f"10.{n // 250}.{n % 250}.1"
+        ).status_code
+        for n in range(500)
+    ]
+    assert statuses.count(401) == 20 and statuses.count(429) == 480
+    assert time.monotonic() - started < 120
+
+    # The owner's known device still gets in (its own counter) ...
+    assert _post(owner, citizen.email, citizen.password, ip="192.0.2.10").status_code == 303
+    # ... the attacker still does not, even with the right password ...
+    assert _post(attacker, citizen.email, citizen.password).status_code == 429
+    # ... and on a new device the owner gets in with a recovery code (then it is used up).
+    fresh = app.test_client()
+    assert _post(fresh, citizen.email, citizen.password, ip="192.0.2.11").status_code == 429
+    ok = _post(fresh, citizen.email, citizen.password, ip="192.0.2.11", recovery_code=codes[0])
+    assert ok.status_code == 303
+    again = app.test_client()
+    assert (
+        _post(again, citizen.email, "wrong", ip="192.0.2.12", recovery_code=codes[0]).status_code
+        != 303
+    )
+
+
+def test_item81_a_recovery_code_without_the_password_does_not_unlock(
+    app: Flask, citizen: Any
+) -> None:
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 2)
+    with services(app).db.transaction() as s:
+        codes = mfa.new_recovery_codes(s, services(app).extra["mfa_secret"], citizen.id)
+    client = app.test_client()
+    for _ in range(2):
+        _post(client, citizen.email, "wrong password 1234567")
+    resp = _post(client, citizen.email, "still wrong 1234567", recovery_code=codes[0])
+    assert resp.status_code == 429
+    assert mfa.recovery_code_valid(
+        services(app).db, services(app).extra["mfa_secret"], citizen.id, codes[0]
+    )
+
+
+def test_item81_known_device_login_still_needs_the_second_factor(
+    app: Flask, citizen: Any, rp: Any
+) -> None:
+    secret = enrol_totp(app, citizen.id)
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 3)
+    owner = Flow(app.test_client(), rp)
+    resp = owner.login(owner.authorize(), citizen.email, citizen.password)
+    html = page(owner.http, resp)
+    owner.follow_to_code(submit(owner.http, html, "totp", code(secret)))
+    for _ in range(3):
+        _post(app.test_client(), citizen.email, "wrong password 1234567")
+    again = owner.login(owner.authorize(prompt="login"), citizen.email, citizen.password)
+    assert "/login/mfa" in again.headers["Location"]
+
+
+# ----------------------------------------------------------------------------- item 83
+def _normalized(resp: Any, login: str) -> str:
+    body = resp.get_data(as_text=True).replace(login, "LOGIN")
+    return re.sub(r'name="csrf_token" value="[^"]+"', "", body)
+
+
+def test_item83_unknown_user_and_wrong_password_look_the_same(make_app: Any) -> None:
+    app = make_app(rate_limit_login_per_minute=10_000)
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.ip_free_attempts", 100_000)
+    citizen = Citizen.create(app)
+    unknown = "nobody-" + citizen.email
+    client = app.test_client()
+    a = _post(client, citizen.email, "wrong password 1234567")
+    b = _post(client, unknown, "wrong password 1234567")
+    assert a.status_code == b.status_code == 401
+    assert _normalized(a, citizen.email) == _normalized(b, unknown)
+
+    # Timing: interleaved, medians within ±10 % (the dummy hash costs what a real one does).
+    known_t, unknown_t = [], []
+    for _ in range(25):
+        for login, bucket in ((citizen.email, known_t), (unknown, unknown_t)):
+            html = client.get("/login").get_data(as_text=True)
+            data = {
+                "csrf_token": csrf_token(html),
+                "ix": "",
+                "login": login,
+                "password": "wrong password 1234567",
+            }
+            t0 = time.perf_counter()
+            client.post("/login", data=data)
+            bucket.append(time.perf_counter() - t0)
+    ratio = statistics.median(known_t) / statistics.median(unknown_t)
+    assert 0.9 <= ratio <= 1.1, (ratio, statistics.median(known_t), statistics.median(unknown_t))
+
+
+# ----------------------------------------------------------------------------- item 84
+def test_item84_a_1mb_password_is_refused_before_hashing(app: Flask, citizen: Any) -> None:
+    client = app.test_client()
+    html = client.get("/login").get_data(as_text=True)
+    t0 = time.perf_counter()
+    resp = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(html),
+            "ix": "",
+            "login": citizen.email,
+            "password": "x" * 1_000_000,
+        },
+    )
+    assert resp.status_code in (400, 413)
+    assert time.perf_counter() - t0 < 0.05
+    # Just under the request limit: still refused by length, before the KDF (argon2 ~18 ms).
+    t0 = time.perf_counter()
+    resp = client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(html),
+            "ix": "",
+            "login": citizen.email,
+            "password": "x" * 200_000,
+        },
+    )
+    elapsed = time.perf_counter() - t0
+    assert resp.status_code == 400 and elapsed < 0.05, elapsed
+    assert failures(app, f"acct:{citizen.id}") == 0  # not even counted: nothing was tried
+
+
+# ----------------------------------------------------------------------------- item 77
+def test_item77_no_truncation_two_80_char_passwords_differing_at_75(app: Flask) -> None:
+    base = "这是一个很长的口令-" + secrets.token_hex(40)
+    first = base[:74] + "A" + base[75:80]
+    second = base[:74] + "B" + base[75:80]
+    assert len(first) == len(second) == 80 and first != second
+    citizen = Citizen.create(app, password=first)
+    client = app.test_client()
+    assert _post(client, citizen.email, second).status_code == 401
+    assert _post(client, citizen.email, first).status_code == 303
+
+
+# ----------------------------------------------------------------------------- item 112 / 117
+def _redis_url() -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            pass
+    except OSError:
+        missing("Redis is not running on 127.0.0.1:6379")
+    return "redis://127.0.0.1:6379/0"
+
+
+def _limit_apps(make_app: Any, redis_url: str, per_minute: int) -> tuple[Flask, Flask]:
+    namespace = "test-" + secrets.token_hex(6)
+    apps = []
+    for _ in range(2):
+        app = make_app(redis_url=redis_url, rate_limit_login_per_minute=per_minute)
+        services(app).extra["rate_limiter"].namespace = namespace
+        apps.append(app)
+    return apps[0], apps[1]
+
+
+@pytest.mark.redis
+def test_item112_login_rate_limit_is_shared_by_workers_through_redis(make_app: Any) -> None:
+    a, b = _limit_apps(make_app, _redis_url(), 5)
+    statuses = []
+    for worker in (a, b, a, b, a, b):
+        statuses.append(_post(worker.test_client(), "someone@example.cn", "x" * 20).status_code)
+    assert statuses[:5] == [401] * 5 and statuses[5] == 429
+    assert services(a).extra["rate_limiter"].last_backend == "redis"
+    resp = _post(b.test_client(), "someone@example.cn", "x" * 20)
+    assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 60
+
+
+def test_item112_item117_without_redis_the_limit_falls_back_locally_never_unlimited(
+    make_app: Any,
+) -> None:
+    app = make_app(redis_url="redis://127.0.0.1:9/0", rate_limit_login_per_minute=5)
+    client = app.test_client()
+    statuses = [_post(client, "someone@example.cn", "x" * 20).status_code for _ in range(7)]
+    assert statuses == [401] * 5 + [429] * 2
+    assert services(app).extra["rate_limiter"].last_backend == "local"
+
+
+def test_item112_second_factor_and_registration_are_rate_limited(make_app: Any) -> None:
+    app = make_app(rate_limit_login_per_minute=3)
+    set_policy(app, "ratelimit.mfa_per_minute", 2)
+    client = app.test_client()
+    html = client.get("/register").get_data(as_text=True)
+    statuses = [
+        client.post("/register", data={"csrf_token": csrf_token(html)}).status_code
+        for _ in range(4)
+    ]
+    assert statuses[-1] == 429
+    statuses = [
+        client.post("/login/mfa", data={"csrf_token": csrf_token(html)}).status_code
+        for _ in range(3)
+    ]
+    assert statuses[-1] == 429
+
+
+def test_item117_with_redis_down_totp_replay_and_lockout_still_hold(
+    make_app: Any,
+) -> None:
+    app = make_app(redis_url="redis://127.0.0.1:9/0")
+    citizen = Citizen.create(app)
+    rp = RegisteredClient.create(app)
+    secret = enrol_totp(app, citizen.id)
+    the_code = code(secret)
+    first = Flow(app.test_client(), rp)
+    resp = first.login(first.authorize(), citizen.email, citizen.password)
+    assert submit(first.http, page(first.http, resp), "totp", the_code).status_code == 303
+    second = Flow(app.test_client(), rp)
+    resp = second.login(second.authorize(), citizen.email, citizen.password)
+    assert submit(second.http, page(second.http, resp), "totp", the_code).status_code == 401
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 3)
+    for _ in range(3):
+        _post(app.test_client(), citizen.email, "wrong password 1234567")
+    assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
+
+
+def test_unlock_command_clears_the_lock(app: Flask, citizen: Any) -> None:
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 2)
+    for _ in range(2):
+        _post(app.test_client(), citizen.email, "wrong password 1234567")
+    assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
+    from idp.storage.models import User
+
+    with services(app).db.session() as s:
+        services(app).extra["login_gate"].unlock(s.get(User, citizen.id))
+    assert _post(app.test_client(), citizen.email, citizen.password).status_code == 303
+
+
+def test_login_page_post_helper_roundtrip(app: Flask, citizen: Any) -> None:
+    resp = login_page_post(app.test_client(), citizen.email, citizen.password)
+    assert resp.status_code == 303 and hidden is not None
