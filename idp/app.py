@@ -22,12 +22,14 @@ from idp import context
 from idp.accounts.passwords import Passwords
 from idp.accounts.privacy import IdentityVault
 from idp.config import ConfigError, Settings, load_settings
-from idp.instance import key_encryption_key, secret_key
+from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.flow import InteractionSealer
 from idp.logging_setup import install_redaction
 from idp.oauth.tokens import TokenIssuer
 from idp.storage.db import Database
+from keys.crypto import Kek, KekRing
 from keys.sql import SqlKeyStore
+from keys.store import KeyStoreError
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ API_PREFIXES = (
 def build_services(settings: Settings) -> context.Services:
     """Everything but Flask: also used by the CLI and benchmarks."""
     db = Database(settings.resolved_database_url)
-    kek = key_encryption_key(settings)
+    current_kek = key_encryption_key(settings)
+    older = previous_keks(settings)
+    kek = KekRing.of(current_kek, older)
     secret = secret_key(settings)
-    keystore = SqlKeyStore(db, kek, algorithms=settings.signing_algorithms)
+    keystore = _build_key_store(settings, db, current_kek, older)
     lookup_secret = hmac.new(secret.encode(), b"identity-lookup", hashlib.sha256).digest()
     pairwise_secret = hmac.new(secret.encode(), b"pairwise-subject", hashlib.sha256).digest()
     services = context.Services(
@@ -71,6 +75,42 @@ def build_services(settings: Settings) -> context.Services:
     services.extra["interaction_sealer"] = InteractionSealer(secret)
     services.directories = _build_directories(settings, db, kek)
     return services
+
+
+def _check_keys(services: context.Services) -> None:
+    """A wrong or missing KEK stops start-up here, not at the first token (issue 4 item 2).
+
+    Before ``yitong init`` there is no schema and nothing to check.
+    """
+    from sqlalchemy import inspect
+
+    if not inspect(services.db.engine).has_table("signing_keys"):
+        return
+    try:
+        services.keys.check()
+    except KeyStoreError as exc:
+        raise ConfigError(f"signing keys: {exc}") from None
+
+
+def _build_key_store(settings: Settings, db: Database, kek: Kek, older: tuple[Kek, ...]) -> Any:
+    """The configured KeyStore (issue 4): database (encrypted) or a PKCS#11 hardware module."""
+    if settings.key_store == "pkcs11":
+        from keys.pkcs11 import Pkcs11KeyStore
+
+        if not (settings.pkcs11_module and settings.pkcs11_token_label):
+            raise ConfigError(
+                "key_store = pkcs11 needs YITONG_PKCS11_MODULE and YITONG_PKCS11_TOKEN_LABEL"
+            )
+        return Pkcs11KeyStore.from_settings(
+            settings,
+            db,
+            module=settings.pkcs11_module,
+            token_label=settings.pkcs11_token_label,
+            pin=hsm_pin(settings),
+        )
+    store = SqlKeyStore.from_settings(settings, db, kek)
+    store.previous_keks = older
+    return store
 
 
 def _build_directories(settings: Settings, db: Database, kek: Any) -> Any:
@@ -104,6 +144,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     install_redaction()
     app = Flask(__name__, instance_path=None)
     services = build_services(settings)
+    _check_keys(services)
     app.extensions["yitong"] = services
     app.extensions["yitong.db"] = services.db
     app.extensions["yitong.keys"] = services.keys
@@ -149,12 +190,30 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
     _install_limits_and_health(app)
+    _install_key_rotation(app, services)
     _install_headers(app, settings)
     _install_error_handlers(app)
     return app
 
 
 MAX_QUERY_BYTES = 16384
+
+
+def _install_key_rotation(app: Flask, services: context.Services) -> None:
+    """Rotate signing keys when due, before the request opens its database session.
+
+    ``maybe_rotate`` costs well under a microsecond when nothing is due; when something is, one
+    worker does it under a database lock and the others pick it up within the refresh bound.
+    It runs before the request's own write transaction, which on SQLite it would otherwise
+    wait for.
+    """
+
+    @app.before_request
+    def rotate_when_due() -> None:
+        try:
+            services.keys.maybe_rotate()
+        except Exception:
+            log.exception("scheduled key rotation failed; will retry")
 
 
 def _install_limits_and_health(app: Flask) -> None:

@@ -237,11 +237,32 @@ def rewrap(
             moved: list[str] = rewrap_keys(new, old_keks=old, actor=target.actor)
         except KeyStoreError as exc:
             _fail(str(exc))
+        data = _rewrap_sealed_data(target, new)
     if as_json:
-        _emit({"rewrapped": moved, "kek_id": new.id})
+        _emit({"rewrapped": moved, "kek_id": new.id, "data": data})
         return
     click.echo(f"{len(moved)} key(s) now sealed with key-encryption key {new.id}")
+    for what, count in sorted(data.items()):
+        click.echo(f"{count} {what.replace('_', ' ')} re-sealed")
     click.echo(
         "next: set YITONG_KEY_ENCRYPTION_KEY (or _FILE) to the new key on every node and "
         "restart them; see docs/keys.md",
     )
+
+
+def _rewrap_sealed_data(target: KeysCli, new: Kek) -> dict[str, int]:
+    """Move identity numbers, TOTP seeds and other sealed data too (idp/rewrap.py)."""
+    from idp.rewrap import rewrap_sealed_data
+    from keys.crypto import KekRing
+
+    db = getattr(target.store, "db", None)
+    if db is None:
+        return {}
+    # After the keys moved, the store opens with the new KEK and keeps the old ones.
+    olds = tuple(getattr(target.store, "previous_keks", ()))
+    try:
+        with db.transaction() as session:
+            report = rewrap_sealed_data(session, KekRing.of(new, olds))
+    except KekError as exc:
+        _fail(f"sealed data could not be opened with any known key-encryption key: {exc}")
+    return report.counts

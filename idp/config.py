@@ -73,6 +73,26 @@ class Settings:
         default="",
         metadata=_doc("File holding the key-encryption key (alternative to the variable)."),
     )
+    previous_key_encryption_key_files: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Comma-separated files of earlier key-encryption keys: data sealed with them stays "
+            "readable until `yitong keys rewrap` moves it to the current key."
+        ),
+    )
+    key_store: Literal["sql", "pkcs11"] = field(
+        default="sql",
+        metadata=_doc(
+            "Where signing keys live: `sql` (encrypted in the database) or `pkcs11` (HSM)."
+        ),
+    )
+    pkcs11_module: str = field(
+        default="", metadata=_doc("PKCS#11 library path (for example SoftHSM2's libsofthsm2.so).")
+    )
+    pkcs11_token_label: str = field(
+        default="", metadata=_doc("Label of the HSM token holding the keys.")
+    )
+    pkcs11_pin_file: str = field(default="", metadata=_doc("File holding the HSM user PIN."))
     redis_url: str = field(
         default="",
         metadata=_doc("Redis URL for shared rate limits and replay caches; empty: database only."),

@@ -17,8 +17,8 @@ from idp.accounts.passwords import Passwords
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
 from idp.storage.db import Database
-from keys.crypto import Kek
-from keys.store import KeyStore
+from keys.crypto import KekRing
+from keys.store import ManagedKeyStore
 
 if TYPE_CHECKING:
     from idp.oauth.tokens import TokenIssuer
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 class Services:
     settings: Settings
     db: Database
-    kek: Kek
-    keys: KeyStore
+    kek: KekRing
+    keys: ManagedKeyStore
     passwords: Passwords
     vault: IdentityVault
     tokens: TokenIssuer

@@ -64,3 +64,29 @@ def key_encryption_key(settings: Settings) -> Kek:
         return Kek.from_text(text)
     except KekError as exc:
         raise ConfigError(f"{settings.instance_dir}/kek.key: {exc}") from None
+
+
+def previous_keks(settings: Settings) -> tuple[Kek, ...]:
+    """Earlier key-encryption keys, for reading data sealed before a KEK change."""
+    out = []
+    for name in settings.previous_key_encryption_key_files:
+        path = Path(name)
+        if not path.exists():
+            raise ConfigError(f"YITONG_PREVIOUS_KEY_ENCRYPTION_KEY_FILES: no such file: {path}")
+        lines = [ln for ln in path.read_text("utf-8").splitlines() if ln and not ln.startswith("#")]
+        try:
+            out.append(Kek.from_text(lines[0] if lines else ""))
+        except KekError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return tuple(out)
+
+
+def hsm_pin(settings: Settings) -> str:
+    if not settings.pkcs11_pin_file:
+        raise ConfigError("key_store = pkcs11 needs YITONG_PKCS11_PIN_FILE")
+    try:
+        return Path(settings.pkcs11_pin_file).read_text("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"YITONG_PKCS11_PIN_FILE: cannot read {settings.pkcs11_pin_file}: {exc.strerror}"
+        ) from None

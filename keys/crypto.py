@@ -73,3 +73,41 @@ class Kek:
             raise KekError(
                 "decryption failed: the key-encryption key is not the one this data was sealed with"
             ) from None
+
+
+@dataclass(frozen=True)
+class KekRing(Kek):
+    """The current KEK plus previous ones: seals with the current, opens with whichever fits.
+
+    Rows sealed before a KEK change stay readable while ``yitong keys rewrap`` moves them (and
+    afterwards, as long as the old KEK stays listed in ``previous_key_encryption_key_files``).
+    AES-GCM authentication tells which key fits, so trying each is safe.  A ring is a
+    :class:`Kek` (its own key is the current one), so it goes wherever a KEK does.
+    """
+
+    previous: tuple[Kek, ...] = ()
+
+    @classmethod
+    def of(cls, current: Kek, previous: tuple[Kek, ...] = ()) -> KekRing:
+        return cls(current.key, tuple(k for k in previous if k.id != current.id))
+
+    @property
+    def current(self) -> Kek:
+        return Kek(self.key)
+
+    def decrypt(self, blob: bytes, aad: bytes = b"") -> bytes:
+        last: KekError | None = None
+        for kek in (self.current, *self.previous):
+            try:
+                return Kek.decrypt(kek, blob, aad)
+            except KekError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def sealed_with_current(self, blob: bytes, aad: bytes = b"") -> bool:
+        try:
+            Kek.decrypt(self.current, blob, aad)
+        except KekError:
+            return False
+        return True

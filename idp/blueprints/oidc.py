@@ -573,7 +573,7 @@ def userinfo() -> Response:
 @bp.route("/jwks", methods=["GET"])
 def jwks() -> Response:
     resp = jsonify(context.services().keys.public_jwks())
-    resp.headers["Cache-Control"] = f"public, max-age={context.settings().jwks_cache_seconds}"
+    resp.headers["Cache-Control"] = f"public, max-age={context.services().keys.jwks_max_age()}"
     return resp
 
 
