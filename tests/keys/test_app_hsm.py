@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from jose import jwt as jose_jwt
-from sqlalchemy import select
 
 from idp.config import ConfigError
 from idp.storage.db import Database
