@@ -58,7 +58,7 @@ def _open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | No
 
 
 def _client_for(multi: dict[str, list[str]]) -> Client | None:
-    client_id = (multi.get("client_id") or [None])[0]
+    client_id = (multi.get("client_id") or [""])[0]
     return repo.query_client(context.db_session(), client_id)
 
 
@@ -329,6 +329,7 @@ def step_up() -> Response:
 # ------------------------------------------------------------------ consent
 @bp.route("/consent", methods=["GET"])
 def consent() -> Response | str:
+    from idp.blueprints.oidc import see_other
     from idp.oauth.claims import SCOPE_CLAIMS
 
     try:
@@ -340,7 +341,7 @@ def consent() -> Response | str:
     multi, _started = opened
     user = current_user_row()
     if user is None:
-        return redirect(url_for("account.login", ix=request.args.get("ix")))
+        return see_other(url_for("account.login", ix=request.args.get("ix")), code=302)
     client = _client_for(multi)
     if client is None:
         return _friendly_error(_("Unknown service."))
@@ -353,7 +354,7 @@ def consent() -> Response | str:
 
 @bp.route("/consent", methods=["POST"])
 def consent_post() -> Response:
-    from idp.blueprints.oidc import process_authorization
+    from idp.blueprints.oidc import process_authorization, see_other
 
     try:
         opened = _open_ix(request.form.get("ix"))
@@ -366,7 +367,7 @@ def consent_post() -> Response:
         return _cancel(multi)
     user = current_user_row()
     if user is None:
-        return redirect(url_for("account.login", ix=request.form.get("ix")), code=303)
+        return see_other(url_for("account.login", ix=request.form.get("ix")), code=303)
     client = _client_for(multi)
     if client is None:
         return _friendly_error(_("Unknown service."))

@@ -338,3 +338,23 @@ def test_item52_userinfo_methods_and_failures(client, citizen, rp, services):
         revoked.status_code == 401
         and 'error="invalid_token"' in revoked.headers["WWW-Authenticate"]
     )
+
+
+def test_claims_parameter_releases_only_what_consent_covers(client, citizen, rp):
+    # OIDC Core §5.5: claims named in the claims parameter are returned when the consented
+    # scopes cover them (Yitong returns every claim of those scopes in both places); a claim
+    # outside the consented scopes is not released, even when asked for as essential.
+    claims = {
+        "id_token": {"email": None, "phone_number": {"essential": True}},
+        "userinfo": {"phone_number": {"essential": True}},
+    }
+    flow, body = sign_in(client, citizen, rp, scope="openid email", claims=json.dumps(claims))
+    id_claims = check_id_token(
+        client, body["id_token"], rp, nonce=flow.nonce, access_token=body["access_token"]
+    )
+    assert id_claims["email"] == citizen.email
+    assert "phone_number" not in id_claims
+    info = client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
+    ).get_json()
+    assert info["email"] == citizen.email and "phone_number" not in info

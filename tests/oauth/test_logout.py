@@ -697,3 +697,14 @@ def test_frontchannel_iframes_with_iss_and_sid_and_a_tight_csp(app, client, citi
     nonce = csp.split("'nonce-")[1].split("'")[0]
     assert f'<script nonce="{nonce}">' in html
     assert not is_signed_in(client)
+
+
+def test_logout_pages_carry_the_security_headers(client, citizen, logout_rp):
+    # checklist 101, 103, 104 on the confirmation and signed-out pages.
+    sign_in(client, citizen, logout_rp)
+    for resp in (end_session(client), client.get("/logged-out")):
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["Referrer-Policy"] == "no-referrer"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert end_session(client).headers["Cache-Control"] == "no-store"
