@@ -34,6 +34,7 @@ import hmac
 import io
 import json
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -94,6 +95,7 @@ REAUTH_KEY = "yt_reauth"
 REAUTH_WINDOW = 300  # "recent authentication" for security changes (ASVS 7.5.1, checklist 68)
 PHONE_KEY = "yt_phone"
 DEVICE_COOKIE_TTL = 400 * 86400
+CREDENTIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,512}")  # base64url, as stored
 
 
 # ====================================================================== installation
@@ -1014,7 +1016,7 @@ def _verify_assertion(
 
 def _credential_row(credential: dict[str, Any], user_id: str | None) -> WebAuthnCredential | None:
     raw_id = credential.get("rawId") or credential.get("id")
-    if not isinstance(raw_id, str) or not raw_id or len(raw_id) > 512:
+    if not isinstance(raw_id, str) or not CREDENTIAL_ID.fullmatch(raw_id):
         return None
     with _services().db.session() as s:
         row = s.get(WebAuthnCredential, raw_id.rstrip("="))
@@ -1457,7 +1459,9 @@ def webauthn_delete() -> Response:
     if isinstance(found, Response):
         return found
     user, sso = found
-    cred_id = request.form.get("credential", "")[:512]
+    cred_id = request.form.get("credential", "")
+    if not CREDENTIAL_ID.fullmatch(cred_id):
+        return _security_page(user, sso, error=_("Unknown security key."), status=400)
     if not _removal_allowed(user, credential=cred_id):
         return _security_page(
             user,

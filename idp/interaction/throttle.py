@@ -31,6 +31,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -101,23 +102,35 @@ class Counters:
         """Count one attempt if the rule allows it now; otherwise say how long to wait."""
         now = now or utcnow()
         with self.db.transaction() as session:
-            for _ in range(3):
-                verdict = self._reserve_once(session, key, rule, now)
-                if verdict is not None:
-                    return verdict
-                self._insert_empty(session, key)
-        raise RuntimeError("throttle row could not be created")  # pragma: no cover
+            for _ in range(5):
+                counted = self._increment(session, key, rule, now)
+                if counted is not None:
+                    self._set_wait(session, key, rule.delay(counted), now)
+                    return Verdict(True, counted)
+                row = session.execute(
+                    select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
+                ).first()
+                if row is None:
+                    self._insert_empty(session, key)
+                    continue
+                failures, blocked_until = int(row[0]), row[1]
+                if rule.cap is not None and failures >= rule.cap:
+                    return Verdict(False, failures, 0, locked=True)
+                if blocked_until is not None and blocked_until > now:
+                    wait = (blocked_until - now).total_seconds()
+                    return Verdict(False, failures, max(1, int(wait + 0.999)))
+                # Not blocked: the row appeared (or changed) after our UPDATE looked; again.
+        raise RuntimeError("throttle counter could not be updated")  # pragma: no cover
 
-    def _reserve_once(
-        self, session: Session, key: str, rule: Rule, now: dt.datetime
-    ) -> Verdict | None:
+    def _increment(self, session: Session, key: str, rule: Rule, now: dt.datetime) -> int | None:
+        """The new failure count, or None when the rule refuses (or the row is missing)."""
         conditions = [
             Throttle.key == key,
             (Throttle.blocked_until.is_(None)) | (Throttle.blocked_until <= now),
         ]
         if rule.cap is not None:
             conditions.append(Throttle.failures < rule.cap)
-        new_failures = Throttle.failures + 1
+        new_failures: Any = Throttle.failures + 1
         if rule.window is not None:
             forget_before = now - dt.timedelta(seconds=rule.window)
             new_failures = case(
@@ -130,27 +143,16 @@ class Counters:
             .returning(Throttle.failures)
             .execution_options(synchronize_session=False)
         ).first()
-        if result is not None:
-            failures = int(result[0])
-            delay = rule.delay(failures)
-            blocked = now + dt.timedelta(seconds=delay) if delay > 0 else None
-            session.execute(
-                update(Throttle)
-                .where(Throttle.key == key)
-                .values(blocked_until=blocked)
-                .execution_options(synchronize_session=False)
-            )
-            return Verdict(True, failures)
-        row = session.execute(
-            select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
-        ).first()
-        if row is None:
-            return None
-        failures, blocked_until = int(row[0]), row[1]
-        if rule.cap is not None and failures >= rule.cap:
-            return Verdict(False, failures, 0, locked=True)
-        wait = (blocked_until - now).total_seconds() if blocked_until else 1.0
-        return Verdict(False, failures, max(1, int(wait + 0.999)))
+        return None if result is None else int(result[0])
+
+    def _set_wait(self, session: Session, key: str, delay: float, now: dt.datetime) -> None:
+        blocked = now + dt.timedelta(seconds=delay) if delay > 0 else None
+        session.execute(
+            update(Throttle)
+            .where(Throttle.key == key)
+            .values(blocked_until=blocked)
+            .execution_options(synchronize_session=False)
+        )
 
     def reset(self, key: str) -> None:
         with self.db.transaction() as session:
