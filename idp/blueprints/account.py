@@ -148,6 +148,9 @@ def login_post() -> Response:
     if services.passwords.too_long(password) or len(login_name) > 320:
         # Refused before any hashing (checklist 84).
         return _login_failed(ix, login_name, department, generic, 400)
+    if any(ord(ch) < 32 or ch == "\x7f" for ch in login_name + department):
+        # No account name holds control characters (NUL would also upset PostgreSQL, item 111).
+        return _login_failed(ix, "", "", generic, 400)
 
     if "@" in login_name and not department:
         name_part, _sep, dept = login_name.rpartition("@")

@@ -197,3 +197,12 @@ def test_bad_forms_never_give_a_500(app: Flask, citizen: Any, path: str) -> None
     ):
         resp = client.post(path, data={"csrf_token": token, **data})
         assert resp.status_code < 500, (path, data, resp.get_data(as_text=True)[:300])
+
+
+@pytest.mark.parametrize("login", ["a\x00b@example.cn", "1380000\x000001", "\x00", "x\x1by"])
+def test_item111_control_characters_in_login_names_are_a_clean_refusal(
+    app: Flask, citizen: Any, login: str
+) -> None:
+    client = app.test_client()
+    assert login_page_post(client, login, "some password 123456").status_code == 400
+    assert login_page_post(client, citizen.email, "pass\x00word 1234567").status_code == 401
