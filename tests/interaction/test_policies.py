@@ -418,3 +418,9 @@ def test_policy_rows_edited_into_nonsense_fall_back_to_defaults(app: Flask) -> N
     store.invalidate()
     assert store.get_int("password.min_length") == 16
     assert ACR_MFA
+
+
+def test_docs_policies_md_lists_every_policy() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text("utf-8")
+    missing_names = [name for name in pol.DEFINITIONS if f"`{name}`" not in text]
+    assert not missing_names, f"docs/policies.md does not describe {missing_names}"
