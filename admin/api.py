@@ -176,6 +176,19 @@ def put_policies() -> Response:
     )
 
 
+@bp.route("/users/<user_id>/sessions", methods=["DELETE"])
+@require_role("security-admin")
+def terminate_sessions(user_id: str) -> Response:
+    """End every session and session-bound token of an account (checklist 67, ASVS 7.4.5)."""
+    return jsonify(services.terminate_sessions(context.db_session(), user_id, principal()))
+
+
+@bp.route("/users/<user_id>/disable", methods=["POST"])
+@require_role("security-admin")
+def disable_user(user_id: str) -> Response:
+    return jsonify(services.disable_user(context.db_session(), user_id, principal()))
+
+
 def register(app: Any, csrf: Any) -> None:
     """Mount the admin API (bearer-token authenticated, so exempt from form CSRF)."""
     app.register_blueprint(bp)

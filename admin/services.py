@@ -206,3 +206,42 @@ def set_policies(
         raise AdminInputError(str(exc), error="invalid_policy") from None
     session.commit()
     return list_policies()
+
+
+# ------------------------------------------------------------------ accounts
+def _user(session: Session, user_id: str) -> Any:
+    from idp.storage.models import User
+
+    user = session.get(User, user_id)
+    if user is None:
+        raise AdminInputError("no such account", error="not_found", status=404)
+    return user
+
+
+def terminate_sessions(session: Session, user_id: str, who: AdminPrincipal) -> dict[str, Any]:
+    from idp import context
+    from idp.accounts.lifecycle import end_all_sessions, kick_deliveries
+
+    services = context.services()
+    deliveries = end_all_sessions(
+        session,
+        services,
+        _user(session, user_id),
+        actor=who.actor,
+        reason="sessions_terminated",
+        include_offline=False,
+    )
+    session.commit()
+    kick_deliveries(services, deliveries)
+    return {"user_id": user_id, "backchannel_logouts": len(deliveries)}
+
+
+def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[str, Any]:
+    from idp import context
+    from idp.accounts.lifecycle import disable_account, kick_deliveries
+
+    services = context.services()
+    deliveries = disable_account(session, services, _user(session, user_id), actor=who.actor)
+    session.commit()
+    kick_deliveries(services, deliveries)
+    return {"user_id": user_id, "status": "disabled", "backchannel_logouts": len(deliveries)}

@@ -71,7 +71,7 @@ def init() -> None:
     with app_services() as services:
         try:
             made = initialize(services)
-        except Exception as exc:  # noqa: BLE001 - report, do not trace
+        except Exception as exc:
             raise CliError(f"initialization failed: {exc}") from None
         click.echo(f"schema up to date at {services.settings.resolved_database_url.split('@')[-1]}")
         for kid in made:
@@ -100,7 +100,14 @@ def users() -> None:
 @click.option("--email", default=None)
 @click.option("--password", default=None, help="prompted for when omitted")
 @click.option("--json", "as_json", is_flag=True)
-def users_add(name: str, id_number: str, phone: str | None, email: str | None, password: str | None, as_json: bool) -> None:
+def users_add(
+    name: str,
+    id_number: str,
+    phone: str | None,
+    email: str | None,
+    password: str | None,
+    as_json: bool,
+) -> None:
     """Register a citizen; prints the new account's id."""
     from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
 
@@ -109,8 +116,13 @@ def users_add(name: str, id_number: str, phone: str | None, email: str | None, p
     with app_services() as services, services.db.transaction() as session:
         try:
             user = register_citizen(
-                session, NewCitizen(name=name, id_number=id_number, phone=phone, email=email, password=password),
-                vault=services.vault, passwords=services.passwords, actor="cli",
+                session,
+                NewCitizen(
+                    name=name, id_number=id_number, phone=phone, email=email, password=password
+                ),
+                vault=services.vault,
+                passwords=services.passwords,
+                actor="cli",
             )
         except RegistrationError as exc:
             raise CliError(f"{exc.field}: {exc.message}") from None
@@ -120,20 +132,24 @@ def users_add(name: str, id_number: str, phone: str | None, email: str | None, p
 @users.command("disable")
 @click.argument("user_id")
 def users_disable(user_id: str) -> None:
-    """Disable an account: its sessions end and its tokens are revoked at once."""
-    from idp import audit
-    from idp.storage import repo
+    """Disable an account: its sessions end (clients are told) and its tokens are revoked."""
+    from idp.accounts.lifecycle import disable_account
+    from idp.oauth.logout import dispatcher_for
     from idp.storage.models import User
 
-    with app_services() as services, services.db.transaction() as session:
-        user = session.get(User, user_id)
-        if user is None:
-            raise CliError(f"no account {user_id}")
-        user.status = "disabled"
-        repo.end_user_sessions(session, user.id)
-        repo.revoke_user_grants(session, user.id, "account_disabled")
-        audit.record(session, "user.disable", actor="cli", target=user.id)
-        click.echo(f"disabled {user.id}")
+    with app_services() as services:
+        with services.db.transaction() as session:
+            user = session.get(User, user_id)
+            if user is None:
+                raise CliError(f"no account {user_id}")
+            deliveries = disable_account(session, services, user, actor="cli")
+        if deliveries:
+            # A command has no request thread to outlive: deliver now (failures stay queued
+            # for `yitong logout deliver`).
+            dispatcher = dispatcher_for(services)
+            dispatcher.background = False
+            dispatcher.kick(deliveries)
+        click.echo(f"disabled {user_id}; {len(deliveries)} back-channel logout(s) sent or queued")
 
 
 # ------------------------------------------------------------------ clients
@@ -178,7 +194,13 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
 @click.option(
     "--auth-method",
     type=click.Choice(
-        ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+            "none",
+        ]
     ),
     default=None,
     help="token endpoint authentication (default: client_secret_basic; none for --public)",
@@ -205,7 +227,9 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
 @click.option("--backchannel-logout-uri", default=None, help="receives logout tokens (POST)")
 @click.option("--frontchannel-logout-uri", default=None, help="loaded in an iframe at logout")
-@click.option("--web-origin", "web_origins", multiple=True, help="repeatable; CORS for browser apps")
+@click.option(
+    "--web-origin", "web_origins", multiple=True, help="repeatable; CORS for browser apps"
+)
 @click.option("--resource", "resources", multiple=True, help="repeatable; RFC 8707 audience")
 @click.option("--json", "as_json", is_flag=True)
 def clients_add(
@@ -292,8 +316,14 @@ def clients_list(as_json: bool) -> None:
     from idp.storage.models import Client
 
     with app_services() as services, services.db.session() as session:
-        rows = [client_summary(c) for c in session.scalars(select(Client).order_by(Client.created_at))]
-    emit(rows, as_json, "\n".join(f"{r['client_id']}  {r['client_name']}  {r['status']}" for r in rows))
+        rows = [
+            client_summary(c) for c in session.scalars(select(Client).order_by(Client.created_at))
+        ]
+    emit(
+        rows,
+        as_json,
+        "\n".join(f"{r['client_id']}  {r['client_name']}  {r['status']}" for r in rows),
+    )
 
 
 # ------------------------------------------------------------------ logout deliveries
@@ -352,9 +382,13 @@ def audit_tail(count: int) -> None:
     from idp.storage.models import AuditEvent
 
     with app_services() as services, services.db.session() as session:
-        rows = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(count)))
+        rows = list(
+            session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(count))
+        )
     for e in reversed(rows):
-        click.echo(f"{e.seq:>6} {e.at.isoformat(timespec='seconds')} {e.action:<20} {e.actor} {e.target or ''} {e.outcome}")
+        click.echo(
+            f"{e.seq:>6} {e.at.isoformat(timespec='seconds')} {e.action:<20} {e.actor} {e.target or ''} {e.outcome}"
+        )
 
 
 # ------------------------------------------------------------------ config

@@ -153,6 +153,13 @@ class Settings:
             "plain http and on private or loopback addresses. Refused unless env is `testing`."
         ),
     )
+    outbound_private_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Intranet hosts (`host` or `host:port`, comma-separated) that back-channel logout "
+            "and client-metadata fetches may reach on private addresses; https is still required."
+        ),
+    )
     sms_gateway_url: str = field(
         default="",
         metadata=_doc(

@@ -242,13 +242,19 @@ def backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_MAX))
 
 
-def post_logout_token(uri: str, token: str, timeout: float, allowlist: Collection[str] = ()) -> int:
+def post_logout_token(
+    uri: str,
+    token: str,
+    timeout: float,
+    allowlist: Collection[str] = (),
+    private_hosts: Collection[str] = (),
+) -> int:
     """POST ``logout_token`` (§2.5) to the checked address of ``uri``; return the status.
 
     The address is resolved and checked once (public only, https only, unless allow-listed)
     and connected to directly, so DNS cannot swap it; no redirects; the body is ignored.
     """
-    target = resolve_target(uri, allowlist)
+    target = resolve_target(uri, allowlist, private_hosts)
     common: dict[str, Any] = {"maxsize": 1, "retries": False}
     pool: urllib3.HTTPConnectionPool
     if target.scheme == "https":
@@ -399,7 +405,7 @@ def dispatcher_for(services: Any) -> LogoutDispatcher:
             if parts.hostname in ("127.0.0.1", "localhost", "::1"):
                 port = parts.port or (443 if parts.scheme == "https" else 80)
                 allowed = (*allowed, f"{parts.hostname}:{port}")
-        return post_logout_token(uri, token, timeout, allowed)
+        return post_logout_token(uri, token, timeout, allowed, settings.outbound_private_hosts)
 
     created = LogoutDispatcher(services.db, poster)
     return services.extra.setdefault("logout_dispatcher", created)  # type: ignore[no-any-return]

@@ -9,6 +9,9 @@ followed; the body is capped (64 KB) and the whole exchange times out (5 s).
 
 ``Settings.outbound_test_allowlist`` (testing only, refused otherwise) lists ``host:port``
 pairs that may be reached over plain http on loopback, so tests can serve a JWKS locally.
+``Settings.outbound_private_hosts`` lists intranet hosts (``host`` or ``host:port``) that may
+resolve to private addresses: department services on the government network.  They still
+need https and a valid certificate.
 """
 
 from __future__ import annotations
@@ -43,10 +46,14 @@ class OutboundPolicy:
     allowlist: tuple[str, ...] = ()
     max_bytes: int = MAX_BYTES
     timeout: float = TIMEOUT_SECONDS
+    private_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> OutboundPolicy:
-        return cls(allowlist=tuple(settings.outbound_test_allowlist))
+        return cls(
+            allowlist=tuple(settings.outbound_test_allowlist),
+            private_hosts=tuple(settings.outbound_private_hosts),
+        )
 
 
 def _is_public(address: str) -> bool:
@@ -65,7 +72,9 @@ class _Target:
     address: str
 
 
-def resolve_target(url: str, allowlist: Collection[str] = ()) -> _Target:
+def resolve_target(
+    url: str, allowlist: Collection[str] = (), private_hosts: Collection[str] = ()
+) -> _Target:
     """Check ``url`` and pick the (public) address to connect to; raise :class:`OutboundError`."""
     if not isinstance(url, str) or len(url) > 2000:
         raise OutboundError("URL is missing or too long")
@@ -79,6 +88,7 @@ def resolve_target(url: str, allowlist: Collection[str] = ()) -> _Target:
         raise OutboundError("URL needs a host and no userinfo")
     port = port or (443 if parts.scheme == "https" else 80)
     allowed_for_tests = f"{host}:{port}" in allowlist
+    private_ok = host in private_hosts or f"{host}:{port}" in private_hosts
     if parts.scheme != "https" and not (parts.scheme == "http" and allowed_for_tests):
         raise OutboundError("only https URLs are fetched")
     path = parts.path or "/"
@@ -91,7 +101,7 @@ def resolve_target(url: str, allowlist: Collection[str] = ()) -> _Target:
     addresses = [str(info[4][0]) for info in infos]
     if not addresses:
         raise OutboundError("host does not resolve")
-    if not allowed_for_tests:
+    if not (allowed_for_tests or private_ok):
         # Every answer must be public: picking "the public one" of a mixed answer would let
         # an attacker race us onto the private one through the resolver cache.
         for address in addresses:
@@ -107,9 +117,10 @@ def fetch(
     max_bytes: int = MAX_BYTES,
     timeout: float = TIMEOUT_SECONDS,
     accept: str = "application/json",
+    private_hosts: Collection[str] = (),
 ) -> bytes:
     """GET ``url`` under the SSRF rules above and return at most ``max_bytes`` of body."""
-    target = resolve_target(url, allowlist)
+    target = resolve_target(url, allowlist, private_hosts)
     pool: urllib3.HTTPConnectionPool
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
@@ -166,7 +177,11 @@ def fetch_json(
     """GET and parse a JSON document under ``policy`` (or the default limits)."""
     policy = policy or OutboundPolicy(allowlist=tuple(allowlist))
     body = fetch(
-        url, allowlist=policy.allowlist, max_bytes=policy.max_bytes, timeout=policy.timeout
+        url,
+        allowlist=policy.allowlist,
+        max_bytes=policy.max_bytes,
+        timeout=policy.timeout,
+        private_hosts=policy.private_hosts,
     )
     try:
         return json.loads(body.decode("utf-8"))
