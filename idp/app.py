@@ -124,8 +124,24 @@ def _build_directories(settings: Settings, db: Database, kek: Any) -> Any:
         raise ConfigError(str(exc)) from None
 
 
+def _ui_locales() -> str:
+    """``ui_locales`` of the request, or of the authorization request it continues (``ix``)."""
+    if "ui_locales" in request.args:
+        return request.args["ui_locales"]
+    ix = request.values.get("ix")
+    if ix:
+        from idp.interaction.flow import InteractionExpired
+
+        try:
+            multi, _started, _extra = context.services().extra["interaction_sealer"].open(ix)
+        except InteractionExpired:
+            return ""
+        return (multi.get("ui_locales") or [""])[0]
+    return ""
+
+
 def _select_locale() -> str:
-    wanted = request.args.get("ui_locales", "").replace("-", "_").split()
+    wanted = _ui_locales().replace("-", "_").split()
     for lang in wanted:
         if lang in ("zh_CN", "en"):
             return lang

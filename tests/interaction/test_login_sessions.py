@@ -45,10 +45,12 @@ def test_wrong_password_and_unknown_user_look_the_same(client, citizen, services
     unknown = login(client, "nobody@example.cn", "not the password at all")
     t2 = time.perf_counter()
     assert wrong.status_code == unknown.status_code == 401
+
     def strip(r):
         return (
             r.get_data(as_text=True).replace(citizen.email, "X").replace("nobody@example.cn", "X")
         )
+
     assert (
         strip(wrong).split('name="csrf_token"')[0] == strip(unknown).split('name="csrf_token"')[0]
     )
@@ -174,3 +176,13 @@ def test_disabled_user_cannot_log_in_and_loses_session(client, citizen, services
         repo.end_user_sessions(session, user.id)
     assert client.get("/account").status_code == 302
     assert login(client, citizen.email, citizen.password).status_code == 401
+
+
+def test_ui_locales_survives_a_failed_login_post(client, citizen, rp):
+    from tests.helpers import Flow
+
+    flow = Flow(client, rp)
+    resp = flow.login(flow.authorize(ui_locales="en"), citizen.email, "wrong password here")
+    assert resp.status_code == 401
+    html = resp.get_data(as_text=True)
+    assert 'lang="en"' in html and "The login name or password is wrong." in html
