@@ -82,7 +82,7 @@ def test_item80_hard_cap_locks_the_account_whatever_the_address(app: Flask, citi
     locked = _post(client, citizen.email, citizen.password, ip="192.0.2.77")
     assert locked.status_code == 429
     body = locked.get_data(as_text=True)
-    assert "locked" in body and 'name="recovery_code"' in body
+    assert 'id="login-error"' in body and 'name="recovery_code"' in body
     gate = services(app).extra["login_gate"]
     from idp.storage.models import User
 
