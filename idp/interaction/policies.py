@@ -223,8 +223,9 @@ def _defs() -> dict[str, PolicyDef]:
         PolicyDef(
             "ratelimit.mfa_per_minute",
             "int",
-            20,
-            "Second-factor submissions per client address per minute.",
+            60,
+            "Second-factor and sign-in-security submissions per client address per minute "
+            "(offices share one address behind NAT; the per-account counters do the real work).",
             1,
             10000,
         ),
