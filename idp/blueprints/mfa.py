@@ -293,8 +293,10 @@ def _ix_ctx(ix: str | None) -> authz.AuthorizationContext | None:
         multi, _started, _extra = _services().extra["interaction_sealer"].open(ix)
     except InteractionExpired:
         return None
-    try:
-        return authz.validate(multi, lambda cid: repo.query_client(context.db_session(), cid))
+    from idp.blueprints.oidc import validate_request
+
+    try:  # the same checks (and resolved PAR / request-object parameters) as /authorize
+        return validate_request(multi)
     except (authz.PageError, OAuth2Error):
         return None
 

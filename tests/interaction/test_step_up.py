@@ -253,3 +253,18 @@ def test_step_up_with_a_forged_interaction_is_a_clean_error(
     flow, _secret = pwd_session
     resp = flow.http.get("/login/step-up?ix=forged")
     assert resp.status_code == 400
+
+
+def test_the_password_step_sees_the_whole_request_even_with_an_id_token_hint(
+    app: Flask, citizen: Any, rp: Any
+) -> None:
+    """The MFA decision after the password reads the request as /authorize does (hint and all),
+    so the second factor is asked for right away rather than by a later step-up."""
+    set_policy(app, "mfa.always_when_enrolled", False)
+    enrol_totp(app, citizen.id)
+    first = Flow(app.test_client(), rp)
+    token = first.token(first.run(citizen)["code"]).get_json()
+    later = Flow(app.test_client(), rp)
+    resp = later.authorize(acr_values=ACR_MFA, id_token_hint=token["id_token"])
+    pending = later.login(resp, citizen.email, citizen.password)
+    assert pending.status_code == 303 and "/login/mfa" in pending.headers["Location"]
