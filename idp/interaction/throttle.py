@@ -98,12 +98,28 @@ class Counters:
         else:
             session.execute(sqlite.insert(Throttle).values(**values).on_conflict_do_nothing())
 
+    def _insert_counted(self, session: Session, key: str, now: dt.datetime) -> int | None:
+        """Create the row with one failure counted; None when it exists already."""
+        values = {"key": key, "failures": 1, "last_failure_at": now}
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        row = session.execute(
+            dialect.insert(Throttle)
+            .values(**values)
+            .on_conflict_do_nothing()
+            .returning(Throttle.failures)
+        ).first()
+        return None if row is None else int(row[0])
+
     def reserve(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict:
         """Count one attempt if the rule allows it now; otherwise say how long to wait."""
         now = now or utcnow()
         with self.db.transaction() as session:
             for _ in range(5):
                 counted = self._increment(session, key, rule, now)
+                if counted is None and (rule.cap is None or rule.cap > 0):
+                    # No row yet (the usual case after a success reset it): create it with this
+                    # attempt counted, in one statement instead of SELECT, INSERT and UPDATE.
+                    counted = self._insert_counted(session, key, now)
                 if counted is not None:
                     self._set_wait(session, key, rule.delay(counted), now)
                     return Verdict(True, counted)
@@ -146,11 +162,14 @@ class Counters:
         return None if result is None else int(result[0])
 
     def _set_wait(self, session: Session, key: str, delay: float, now: dt.datetime) -> None:
-        blocked = now + dt.timedelta(seconds=delay) if delay > 0 else None
+        if delay <= 0:
+            # Nothing to impose; an expired blocked_until already counts as "not blocked"
+            # everywhere (blocked_until <= now), so the row need not be written again.
+            return
         session.execute(
             update(Throttle)
             .where(Throttle.key == key)
-            .values(blocked_until=blocked)
+            .values(blocked_until=now + dt.timedelta(seconds=delay))
             .execution_options(synchronize_session=False)
         )
 
