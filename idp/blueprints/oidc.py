@@ -35,10 +35,11 @@ from idp.interaction.flow import InteractionExpired, InteractionSealer
 from idp.interaction.web import current_sso, current_user_row
 from idp.oauth import authorize as authz
 from idp.oauth.claims import subject_for, user_claims
+from idp.oauth.client_cache import find_client
 from idp.oauth.clients import ID_TOKEN_ALGS
 from idp.oauth.discovery import discovery_document
 from idp.oauth.grants import code_expiry
-from idp.oauth.tokens import DeadTokenError, check_live
+from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Consent, Grant, SsoSession, Token, User, utcnow
 
@@ -502,11 +503,20 @@ def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
     if not raw or len(raw) > 4096:
         return None
     session = context.db_session()
-    row = repo.query_token(session, raw, "access")
-    if row is None:
+    found = find_token(session, raw, "access")
+    if found is None:
         return None
+    row = found.token
     try:
-        _grant, user = check_live(session, row, context.services().keys, utcnow())
+        _grant, user = check_live(
+            session,
+            row,
+            context.services().keys,
+            utcnow(),
+            grant=found.grant,
+            user=found.user,
+            clients=find_client,
+        )
     except DeadTokenError:
         return None
     return row, user
@@ -560,7 +570,7 @@ def userinfo() -> Response:
             403,
             {"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
         )
-    client = repo.query_client(context.db_session(), row.client_id)
+    client = find_client(row.client_id)
     assert client is not None
     body = {"sub": subject_for(user, client, context.services().extra["pairwise_secret"])}
     body.update(user_claims(user, scopes, client))
@@ -644,7 +654,8 @@ def cors_headers(resp: Response) -> Response:
     methods = CORS_ENDPOINTS.get(request.endpoint or "")
     if methods is None:
         return resp
-    resp.vary.add("Origin")
+    vary = resp.headers.get("Vary")
+    resp.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
     origin = request.headers.get("Origin")
     if not origin or len(origin) > 200 or origin not in registered_web_origins():
         return resp

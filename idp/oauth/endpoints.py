@@ -27,12 +27,14 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from idp import context
 from idp.oauth.claims import subject_for
+from idp.oauth.client_cache import find_client
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
-from idp.oauth.tokens import DeadTokenError, check_live
+from idp.oauth.tokens import DeadTokenError, FoundToken, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import Client, Token, utcnow
 
@@ -49,12 +51,12 @@ def _token_param(request: Any) -> str:
     return str(values[0])
 
 
-def _find(raw: str) -> Token | None:
+def _find(raw: str, session: Session | None = None) -> FoundToken | None:
     if not raw or len(raw) > MAX_TOKEN_LENGTH:
         return None
     # One lookup by digest finds either kind: the hint (RFC 7009 §2.1) only orders a search
     # we do not need, and an unknown hint is ignored rather than refused.
-    return repo.query_token(context.db_session(), raw)
+    return find_token(session or context.db_session(), raw)
 
 
 class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
@@ -63,9 +65,10 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
     def authenticate_token(self, request: Any, client: OAuthClient) -> Token | None:
-        row = _find(_token_param(request))
-        if row is None:
+        found = _find(_token_param(request))
+        if found is None:
             return None
+        row = found.token
         if row.client_id != client.get_client_id():
             log.warning("client %s tried to revoke a token of %s", client.client_id, row.client_id)
             return None  # answered like an unknown token; nothing is revoked
@@ -111,17 +114,31 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         return caller.client_id in audience or bool(audience & set(caller.resources or ()))
 
     def describe(self, raw: str, caller: Client) -> dict[str, Any]:
+        services = context.services()
+        # A read-only request: a deferred transaction (no SQLite write lock).
+        with services.db.session() as session:
+            return self._describe(session, raw, caller)
+
+    def _describe(self, session: Session, raw: str, caller: Client) -> dict[str, Any]:
         inactive: dict[str, Any] = {"active": False}
-        row = _find(raw)
-        if row is None or not self.may_see(row, caller):
+        found = _find(raw, session)
+        if found is None or not self.may_see(found.token, caller):
             return inactive
-        session = context.db_session()
+        row = found.token
         services = context.services()
         try:
-            grant, user = check_live(session, row, services.keys, utcnow())
+            grant, user = check_live(
+                session,
+                row,
+                services.keys,
+                utcnow(),
+                grant=found.grant,
+                user=found.user,
+                clients=find_client,
+            )
         except DeadTokenError:
             return inactive
-        owner = session.get(Client, row.client_id)
+        owner = find_client(row.client_id)
         assert owner is not None  # check_live verified it
         body: dict[str, Any] = {
             "active": True,
@@ -151,7 +168,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
 
     # Authlib's abstract hooks, unused: describe() does the work.
     def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
-        return _find(token_string)
+        found = _find(token_string)
+        return found.token if found is not None else None
 
     def check_permission(self, token: Token, client: OAuthClient, request: Any) -> bool:
         return self.may_see(token, client.row)

@@ -64,7 +64,8 @@ from sqlalchemy import select, update
 from idp import context
 from idp.errors import InvalidTargetError
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.tokens import DeadTokenError, check_live
+from idp.oauth.client_cache import find_client
+from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
 
@@ -100,12 +101,15 @@ def request_started() -> dt.datetime:
     return started if isinstance(started, dt.datetime) else utcnow()
 
 
-def lock_grant(grant_id: str) -> Grant | None:
+def lock_grant(grant_id: str, loaded: Grant | None = None) -> Grant | None:
     """Lock the grant row for this transaction and return its current state.
 
     PostgreSQL: ``FOR UPDATE`` (waits for a concurrent revocation or refresh, then sees its
-    result).  SQLite: no-op clause; the writer already holds the database's write lock.
+    result).  SQLite: the request's writer has held the database's write lock since its first
+    statement, so a grant ``loaded`` in this transaction is already current.
     """
+    if loaded is not None and context.services().db.is_sqlite:
+        return loaded
     session = context.db_session()
     return session.scalars(
         select(Grant)
@@ -223,7 +227,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         user = self.authenticate_user(code)
         if user is None:
             raise InvalidGrantError("the account is not active")
-        grant = lock_grant(code.grant.id)
+        grant = lock_grant(code.grant.id, code.grant)
         if grant is None or grant.revoked_at is not None:
             raise InvalidGrantError("the authorization has been revoked")
         client_row: Client = self.request.client.row
@@ -267,23 +271,35 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if len(values) != 1 or not values[0]:
             raise InvalidRequestError("refresh_token is required")
         session = context.db_session()
-        row = repo.query_token(session, values[0], "refresh")
+        found = find_token(session, values[0], "refresh")
+        row = found.token if found is not None else None
         # RFC 6749 §6: the refresh token must have been issued to this client (checklist 36).
-        if row is None or row.client_id != client.get_client_id():
+        if found is None or row is None or row.client_id != client.get_client_id():
             if row is not None:
                 log.warning(
                     "client %s presented a refresh token of another client", client.client_id
                 )
             raise InvalidGrantError("the refresh token is invalid")
-        grant = lock_grant(row.grant_id)
+        grant = lock_grant(row.grant_id, found.grant)
         if grant is None:
             raise InvalidGrantError("the refresh token is invalid")
-        session.refresh(row)  # its state under the grant lock, not the state before the wait
+        if not context.services().db.is_sqlite:
+            # Its state under the grant lock, not the state before the wait.  (SQLite: the
+            # request has held the database's write lock since its first statement.)
+            session.refresh(row)
         now = utcnow()
         if row.consumed_at is not None and row.revoked_at is None and grant.revoked_at is None:
             self._reused(row, grant, now)
         try:
-            _, user = check_live(session, row, context.services().keys, now, grant=grant)
+            _, user = check_live(
+                session,
+                row,
+                context.services().keys,
+                now,
+                grant=grant,
+                user=found.user,
+                clients=find_client,
+            )
         except DeadTokenError as exc:
             log.info("refresh refused for grant %s: %s", grant.id, exc)
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
@@ -420,7 +436,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             created_at=now,
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
         )
-        session.add(grant)
+        insert_grant(session, grant)
         access, _ = context.services().tokens.access_token(
             session, grant, client_row, None, self.request.scope, now
         )

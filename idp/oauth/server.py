@@ -22,8 +22,8 @@ from authlib.oauth2.rfc6749 import OAuth2Payload
 from flask import Flask, current_app
 from flask import request as flask_request
 
-from idp import context
 from idp.oauth.client_auth import ClientAuthenticator
+from idp.oauth.client_cache import ClientSnapshot, find_client
 from idp.oauth.clients import OAuthClient
 from idp.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint
 from idp.oauth.grants import (
@@ -33,11 +33,11 @@ from idp.oauth.grants import (
     RefreshTokenGrant,
     S256CodeChallenge,
 )
-from idp.storage import repo
 
 
 def query_client(client_id: str | None) -> OAuthClient | None:
-    row = repo.query_client(context.db_session(), client_id)
+    """The approved client, from this worker's snapshot (:mod:`idp.oauth.client_cache`)."""
+    row = find_client(client_id)
     if row is None or row.status != "approved":
         return None
     return OAuthClient(row)
@@ -71,14 +71,25 @@ class YitongAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def __init__(self, app: Flask) -> None:
         super().__init__(query_client=query_client, save_token=lambda token, request: None)
         self.client_authenticator = ClientAuthenticator(query_client)
+        self._issuer_url = app.extensions["yitong"].settings.issuer
         self.init_app(app)
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         return self.client_authenticator(request, methods, endpoint)
 
     def create_oauth2_request(self, request: Any) -> FlaskOAuth2Request:
-        req = FlaskOAuth2Request(flask_request)
+        # Built without OAuth2Request.__init__: its transport check reconstructs and parses the
+        # request URL on every call, and our URLs all derive from the configured issuer
+        # (https in production, checked at start-up by idp.config.check_settings).
+        req = FlaskOAuth2Request.__new__(FlaskOAuth2Request)
+        req.method = flask_request.method
+        req.uri = self._issuer_url
+        req.headers = flask_request.headers
+        req._body = None
+        req._request = flask_request
         req.payload = _FormPayload(flask_request.form)
+        req.client = req.auth_method = req.user = None
+        req.authorization_code = req.refresh_token = req.credential = req._scope = None
         return req
 
 
@@ -94,6 +105,8 @@ def authenticate_endpoint_client(endpoint: str, methods: list[str] | None = None
 
 
 def build_authorization_server(app: Flask) -> AuthorizationServer:
+    services = app.extensions["yitong"]
+    services.extra.setdefault("client_snapshot", ClientSnapshot(services.db))
     server = YitongAuthorizationServer(app)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)

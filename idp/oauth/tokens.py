@@ -16,9 +16,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from idp.config import Settings
@@ -26,6 +29,84 @@ from idp.oauth.claims import subject_for, user_claims
 from idp.storage.models import Client, Grant, SsoSession, Token, User, utcnow
 from idp.storage.repo import digest, new_id, new_secret
 from keys.store import KeyStore
+
+
+class PreparedInsert:
+    """An INSERT compiled once per dialect and run on the DBAPI connection directly.
+
+    Minting is the hot path of the token endpoint, and SQLAlchemy's per-statement machinery
+    costs about as much as SQLite's own work for these rows (bench/token_endpoints.py).  The
+    statement, its parameter order and each column's bind processor (UTC datetimes, JSON) still
+    come from SQLAlchemy, so the stored values are exactly what the ORM would store; the
+    statement runs inside the session's transaction, which the caller commits.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.columns = [c.name for c in table.columns]
+        self._prepared: dict[str, tuple[str, Any, list[tuple[str, Any]]]] = {}
+
+    def _prepare(self, dialect: Dialect) -> tuple[str, Any, list[tuple[str, Any]]]:
+        stmt = self.table.insert().values({c: bindparam(c) for c in self.columns})
+        compiled = stmt.compile(dialect=dialect)
+        order = list(compiled.positiontup or []) if dialect.paramstyle == "qmark" else None
+        processors = [
+            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
+            for c in self.table.columns
+        ]
+        return compiled.string, order, processors
+
+    def __call__(self, session: Session, values: dict[str, Any]) -> None:
+        if session.new or session.dirty:
+            session.flush()  # rows this one may reference (foreign keys) go first
+        connection = session.connection()  # begins the session's transaction if needed
+        dialect = connection.dialect
+        prepared = self._prepared.get(dialect.name)
+        if prepared is None:
+            prepared = self._prepared[dialect.name] = self._prepare(dialect)
+        sql, order, processors = prepared
+        params = {}
+        for name, process in processors:
+            value = values.get(name)
+            params[name] = process(value) if process is not None and value is not None else value
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        if order is not None:
+            driver.execute(sql, tuple(params[name] for name in order))
+        else:
+            driver.execute(sql, params)
+
+
+_insert_token = PreparedInsert(Token.__table__)  # type: ignore[arg-type]
+_insert_grant = PreparedInsert(Grant.__table__)  # type: ignore[arg-type]
+
+
+def insert_token(session: Session, **values: Any) -> None:
+    """Store a token row (see :class:`PreparedInsert`); nothing reads it back in the request."""
+    _insert_token(session, values)
+
+
+def insert_grant(session: Session, grant: Grant) -> None:
+    """Store a (transient) grant row; see :class:`PreparedInsert`."""
+    _insert_grant(
+        session,
+        {
+            "id": grant.id,
+            "user_id": grant.user_id,
+            "client_id": grant.client_id,
+            "scope": grant.scope,
+            "claims": grant.claims,
+            "resources": list(grant.resources or []),
+            "sid": grant.sid,
+            "offline": bool(grant.offline),
+            "auth_time": grant.auth_time,
+            "acr": grant.acr,
+            "amr": list(grant.amr or []),
+            "nonce": grant.nonce,
+            "created_at": grant.created_at,
+            "expires_at": grant.expires_at,
+        },
+    )
 
 
 def half_hash(value: str, alg: str) -> str:
@@ -61,7 +142,7 @@ class TokenIssuer:
         scope: str,
         now: dt.datetime,
         resources: list[str] | None = None,
-    ) -> tuple[str, Token]:
+    ) -> tuple[str, str]:
         """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience."""
         token_id = new_id()
         expires = now + dt.timedelta(seconds=self.settings.access_token_lifetime)
@@ -89,7 +170,8 @@ class TokenIssuer:
             raw = key.sign_jwt(claims, {"typ": "at+jwt"})
         else:
             raw = new_secret(32)
-        row = Token(
+        insert_token(
+            session,
             id=token_id,
             digest=digest(raw),
             kind="access",
@@ -102,28 +184,30 @@ class TokenIssuer:
             created_at=now,
             expires_at=expires,
         )
-        session.add(row)
-        return raw, row
+        return raw, token_id
 
     def refresh_token(
         self, session: Session, grant: Grant, client: Client, scope: str, now: dt.datetime
-    ) -> tuple[str, Token]:
+    ) -> tuple[str, str]:
         """Mint a refresh token: idle expiry from now, never beyond the grant's absolute end."""
         raw = new_secret(32)
         idle = now + dt.timedelta(seconds=self.settings.refresh_token_idle_lifetime)
-        row = Token(
-            id=new_id(),
+        token_id = new_id()
+        insert_token(
+            session,
+            id=token_id,
             digest=digest(raw),
             kind="refresh",
             grant_id=grant.id,
             client_id=client.client_id,
             user_id=grant.user_id,
             scope=scope,
+            audience=[],
+            kid=None,
             created_at=now,
             expires_at=min(idle, grant.expires_at),
         )
-        session.add(row)
-        return raw, row
+        return raw, token_id
 
     def id_token(
         self,
@@ -163,6 +247,34 @@ class TokenIssuer:
         return self.keys.signing_key(alg).sign_jwt(claims)
 
 
+class FoundToken(NamedTuple):
+    token: Token
+    grant: Grant
+    user: User | None
+
+
+_FIND_TOKEN = (
+    select(Token, Grant, User)
+    .join(Grant, Grant.id == Token.grant_id)
+    .outerjoin(User, User.id == Grant.user_id)
+    .where(Token.digest == bindparam("digest"))
+)
+_FIND_TOKEN_OF_KIND = _FIND_TOKEN.where(Token.kind == bindparam("kind"))
+
+
+def find_token(session: Session, raw: str | None, kind: str | None = None) -> FoundToken | None:
+    """The token stored under ``raw``'s digest, with its grant and user, in one query."""
+    if not raw or len(raw) > 4096:
+        return None
+    params = {"digest": digest(raw)}
+    if kind is not None:
+        params["kind"] = kind
+    found = session.execute(_FIND_TOKEN_OF_KIND if kind else _FIND_TOKEN, params).first()
+    if found is None:
+        return None
+    return FoundToken(found[0], found[1], found[2])
+
+
 class DeadTokenError(Exception):
     """The token may not be used; the message (for logs only) says why."""
 
@@ -174,6 +286,8 @@ def check_live(
     now: dt.datetime,
     *,
     grant: Grant | None = None,
+    user: User | bool | None = False,
+    clients: Callable[[str], Client | None] | None = None,
 ) -> tuple[Grant, User | None]:
     """Return the token's grant and user if the token may still be used, else raise.
 
@@ -182,6 +296,9 @@ def check_live(
     grant (revoked, or past its absolute lifetime); its client (no longer approved); its user
     (gone, disabled, or a password changed after the grant was made); and, for a refresh
     token of a grant without ``offline_access``, the SSO session it was issued in.
+
+    ``grant`` and ``user`` (as found by :func:`find_token`) save their lookups; ``user=False``
+    means "not looked up yet".
     """
     if row.revoked_at is not None:
         raise DeadTokenError("revoked")
@@ -196,12 +313,15 @@ def check_live(
         raise DeadTokenError("grant revoked")
     if grant.expires_at <= now:
         raise DeadTokenError("grant expired")
-    client = session.get(Client, row.client_id)
+    client = clients(row.client_id) if clients else session.get(Client, row.client_id)
     if client is None or client.status != "approved":
         raise DeadTokenError("client not approved")
-    user = None
-    if grant.user_id is not None:
-        user = session.get(User, grant.user_id)
+    if grant.user_id is None:
+        user = None
+    else:
+        if user is False:
+            user = session.get(User, grant.user_id)
+        assert not isinstance(user, bool)
         if user is None or not user.is_active:
             raise DeadTokenError("account disabled or deleted")
         if user.password_changed_at is not None and user.password_changed_at > grant.created_at:
