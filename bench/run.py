@@ -102,7 +102,7 @@ def get_unit(port: int, path: str) -> Callable[[], Unit]:
 class Yitong:
     """A bench instance: settings, a citizen, a first-party client, the server."""
 
-    def __init__(self, workdir: Path, log: Path) -> None:
+    def __init__(self, workdir: Path, log: Path, app: str = "wsgi:app") -> None:
         from idp.app import build_services
         from idp.cli import initialize
         from idp.config import load_settings
@@ -123,7 +123,7 @@ class Yitong:
         self.client_id, self.secret = self._register()
         self.server = gunicorn(
             "yitong",
-            "wsgi:app",
+            app,
             env=self.env,
             port=self.port,
             ready_path="/.well-known/openid-configuration",
@@ -482,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=STEPS, help="run only these (hello world always runs)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--app", default="wsgi:app", help="the WSGI app to serve as Yitong (to compare builds)"
+    )
     args = parser.parse_args(argv)
     wanted_steps = set(args.only or STEPS) - ({"peer"} if args.no_peer else set())
     if (os.cpu_count() or 1) < 2:
@@ -514,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if wanted_steps - {"peer"}:
             step("Yitong")
-            y = Yitong(workdir, workdir / "yitong.log")
+            y = Yitong(workdir, workdir / "yitong.log", app=args.app)
             try:
                 _measure_yitong(y, wanted_steps, results, run, step, notes, seconds, threads)
             finally:
