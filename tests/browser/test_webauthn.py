@@ -52,8 +52,10 @@ def live_idp(make_app: Any) -> Iterator[LiveIdp]:
 
 
 @pytest.fixture
-def authenticator(browser: Any) -> Iterator[str]:
-    """A virtual CTAP2 security key with resident keys and user verification."""
+def authenticator(browser: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A virtual CTAP2 authenticator with resident keys and user verification: a USB security
+    key by default, or (indirect parameter ``"internal"``) a platform authenticator."""
+    transport = getattr(request, "param", "usb")
     reset_browser(browser)
     browser.execute_cdp_cmd("WebAuthn.enable", {"enableUI": False})
     created = browser.execute_cdp_cmd(
@@ -61,7 +63,7 @@ def authenticator(browser: Any) -> Iterator[str]:
         {
             "options": {
                 "protocol": "ctap2",
-                "transport": "usb",
+                "transport": transport,
                 "hasResidentKey": True,
                 "hasUserVerification": True,
                 "isUserVerified": True,
@@ -212,3 +214,30 @@ def test_the_key_does_not_work_for_another_origin(
     )
     assert "/login" in browser.current_url
     assert browser.get_cookie("yitong_sso") is None
+
+
+@pytest.mark.parametrize("authenticator", ["internal"], indirect=True)
+def test_a_platform_authenticator_registers_and_signs_in_as_a_passkey(
+    browser: Any, authenticator: str, live_idp: LiveIdp
+) -> None:
+    from selenium.webdriver.common.by import By
+    from sqlalchemy import select
+
+    from idp.storage.models import WebAuthnCredential
+
+    app = live_idp.app
+    citizen = Citizen.create(app)
+    rp = RegisteredClient.create(app, redirect_uris=[live_idp.url + "/cb"], first_party=True)
+    _register_key(browser, live_idp, citizen)
+    with app.extensions["yitong"].db.session() as s:
+        row = s.scalars(select(WebAuthnCredential)).one()
+        assert row.user_id == citizen.id and "internal" in row.transports
+    reset_browser(browser)
+    flow = Flow(app.test_client(), rp)
+    browser.get(
+        live_idp.url + "/authorize?" + "&".join(f"{k}={v}" for k, v in flow.params().items())
+    )
+    _wait(browser, lambda d: "/login" in d.current_url, "the login page")
+    browser.find_element(By.ID, "passkey-login").click()
+    claims = _id_token(live_idp, flow, _code_from(browser, rp)["code"])
+    assert claims["sub"] == citizen.id and claims["acr"] == "urn:yitong:acr:phr"
