@@ -308,15 +308,26 @@ def required_acr_for(ctx: Any, user: User | None) -> str | None:
     client = getattr(ctx, "client", None)
     scopes = getattr(ctx, "scopes", None) or []
     wanted = mfa.higher(wanted, mfa.policy_acr(policies, user, client, scopes))
-    enrolled_rule = policies.get_bool("mfa.always_when_enrolled")
-    if user is not None and enrolled_rule and _user_factors(user).any_second_factor:
-        wanted = mfa.higher(wanted, ACR_MFA)
+    if (
+        user is not None
+        and acr_rank(wanted) < acr_rank(ACR_MFA)
+        and policies.get_bool("mfa.always_when_enrolled")
+        and _has_second_factor(user)
+    ):
+        wanted = ACR_MFA
     return wanted
 
 
 def required_acr_hook(ctx: Any) -> str | None:
     """``services.extra['required_acr']``: asked by the authorization decision (prompts.decide)."""
     return required_acr_for(ctx, current_user_row())
+
+
+def _has_second_factor(user: User) -> bool:
+    if "yt_factors" in g and user.id in g.yt_factors:
+        return bool(g.yt_factors[user.id].any_second_factor)
+    with _services().db.session() as s:
+        return mfa.has_second_factor(s, _policies(), user)
 
 
 def _user_factors(user: User) -> mfa.UserFactors:

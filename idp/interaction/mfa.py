@@ -233,6 +233,19 @@ def factors_of(session: Session, policies: PolicyStore, user: User) -> UserFacto
     return UserFactors(bool(totp), creds, int(left or 0), phone)
 
 
+def has_second_factor(session: Session, policies: PolicyStore, user: User) -> bool:
+    """``factors_of(...).any_second_factor`` in one query (asked on every authorization)."""
+    if user.phone and user.phone_verified and sms_allowed(policies, user):
+        return True
+    totp = (
+        select(TotpCredential.user_id)
+        .where(TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_not(None))
+        .exists()
+    )
+    key = select(WebAuthnCredential.credential_id).where(WebAuthnCredential.user_id == user.id)
+    return bool(session.scalar(select(totp | key.exists())))
+
+
 def sms_allowed(policies: PolicyStore, user: User) -> bool:
     """SMS is a restricted authenticator: only for the classes the policy names."""
     allowed = set(policies.get_list("mfa.sms_allowed_for"))
