@@ -499,3 +499,73 @@ def test_discovery_lists_exactly_what_works(client):
         doc["revocation_endpoint_auth_signing_alg_values_supported"]
         == doc["token_endpoint_auth_signing_alg_values_supported"]
     )
+
+
+# ------------------------------------------------------------------ an independent client library
+def test_authlib_client_against_a_live_server(make_app, monkeypatch):
+    """Authlib's own OAuth 2.0 client (requests), over real HTTP: client_secret_basic with an
+    RFC 8707 resource, private_key_jwt built by Authlib (aud = token endpoint), revocation."""
+    import socket
+
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.oauth2.rfc7523 import PrivateKeyJWT
+    from werkzeug.serving import make_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    app = make_app(issuer=base)
+    key = kit.ec_key()
+    api = kit.api_client(app)
+    pkj = kit.api_client(app, auth_method="private_key_jwt", jwks=kit.public_jwks(key))
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # plain http on loopback, tests only
+    try:
+        basic = OAuth2Session(api.client_id, api.secret, scope="hr:read")
+        token = basic.fetch_token(
+            base + "/token", grant_type="client_credentials", resource="https://api.hr.gov.example/"
+        )
+        assert token["scope"] == "hr:read" and token["token_type"] == "Bearer"
+        signed = OAuth2Session(
+            pkj.client_id,
+            key,
+            scope="hr:read",
+            token_endpoint_auth_method=PrivateKeyJWT(base + "/token", alg="ES256"),
+        )
+        assert signed.fetch_token(base + "/token", grant_type="client_credentials")["access_token"]
+        assert basic.revoke_token(base + "/revoke", token["access_token"]).status_code == 200
+        info = basic.post(
+            base + "/introspect",
+            data={"token": token["access_token"]},
+            auth=(api.client_id, api.secret),
+        ).json()
+        assert info == {"active": False}
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def test_client_changes_apply_at_once_here_and_within_the_ttl_elsewhere(client, app, monkeypatch):
+    """The per-worker client snapshot: an ORM change in this process applies at once; a change
+    made elsewhere (another worker, the CLI; simulated by a bulk UPDATE) within the TTL."""
+    from sqlalchemy import update
+
+    from idp.oauth.client_cache import ClientSnapshot
+    from idp.storage.models import Client
+
+    monkeypatch.setattr(ClientSnapshot, "TTL", 0.3)
+    api = kit.api_client(app)
+    assert token_with(client, {}, api.basic()).status_code == 200
+    kit.set_columns(app, Client, api.client_id, status="disabled")
+    assert_invalid_client(token_with(client, {}, api.basic()))
+    kit.set_columns(app, Client, api.client_id, status="approved")
+    assert token_with(client, {}, api.basic()).status_code == 200
+    with app.extensions["yitong"].db.transaction() as session:
+        session.execute(
+            update(Client).where(Client.client_id == api.client_id).values(status="disabled")
+        )
+    time.sleep(0.4)
+    assert_invalid_client(token_with(client, {}, api.basic()))
