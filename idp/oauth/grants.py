@@ -48,7 +48,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
@@ -59,7 +59,7 @@ from authlib.oauth2.rfc6749.errors import (
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import g
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select
 
 from idp import context
 from idp.errors import InvalidTargetError
@@ -256,6 +256,31 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
 
 # ------------------------------------------------------------------ refresh_token
+_TOKENS = cast(Table, Token.__table__)
+_LIVE = (
+    (_TOKENS.c.id == bindparam("b_id"))
+    & _TOKENS.c.consumed_at.is_(None)
+    & _TOKENS.c.revoked_at.is_(None)
+)
+#: Rotation: consume the presented token if and only if it is still live (compare-and-set).
+_CONSUME = (
+    _TOKENS.update()
+    .where(_LIVE)
+    .values(consumed_at=bindparam("b_now"), last_used_at=bindparam("b_now"))
+)
+#: No rotation: the same compare-and-set, sliding the idle expiry instead of consuming.
+_SLIDE = (
+    _TOKENS.update()
+    .where(_LIVE)
+    .values(last_used_at=bindparam("b_now"), expires_at=bindparam("b_expires"))
+)
+
+
+def _run_cas(session: Any, statement: Any, params: dict[str, Any]) -> bool:
+    """Run a compare-and-set UPDATE (Core, prebuilt) and say whether it hit exactly one row."""
+    return bool(session.connection().execute(statement, params).rowcount == 1)
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     """``grant_type=refresh_token`` (RFC 6749 §6) with the policy in the module docstring."""
 
@@ -361,7 +386,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         refresh = None
         if self.rotates(client_row):
             refresh, _ = issuer.refresh_token(session, grant, client_row, row.scope, now)
-            consumed = repo.consume_refresh_token(session, row, utcnow())
+            consumed = _run_cas(session, _CONSUME, {"b_id": row.id, "b_now": utcnow()})
         else:
             idle_end = now + dt.timedelta(seconds=settings.refresh_token_idle_lifetime)
             consumed = self._slide(session, row, min(idle_end, grant.expires_at), now)
@@ -373,13 +398,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
     @staticmethod
     def _slide(session: Any, row: Token, expires: dt.datetime, now: dt.datetime) -> bool:
-        result = session.execute(
-            update(Token)
-            .where(Token.id == row.id, Token.consumed_at.is_(None), Token.revoked_at.is_(None))
-            .values(last_used_at=now, expires_at=expires)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)
+        return _run_cas(session, _SLIDE, {"b_id": row.id, "b_now": now, "b_expires": expires})
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
         raise NotImplementedError  # replaced by validate_token_request
