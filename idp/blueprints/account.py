@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from flask import (
     Blueprint,
@@ -24,6 +25,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from idp import audit, context
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
@@ -295,21 +297,25 @@ def complete_login(
     kwargs: dict[str, Any] = {}
     if acr:
         kwargs["acr"] = acr
-    token, row = start_session(
-        session, user, timeouts(), amr=amr, previous_token=request.cookies.get(cookie_name()),
-        ip=client_ip(), user_agent=request.headers.get("User-Agent"), **kwargs,
-    )
-    if factors:
-        row.factors = dict(factors)  # the level and time of each factor (issue 5)
     policies = context.services().extra.get("policies")
-    if policies is not None:
-        from idp.interaction.policies import session_timeouts_for, user_classes
 
-        _idle, absolute = session_timeouts_for(policies, user_classes(user))
-        row.expires_at = min(row.expires_at, row.auth_time + dt.timedelta(seconds=absolute))
-    audit.record(session, "login.success", actor=user.id, ip=client_ip(),
-                 details={"amr": amr, "acr": row.acr, "sid": row.id, "kind": user.kind})
-    session.commit()
+    def write() -> tuple[str, Any]:
+        token, row = start_session(
+            session, user, timeouts(), amr=amr, previous_token=request.cookies.get(cookie_name()),
+            ip=client_ip(), user_agent=request.headers.get("User-Agent"), **kwargs,
+        )
+        if factors:
+            row.factors = dict(factors)  # the level and time of each factor (issue 5)
+        if policies is not None:
+            from idp.interaction.policies import session_timeouts_for, user_classes
+
+            _idle, absolute = session_timeouts_for(policies, user_classes(user))
+            row.expires_at = min(row.expires_at, row.auth_time + dt.timedelta(seconds=absolute))
+        audit.record(session, "login.success", actor=user.id, ip=client_ip(),
+                     details={"amr": amr, "acr": row.acr, "sid": row.id, "kind": user.kind})
+        return token, row
+
+    token, _row = commit_retrying(session, write)
     target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
     resp = cast(Response, redirect(target, code=303))
     set_session_cookie(resp, token)
@@ -318,6 +324,25 @@ def complete_login(
 
         remember_device(resp, user.id)
     return resp
+
+
+T = TypeVar("T")
+
+
+def commit_retrying(session: Any, write: Callable[[], T], attempts: int = 10) -> T:
+    """Run ``write`` and commit; run it again when a concurrent request took the same audit
+    sequence number (PostgreSQL: two transactions both read the last entry, one commit fails
+    on the primary key).  The login must not turn into a 500 because someone else signed in."""
+    for attempt in range(attempts):
+        try:
+            result = write()
+            session.commit()
+            return result
+        except IntegrityError:
+            session.rollback()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 # ------------------------------------------------------------------ step-up

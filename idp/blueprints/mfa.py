@@ -385,24 +385,30 @@ def after_password_hook(user: User, amr: list[str], ix: str) -> Response | None:
     now = utcnow().timestamp()
     _drop_pending()
     _save_pending(Pending(secrets.token_hex(16), user.id, "login", now, now, target=required))
+    from idp.blueprints.account import commit_retrying
+
     db_session = context.db_session()
-    # A different login is in progress: the browser's previous SSO session ends now.
     old = request.cookies.get(cookie_name())
-    if old and len(old) <= 200:
-        db_session.execute(
-            update(SsoSession)
-            .where(SsoSession.token_digest == repo.digest(old), SsoSession.ended_at.is_(None))
-            .values(ended_at=utcnow())
-            .execution_options(synchronize_session=False)
+    user_id = user.id
+
+    def write() -> None:
+        # A different login is in progress: the browser's previous SSO session ends now.
+        if old and len(old) <= 200:
+            db_session.execute(
+                update(SsoSession)
+                .where(SsoSession.token_digest == repo.digest(old), SsoSession.ended_at.is_(None))
+                .values(ended_at=utcnow())
+                .execution_options(synchronize_session=False)
+            )
+        audit.record(
+            db_session,
+            "login.first_factor",
+            actor=user_id,
+            ip=client_ip(),
+            details={"required_acr": required},
         )
-    audit.record(
-        db_session,
-        "login.first_factor",
-        actor=user.id,
-        ip=client_ip(),
-        details={"required_acr": required},
-    )
-    db_session.commit()
+
+    commit_retrying(db_session, write)
     resp = redirect(url_for("mfa.challenge", ix=ix or None), code=303)
     from idp.interaction.web import clear_session_cookie
 
@@ -620,25 +626,33 @@ def _finish_step_up(p: Pending, user: User, ix: str, new_factors: set[str], now:
     sso = current_sso()
     if sso is None or sso.id != p.sid or sso.user_id != user.id:
         return _restart_login(ix, _("Your sign-in has expired. Sign in again."))
+    from idp.blueprints.account import commit_retrying
+
     db_session = context.db_session()
-    factors = {
+    sid = sso.id
+    previous = {
         k: int(v) for k, v in (sso.factors or {}).items() if k in mfa.FACTOR_AMR or k == "uv"
     }
-    factors.update(dict.fromkeys(new_factors, now))
-    sso.factors = factors
-    sso.amr = mfa.amr_for(factors)
-    sso.acr = mfa.acr_for(factors)
+    factors = {**previous, **dict.fromkeys(new_factors, now)}
     # A raised session gets a new cookie value (fixation on privilege change, ASVS 7.2.4).
     token = repo.new_secret(32)
-    sso.token_digest = repo.digest(token)
-    audit.record(
-        db_session,
-        "login.step_up",
-        actor=user.id,
-        ip=client_ip(),
-        details={"sid": sso.id, "acr": sso.acr, "amr": sso.amr},
-    )
-    db_session.commit()
+
+    def write() -> None:
+        row = db_session.get(SsoSession, sid)
+        assert row is not None
+        row.factors = factors
+        row.amr = mfa.amr_for(factors)
+        row.acr = mfa.acr_for(factors)
+        row.token_digest = repo.digest(token)
+        audit.record(
+            db_session,
+            "login.step_up",
+            actor=user.id,
+            ip=client_ip(),
+            details={"sid": sid, "acr": row.acr, "amr": row.amr},
+        )
+
+    commit_retrying(db_session, write)
     _drop_pending()
     target = url_for("oidc.resume", ix=ix) if ix else url_for("mfa.security")
     resp = redirect(target, code=303)
