@@ -460,11 +460,32 @@ def _finish(resp: Response) -> Response:
     return resp
 
 
+def _token_rate_limited() -> Response | None:
+    """Checklist 112: past ``rate_limit_token_per_minute`` per client address -> 429.
+
+    The limiter is the shared one (Redis across workers; per worker without it, never
+    unlimited: :mod:`idp.interaction.ratelimit`).
+    """
+    limiter = context.services().extra.get("rate_limiter")
+    if limiter is None:
+        return None
+    per_minute = context.settings().rate_limit_token_per_minute
+    wait = limiter.hit("token", request.remote_addr or "unknown", per_minute, 60)
+    if wait is None:
+        return None
+    return _json_error(
+        "slow_down", "too many token requests; retry later", 429, {"Retry-After": str(wait)}
+    )
+
+
 @bp.route("/token", methods=["POST"])
 def token() -> Response:
     # First thing: when the request arrived decides "duplicate" versus "replay" for a rotated
     # refresh token (idp.oauth.grants, checklist 39).
     g.token_request_started = utcnow()
+    limited = _token_rate_limited()
+    if limited is not None:
+        return limited
     problem = _form_problem()
     if problem is not None:
         return problem

@@ -381,3 +381,20 @@ def test_id_token_verifies_with_python_jose(client, citizen, rp):
     )
     assert claims["nonce"] == flow.nonce and claims["exp"] > time.time() >= claims["iat"] - 1
     assert len(claims["sub"]) <= 255
+
+
+# ------------------------------------------------------------------ rate limit (112)
+def test_token_endpoint_rate_limit_answers_429_with_retry_after(make_app):
+    """Checklist 112: past the per-address limit -> 429 JSON with Retry-After, no-store."""
+    app = make_app(rate_limit_token_per_minute=3)
+    http = app.test_client()
+    api = kit.api_client(app)
+    for _ in range(3):
+        assert kit.post(http, "/token", api, kit.CC_FORM).status_code == 200
+    resp = kit.post(http, "/token", api, kit.CC_FORM)
+    assert_error(resp, 429, "slow_down")
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    other = http.post(
+        "/token", data=kit.CC_FORM, headers=api.basic(), environ_base={"REMOTE_ADDR": "10.9.8.7"}
+    )
+    assert other.status_code == 200  # the limit is per client address
