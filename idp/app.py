@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import Babel
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from idp import context
 from idp.accounts.passwords import Passwords
@@ -128,7 +128,10 @@ def _ui_locales() -> str:
     """``ui_locales`` of the request, or of the authorization request it continues (``ix``)."""
     if "ui_locales" in request.args:
         return request.args["ui_locales"]
-    ix = request.values.get("ix")
+    try:
+        ix = request.values.get("ix")
+    except RequestEntityTooLarge:
+        return ""  # the 413 handler renders a page too; it must not fail on the same body
     if ix:
         from idp.interaction.flow import InteractionExpired
 

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,7 @@ from idp.storage.models import AuditEvent, utcnow
 log = logging.getLogger("yitong.audit")
 
 GENESIS = "0" * 64
+AUDIT_LOCK_KEY = 0x59_41_55_44  # "YAUD"
 FORBIDDEN_KEYS = frozenset(
     {
         "password",
@@ -84,6 +85,10 @@ def record(
     leaked = FORBIDDEN_KEYS.intersection(details)
     if leaked:
         raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
+    if session.get_bind().dialect.name == "postgresql":
+        # One appender at a time until commit, so two transactions never take the same
+        # number (SQLite's single writer gives the same guarantee by itself).
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
     last = session.execute(
         select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()

@@ -50,8 +50,13 @@ def test_registration_creates_account_encrypts_id_and_logs_in(client, services, 
         ({"id_number": "21020219780230328X"}, "id_number", "birth date"),
         ({"phone": "12345"}, "phone", "mainland mobile"),
         ({"email": "not-an-email"}, "email", "e-mail"),
-        ({"password": "short", "password_confirm": "short"}, "password", "at least 8"),
-        ({"password": "password123", "password_confirm": "password123"}, "password", "too common"),
+        # NIST SP 800-63B-4: 15 characters when the password is the only factor (the default).
+        ({"password": "short", "password_confirm": "short"}, "password", "at least 15"),
+        (
+            {"password": "password1234567", "password_confirm": "password1234567"},
+            "password",
+            "too common",
+        ),
         (
             {"password": "Password1234567", "password_confirm": "Password1234567"},
             "password",
