@@ -112,30 +112,53 @@ class Counters:
 
     def reserve(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict:
         """Count one attempt if the rule allows it now; otherwise say how long to wait."""
+        return self.reserve_all([(key, rule)], now)[0]
+
+    def reserve_all(
+        self, items: list[tuple[str, Rule]], now: dt.datetime | None = None
+    ) -> list[Verdict]:
+        """Reserve on several counters in one transaction, in the order given, stopping at the
+        first refusal (whose earlier reservations are undone with it).
+
+        One transaction instead of one per counter: a login pays one commit for both its
+        address and its account counter.  Callers always pass the address counter first, so
+        concurrent transactions lock rows in the same order (no deadlock on PostgreSQL).
+        """
         now = now or utcnow()
+        verdicts: list[Verdict] = []
         with self.db.transaction() as session:
-            for _ in range(5):
-                counted = self._increment(session, key, rule, now)
-                if counted is None and (rule.cap is None or rule.cap > 0):
-                    # No row yet (the usual case after a success reset it): create it with this
-                    # attempt counted, in one statement instead of SELECT, INSERT and UPDATE.
-                    counted = self._insert_counted(session, key, now)
-                if counted is not None:
-                    self._set_wait(session, key, rule.delay(counted), now)
-                    return Verdict(True, counted)
-                row = session.execute(
-                    select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
-                ).first()
-                if row is None:
-                    self._insert_empty(session, key)
-                    continue
-                failures, blocked_until = int(row[0]), row[1]
-                if rule.cap is not None and failures >= rule.cap:
-                    return Verdict(False, failures, 0, locked=True)
-                if blocked_until is not None and blocked_until > now:
-                    wait = (blocked_until - now).total_seconds()
-                    return Verdict(False, failures, max(1, int(wait + 0.999)))
-                # Not blocked: the row appeared (or changed) after our UPDATE looked; again.
+            for key, rule in items:
+                verdict = self._reserve_in(session, key, rule, now)
+                verdicts.append(verdict)
+                if not verdict.allowed:
+                    for earlier_key, _rule in items[: len(verdicts) - 1]:
+                        self._release_in(session, earlier_key)
+                    break
+        return verdicts
+
+    def _reserve_in(self, session: Session, key: str, rule: Rule, now: dt.datetime) -> Verdict:
+        for _ in range(5):
+            counted = self._increment(session, key, rule, now)
+            if counted is None and (rule.cap is None or rule.cap > 0):
+                # No row yet (the usual case after a success reset it): create it with this
+                # attempt counted, in one statement instead of SELECT, INSERT and UPDATE.
+                counted = self._insert_counted(session, key, now)
+            if counted is not None:
+                self._set_wait(session, key, rule.delay(counted), now)
+                return Verdict(True, counted)
+            row = session.execute(
+                select(Throttle.failures, Throttle.blocked_until).where(Throttle.key == key)
+            ).first()
+            if row is None:
+                self._insert_empty(session, key)
+                continue
+            failures, blocked_until = int(row[0]), row[1]
+            if rule.cap is not None and failures >= rule.cap:
+                return Verdict(False, failures, 0, locked=True)
+            if blocked_until is not None and blocked_until > now:
+                wait = (blocked_until - now).total_seconds()
+                return Verdict(False, failures, max(1, int(wait + 0.999)))
+            # Not blocked: the row appeared (or changed) after our UPDATE looked; again.
         raise RuntimeError("throttle counter could not be updated")  # pragma: no cover
 
     def _increment(self, session: Session, key: str, rule: Rule, now: dt.datetime) -> int | None:
@@ -174,18 +197,28 @@ class Counters:
         )
 
     def reset(self, key: str) -> None:
-        with self.db.transaction() as session:
-            session.execute(delete(Throttle).where(Throttle.key == key))
+        self.settle(reset=(key,))
 
     def release(self, key: str) -> None:
         """Undo one reservation that turned out not to be a failure."""
+        self.settle(release=(key,))
+
+    def settle(self, *, release: tuple[str, ...] = (), reset: tuple[str, ...] = ()) -> None:
+        """Release and reset counters in one transaction (address first, as in reserve_all)."""
         with self.db.transaction() as session:
-            session.execute(
-                update(Throttle)
-                .where(Throttle.key == key, Throttle.failures > 0)
-                .values(failures=Throttle.failures - 1, blocked_until=None)
-                .execution_options(synchronize_session=False)
-            )
+            for key in release:
+                self._release_in(session, key)
+            for key in reset:
+                session.execute(delete(Throttle).where(Throttle.key == key))
+
+    @staticmethod
+    def _release_in(session: Session, key: str) -> None:
+        session.execute(
+            update(Throttle)
+            .where(Throttle.key == key, Throttle.failures > 0)
+            .values(failures=Throttle.failures - 1, blocked_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def failures(self, key: str) -> int:
         with self.db.session() as session:
@@ -277,16 +310,12 @@ class LoginGate:
     def check(self, user: User | None, login_name: str, ip: str) -> Blocked | None:
         """Reserve one attempt, or refuse with a message (the same for every account)."""
         key, ip_key = self._keys(user, login_name, ip)
+        items = [(key, self.account_rule())]
         if ip_key is not None:
-            v = self.counters.reserve(ip_key, self.ip_rule())
-            if not v.allowed:
-                return self._refusal(v)
-        verdict = self.counters.reserve(key, self.account_rule())
-        if not verdict.allowed:
-            if ip_key is not None:
-                self.counters.release(ip_key)
-            return self._refusal(verdict)
-        return None
+            items.insert(0, (ip_key, self.ip_rule()))
+        verdicts = self.counters.reserve_all(items)
+        refused = next((v for v in verdicts if not v.allowed), None)
+        return self._refusal(refused) if refused is not None else None
 
     def record(self, user: User | None, login_name: str, ip: str, success: bool) -> None:
         """After the check: a success clears the account's counter; a failure was counted."""
@@ -295,16 +324,12 @@ class LoginGate:
         key, ip_key = self._keys(user, login_name, ip)
         # Only the counter the attempt was made on: a success on a known device says nothing
         # about the attempts from unknown devices, so the shared account counter keeps them.
-        self.counters.reset(key)
-        if ip_key is not None:
-            self.counters.release(ip_key)
+        self.counters.settle(release=(ip_key,) if ip_key is not None else (), reset=(key,))
 
     def cancel(self, user: User | None, login_name: str, ip: str) -> None:
         """The attempt could not be decided (directory down): do not count it."""
         key, ip_key = self._keys(user, login_name, ip)
-        self.counters.release(key)
-        if ip_key is not None:
-            self.counters.release(ip_key)
+        self.counters.settle(release=(*((ip_key,) if ip_key is not None else ()), key))
 
     # -------------------------------------------------------------- other paths
     def account_locked(self, user: User) -> bool:
