@@ -65,6 +65,8 @@ ZH = {
     "Repeat password": "再次输入密码",
     "Create account": "注册",
     "At least 8 characters; a long passphrase is best. Common passwords are refused.": "至少 8 个字符，建议使用较长的口令短语；常见密码将被拒绝。",
+    "Continue": "继续",
+    "Sign-in security: second factors, password, recent sign-ins": "登录安全：第二因素、密码和最近登录记录",
     # registration and identifier messages (idp/messages.py)
     "name is required (at most 100 characters)": "请填写姓名（最多 100 个字符）",
     "resident ID number must have 18 characters": "居民身份证号码应为 18 位",
