@@ -368,6 +368,9 @@ def test_client_secret_jwt(client, app):
         row = session.get(Client, api.client_id)
         assert row.secret_ciphertext and api.secret.encode() not in row.secret_ciphertext
     secret_key = OctKey.import_key(api.secret.encode())
+    for alg in ("HS384", "HS512"):  # every algorithm discovery lists for it works
+        signed = kit.assertion(api.client_id, secret_key, alg)
+        assert token_with(client, kit.assertion_form(signed)).status_code == 200, alg
     ok = kit.assertion(api.client_id, secret_key, "HS256")
     assert token_with(client, kit.assertion_form(ok)).status_code == 200
     assert_invalid_client(token_with(client, kit.assertion_form(ok)))  # replay
