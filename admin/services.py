@@ -68,7 +68,15 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
             sector_identifier_uri=data.get("sector_identifier_uri"),
             department=(who.user.attributes or {}).get("department"),
         )
-        client, secret = _create_client(session, spec, actor=who.actor)
+        from idp import context
+
+        client, secret = _create_client(
+            session,
+            spec,
+            actor=who.actor,
+            kek=context.services().kek,
+            signing_algorithms=context.settings().signing_algorithms,
+        )
     except ClientRegistrationError as exc:
         session.rollback()
         raise AdminInputError(exc.message, error=exc.error) from None

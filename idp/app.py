@@ -139,7 +139,7 @@ def _ui_locales() -> str:
             multi, _started, _extra = context.services().extra["interaction_sealer"].open(ix)
         except InteractionExpired:
             return ""
-        return (multi.get("ui_locales") or [""])[0]
+        return str((multi.get("ui_locales") or [""])[0])
     return ""
 
 

@@ -294,6 +294,7 @@ def clients_add(
                 session,
                 spec,
                 actor="cli",
+                kek=services.kek,
                 signing_algorithms=services.settings.signing_algorithms,
                 sector_fetcher=lambda uri: fetch_json(uri, policy),
             )

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
-    Response,
     current_app,
     make_response,
     redirect,
@@ -26,6 +25,7 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
 
 from idp import audit, context
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
@@ -81,7 +81,7 @@ def _find(client_id: str) -> Client | None:
     return repo.query_client(context.db_session(), client_id)
 
 
-def _directories() -> dict[str, Any]:
+def _directories() -> Any:
     return context.services().directories
 
 
@@ -101,13 +101,24 @@ def login() -> Response | str:
     else:
         login_hint = ""
     return render_template(
-        "login.html", ix=ix or "", client=client, login_hint=login_hint[:200], error=None,
-        directories=_directories(), department="",
+        "login.html",
+        ix=ix or "",
+        client=client,
+        login_hint=login_hint[:200],
+        error=None,
+        directories=_directories(),
+        department="",
     )
 
 
 def _login_failed(
-    ix: str, login_name: str, department: str, message: str, status: int = 401, *, recovery: bool = False
+    ix: str,
+    login_name: str,
+    department: str,
+    message: str,
+    status: int = 401,
+    *,
+    recovery: bool = False,
 ) -> Response:
     client = None
     if ix:
@@ -117,8 +128,14 @@ def _login_failed(
         except InteractionExpired:
             client = None
     body = render_template(
-        "login.html", ix=ix, client=client, login_hint=login_name[:200], error=message,
-        directories=_directories(), department=department, recovery=recovery,
+        "login.html",
+        ix=ix,
+        client=client,
+        login_hint=login_name[:200],
+        error=message,
+        directories=_directories(),
+        department=department,
+        recovery=recovery,
     )
     return make_response(body, status)
 
@@ -141,12 +158,14 @@ def login_post() -> Response:
         multi = opened[0] if opened else None
     if request.form.get("action") == "cancel":
         if multi is None:
-            return cast(Response, redirect(url_for("account.home"), code=303))
+            return redirect(url_for("account.home"), code=303)
         return _cancel(multi)
 
     generic = _("The login name or password is wrong.")
     if not login_name or not password:
-        return _login_failed(ix, login_name, department, _("Enter your login name and password."), 400)
+        return _login_failed(
+            ix, login_name, department, _("Enter your login name and password."), 400
+        )
     if services.passwords.too_long(password) or len(login_name) > 320:
         # Refused before any hashing (checklist 84).
         return _login_failed(ix, login_name, department, generic, 400)
@@ -174,19 +193,32 @@ def login_post() -> Response:
             if blocked is not None:
                 recovery = request.form.get("recovery_code", "").strip()
                 if recovery and user is not None:
-                    return _login_with_recovery_code(user, login_name, password, recovery, ix, department, blocked)
+                    return _login_with_recovery_code(
+                        user, login_name, password, recovery, ix, department, blocked
+                    )
                 return _login_refused(ix, login_name, department, blocked)
         ok = services.passwords.verify(user.password_hash if user else None, password)
         failure = None if (ok and user is not None and user.is_active) else generic
         if gate is not None:
             gate.record(user, login_name, client_ip(), success=failure is None)
-        if failure is None and user is not None and services.passwords.needs_rehash(user.password_hash or ""):
+        if (
+            failure is None
+            and user is not None
+            and services.passwords.needs_rehash(user.password_hash or "")
+        ):
             user.password_hash = services.passwords.hash(password)
     if failure is not None or user is None:
         # Own transaction with retry: parallel failures must never collide on the audit chain.
         audit.record_now(
-            services.db, "login.failure", actor=user.id if user else "anonymous", ip=client_ip(),
-            outcome="failure", details={"method": "ldap" if department else "password", "department": department or None},
+            services.db,
+            "login.failure",
+            actor=user.id if user else "anonymous",
+            ip=client_ip(),
+            outcome="failure",
+            details={
+                "method": "ldap" if department else "password",
+                "department": department or None,
+            },
         )
         return _login_failed(ix, login_name, department, failure or generic)
     return complete_login(user, amr=["pwd"], ix=ix)
@@ -201,8 +233,14 @@ class _Refusal(str):
 
 def _login_refused(ix: str, login_name: str, department: str, blocked: str) -> Response:
     """429 with Retry-After; a hard lock offers the recovery-code field (checklist 81)."""
-    resp = _login_failed(ix, login_name, department, str(blocked), 429,
-                         recovery=bool(getattr(blocked, "locked", False)) and not department)
+    resp = _login_failed(
+        ix,
+        login_name,
+        department,
+        str(blocked),
+        429,
+        recovery=bool(getattr(blocked, "locked", False)) and not department,
+    )
     retry_after = int(getattr(blocked, "retry_after", 0) or 0)
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)
@@ -210,7 +248,13 @@ def _login_refused(ix: str, login_name: str, department: str, blocked: str) -> R
 
 
 def _login_with_recovery_code(
-    user: User, login_name: str, password: str, code: str, ix: str, department: str, blocked: str,
+    user: User,
+    login_name: str,
+    password: str,
+    code: str,
+    ix: str,
+    department: str,
+    blocked: str,
 ) -> Response:
     """The owner of a locked account: password plus a recovery code still gets in (checklist 81).
 
@@ -222,21 +266,41 @@ def _login_with_recovery_code(
     services = context.services()
     secret = services.extra["mfa_secret"]
     if not mfa.recovery_code_valid(services.db, secret, user.id, code):
-        audit.record_now(services.db, "login.failure", actor=user.id, ip=client_ip(), outcome="failure",
-                         details={"method": "recovery_code"})
+        audit.record_now(
+            services.db,
+            "login.failure",
+            actor=user.id,
+            ip=client_ip(),
+            outcome="failure",
+            details={"method": "recovery_code"},
+        )
         return _login_refused(ix, login_name, department, blocked)
     if not (user.is_active and services.passwords.verify(user.password_hash, password)):
-        audit.record_now(services.db, "login.failure", actor=user.id, ip=client_ip(), outcome="failure",
-                         details={"method": "recovery_code"})
+        audit.record_now(
+            services.db,
+            "login.failure",
+            actor=user.id,
+            ip=client_ip(),
+            outcome="failure",
+            details={"method": "recovery_code"},
+        )
         return _login_refused(ix, login_name, department, blocked)
     if not mfa.use_recovery_code(services.db, secret, user.id, code):
         return _login_refused(ix, login_name, department, blocked)
     services.extra["login_gate"].unlock(user)
     now = int(utcnow().timestamp())
     factors = {"pwd": now, "recovery": now}
-    audit.record_now(services.db, "login.unlock", actor=user.id, target=user.id, ip=client_ip(),
-                     details={"method": "recovery_code"})
-    return complete_login(user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors)
+    audit.record_now(
+        services.db,
+        "login.unlock",
+        actor=user.id,
+        target=user.id,
+        ip=client_ip(),
+        details={"method": "recovery_code"},
+    )
+    return complete_login(
+        user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
+    )
 
 
 def _staff_login(department: str, username: str, password: str) -> tuple[User | None, str | None]:
@@ -279,7 +343,11 @@ def _staff_login(department: str, username: str, password: str) -> tuple[User | 
 
 
 def complete_login(
-    user: User, *, amr: list[str], ix: str, acr: str | None = None,
+    user: User,
+    *,
+    amr: list[str],
+    ix: str,
+    acr: str | None = None,
     factors: dict[str, int] | None = None,
 ) -> Response:
     """Start a fresh SSO session (ending the browser's old one) and continue the flow.
@@ -301,8 +369,14 @@ def complete_login(
 
     def write() -> tuple[str, Any]:
         token, row = start_session(
-            session, user, timeouts(), amr=amr, previous_token=request.cookies.get(cookie_name()),
-            ip=client_ip(), user_agent=request.headers.get("User-Agent"), **kwargs,
+            session,
+            user,
+            timeouts(),
+            amr=amr,
+            previous_token=request.cookies.get(cookie_name()),
+            ip=client_ip(),
+            user_agent=request.headers.get("User-Agent"),
+            **kwargs,
         )
         if factors:
             row.factors = dict(factors)  # the level and time of each factor (issue 5)
@@ -311,13 +385,18 @@ def complete_login(
 
             _idle, absolute = session_timeouts_for(policies, user_classes(user))
             row.expires_at = min(row.expires_at, row.auth_time + dt.timedelta(seconds=absolute))
-        audit.record(session, "login.success", actor=user.id, ip=client_ip(),
-                     details={"amr": amr, "acr": row.acr, "sid": row.id, "kind": user.kind})
+        audit.record(
+            session,
+            "login.success",
+            actor=user.id,
+            ip=client_ip(),
+            details={"amr": amr, "acr": row.acr, "sid": row.id, "kind": user.kind},
+        )
         return token, row
 
     token, _row = commit_retrying(session, write)
     target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
-    resp = cast(Response, redirect(target, code=303))
+    resp = redirect(target, code=303)
     set_session_cookie(resp, token)
     if "mfa" in current_app.blueprints:
         from idp.blueprints.mfa import remember_device
@@ -351,7 +430,7 @@ def step_up() -> Response:
     """Ask a signed-in user only for the factor the request still needs (issue 5, checklist 18)."""
     from idp.blueprints.mfa import step_up_view
 
-    return cast(Response, step_up_view())
+    return step_up_view()
 
 
 # ------------------------------------------------------------------ consent
@@ -375,8 +454,12 @@ def consent() -> Response | str:
         return _friendly_error(_("Unknown service."))
     scopes = (multi.get("scope") or [""])[0].split()
     return render_template(
-        "consent.html", ix=request.args.get("ix"), client=client, scopes=scopes,
-        scope_claims=SCOPE_CLAIMS, user=user,
+        "consent.html",
+        ix=request.args.get("ix"),
+        client=client,
+        scopes=scopes,
+        scope_claims=SCOPE_CLAIMS,
+        user=user,
     )
 
 
@@ -407,13 +490,26 @@ def consent_post() -> Response:
     ).first()
     expires = now + dt.timedelta(seconds=context.settings().consent_lifetime)
     if row is None:
-        session.add(Consent(user_id=user.id, client_id=client.client_id, scopes=scopes,
-                            granted_at=now, expires_at=expires))
+        session.add(
+            Consent(
+                user_id=user.id,
+                client_id=client.client_id,
+                scopes=scopes,
+                granted_at=now,
+                expires_at=expires,
+            )
+        )
     else:
         row.scopes = sorted(set(row.scopes) | set(scopes)) if row.expires_at > now else scopes
         row.granted_at, row.expires_at = now, expires
-    audit.record(session, "consent.grant", actor=user.id, target=client.client_id, ip=client_ip(),
-                 details={"scopes": scopes})
+    audit.record(
+        session,
+        "consent.grant",
+        actor=user.id,
+        target=client.client_id,
+        ip=client_ip(),
+        details={"scopes": scopes},
+    )
     session.commit()
     return process_authorization(multi, started=started, consent_given=True)
 
@@ -436,9 +532,16 @@ def register_post() -> Response:
     try:
         user = register_citizen(
             session,
-            NewCitizen(name=values["name"], id_number=values["id_number"], phone=values["phone"] or None,
-                       email=values["email"] or None, password=password),
-            vault=services.vault, passwords=services.passwords, ip=client_ip(),
+            NewCitizen(
+                name=values["name"],
+                id_number=values["id_number"],
+                phone=values["phone"] or None,
+                email=values["email"] or None,
+                password=password,
+            ),
+            vault=services.vault,
+            passwords=services.passwords,
+            ip=client_ip(),
         )
     except RegistrationError as exc:
         session.rollback()
@@ -448,13 +551,15 @@ def register_post() -> Response:
 
 
 def _translate_registration(message: str) -> str:
-    return _(message)
+    return str(_(message))
 
 
 def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:
     values = dict(values)
     values.pop("id_number", None)  # never echo a full ID number back into the page
-    body = render_template("register.html", errors=errors, values=values, ix=request.form.get("ix", ""))
+    body = render_template(
+        "register.html", errors=errors, values=values, ix=request.form.get("ix", "")
+    )
     return make_response(body, 400)
 
 
@@ -467,7 +572,10 @@ def home() -> Response | str:
         return redirect(url_for("account.login"))
     session = context.db_session()
     grants = session.scalars(
-        select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None)).order_by(Grant.created_at.desc()).limit(20)
+        select(Grant)
+        .where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+        .order_by(Grant.created_at.desc())
+        .limit(20)
     ).all()
     sso = current_sso()
     return render_template("account.html", user=user, sso=sso, grants=grants)
@@ -496,7 +604,12 @@ def _logout_serializer() -> Any:
 
 
 _END_SESSION_PARAMS = (
-    "id_token_hint", "post_logout_redirect_uri", "state", "client_id", "logout_hint", "ui_locales"
+    "id_token_hint",
+    "post_logout_redirect_uri",
+    "state",
+    "client_id",
+    "logout_hint",
+    "ui_locales",
 )
 
 
@@ -615,8 +728,11 @@ def end_current_session() -> Any:
         "logout",
         actor=sso.user_id,
         ip=client_ip(),
-        details={"sid": sso.id, "backchannel": len(outcome.deliveries),
-                 "frontchannel": len(outcome.frames)},
+        details={
+            "sid": sso.id,
+            "backchannel": len(outcome.deliveries),
+            "frontchannel": len(outcome.frames),
+        },
     )
     hook = services.extra.get("after_logout")
     if hook is not None:
@@ -639,8 +755,14 @@ def set_locale(lang: str) -> Response:
         target = "/"
     resp = redirect(target, code=303)
     if lang in ("zh_CN", "en"):
-        resp.set_cookie("yitong_lang", lang, max_age=31536000, samesite="Lax", httponly=True,
-                        secure=context.settings().issuer.startswith("https://"))
+        resp.set_cookie(
+            "yitong_lang",
+            lang,
+            max_age=31536000,
+            samesite="Lax",
+            httponly=True,
+            secure=context.settings().issuer.startswith("https://"),
+        )
     return resp
 
 

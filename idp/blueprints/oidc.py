@@ -82,7 +82,12 @@ def redirect_error(ctx: authz.AuthorizationContext, error: OAuth2Error) -> Respo
     params = {"error": error.error}
     if error.description:
         params["error_description"] = str(error.description)
-    log.info("authorization error %s for %s: %s", error.error, ctx.params.get("client_id"), error.description)
+    log.info(
+        "authorization error %s for %s: %s",
+        error.error,
+        ctx.params.get("client_id"),
+        error.description,
+    )
     return _redirect_params(ctx, params)
 
 
@@ -149,7 +154,10 @@ def _open_request_object(token: str, client: Any) -> dict[str, list[str]]:
 
     settings = context.settings()
     return open_request_object(
-        token, client, issuer=settings.issuer, audiences=(settings.endpoint("/par"),),
+        token,
+        client,
+        issuer=settings.issuer,
+        audiences=(settings.endpoint("/par"),),
         policy=outbound_policy(),
     )
 
@@ -161,7 +169,9 @@ def outbound_policy() -> Any:
     return OutboundPolicy.from_settings(context.settings())
 
 
-def validate_request(multi: dict[str, list[str]], *, pushing: bool = False) -> authz.AuthorizationContext:
+def validate_request(
+    multi: dict[str, list[str]], *, pushing: bool = False
+) -> authz.AuthorizationContext:
     """Run the authorization checks with the provider's client store, PAR store and keys."""
     return authz.validate(
         multi,
@@ -201,7 +211,9 @@ def _interaction_redirect(
     target = {"login": "account.login", "step_up": "account.step_up", "consent": "account.consent"}
     if target[decision] not in current_app.view_functions:
         # No page can satisfy this (e.g. no step-up page configured): say so, never a 500.
-        return redirect_error(ctx, InteractionRequiredError("this authentication level is not offered"))
+        return redirect_error(
+            ctx, InteractionRequiredError("this authentication level is not offered")
+        )
     ix = _sealer().seal(ctx.sealable(), started)
     args: dict[str, Any] = {}
     if ctx.ui_locales:
@@ -397,7 +409,9 @@ def pushed_authorization_request() -> Response:
     server = current_app.extensions["yitong.oauth"]
     try:
         client = server.authenticate_client(
-            server.create_oauth2_request(request), list(CLIENT_AUTH_METHODS), "pushed_authorization_request"
+            server.create_oauth2_request(request),
+            list(CLIENT_AUTH_METHODS),
+            "pushed_authorization_request",
         )
     except InvalidClientError as exc:
         headers = {"WWW-Authenticate": 'Basic realm="yitong"'} if exc.status_code == 401 else {}
@@ -409,7 +423,9 @@ def pushed_authorization_request() -> Response:
         return _json_error("invalid_request", "request_uri cannot be pushed", 400)
     sent = multi.get("client_id")
     if sent is not None and sent != [client.get_client_id()]:
-        return _json_error("invalid_request", "client_id does not match the authenticated client", 400)
+        return _json_error(
+            "invalid_request", "client_id does not match the authenticated client", 400
+        )
     multi["client_id"] = [client.get_client_id()]
     try:
         ctx = validate_request(multi, pushing=True)
@@ -417,7 +433,9 @@ def pushed_authorization_request() -> Response:
         return _json_error(exc.error, exc.message, 400)
     except OAuth2Error as error:
         return _json_error(error.error, str(error.description or error.error), 400)
-    request_uri, expires_in = par.push(context.db_session(), client.get_client_id(), dict(ctx.multi))
+    request_uri, expires_in = par.push(
+        context.db_session(), client.get_client_id(), dict(ctx.multi)
+    )
     context.db_session().commit()
     resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})
     resp.status_code = 201

@@ -8,8 +8,8 @@ has no ``Domain`` in production (checklist 62); in development over plain http t
 from __future__ import annotations
 
 from flask import g, request
-from werkzeug.wrappers import Response
 from flask_login import LoginManager
+from werkzeug.wrappers import Response
 
 from idp import context
 from idp.interaction.sessions import SessionTimeouts, load_session

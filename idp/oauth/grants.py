@@ -87,6 +87,12 @@ USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})
 MAX_RESOURCES = 10
 
 
+def account_is_locked(user: User | None) -> bool:
+    """A locked account gets no tokens on any path, not only at the login form (checklist 82)."""
+    gate = context.services().extra.get("login_gate")
+    return bool(user is not None and gate is not None and gate.account_locked(user))
+
+
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     """PKCE with S256 only; a verifier without a challenge is a downgrade (RFC 9700 §4.8)."""
 
@@ -220,7 +226,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def authenticate_user(self, authorization_code: _CodeView) -> User | None:
         user = context.db_session().get(User, authorization_code.row.user_id)
-        return user if user is not None and user.is_active else None
+        if user is None or not user.is_active or account_is_locked(user):
+            return None
+        return user
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         code: _CodeView = self.request.authorization_code
@@ -328,6 +336,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         except DeadTokenError as exc:
             log.info("refresh refused for grant %s: %s", grant.id, exc)
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
+        if account_is_locked(user):
+            raise InvalidGrantError("the account is locked")
         scope = self._narrowed_scope(row)
         self.request.refresh_token = row
         self.request.grant = grant

@@ -408,7 +408,9 @@ def test_staff_claims_come_from_the_directory(
     flow = Flow(client, rp, scope="openid profile email groups staff")
     params = flow.follow_to_code(flow.login(flow.authorize(), "wang.fang@hrss", "Wf-2017-secret!"))
     body = flow.token(params["code"]).get_json()
-    info = client.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}).get_json()
+    info = client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
+    ).get_json()
     assert info["name"] == "王芳"
     assert info["preferred_username"] == "wang.fang"
     assert info["email"] == "wang.fang@hrss.ln.gov.example" and info["email_verified"] is True

@@ -446,3 +446,31 @@ def test_unlock_command_clears_the_lock(app: Flask, citizen: Any) -> None:
 def test_login_page_post_helper_roundtrip(app: Flask, citizen: Any) -> None:
     resp = login_page_post(app.test_client(), citizen.email, citizen.password)
     assert resp.status_code == 303 and hidden is not None
+
+
+def test_item82_a_locked_account_gets_no_tokens_from_refresh_or_code(
+    app: Flask, citizen: Any
+) -> None:
+    """The lock applies on every token-issuing path, not only the login form (checklist 82)."""
+    from tests.helpers import Flow, RegisteredClient
+
+    client = app.test_client()
+    rp = RegisteredClient.create(app)
+    flow = Flow(client, rp, scope="openid offline_access")
+    code = flow.run(citizen)["code"]
+    tokens = flow.token(code).get_json()
+    pending = Flow(client, rp, scope="openid")
+    pending_code = pending.run(citizen)["code"]  # issued before the lock
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 3)
+    other = app.test_client()
+    for n in range(3):
+        _post(other, citizen.email, "wrong password 1234567", ip=f"198.51.100.{n}")
+    refreshed = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        headers=rp.basic(),
+    )
+    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
+    redeemed = pending.token(pending_code)
+    assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant"

@@ -28,7 +28,9 @@ def test_code_flow_end_to_end(client, citizen, rp):
     body = resp.get_json()
     assert resp.headers["Cache-Control"] == "no-store"
     assert body["token_type"] == "Bearer"
-    claims = verify_id_token(client, body["id_token"], rp.client_id, access_token=body["access_token"])
+    claims = verify_id_token(
+        client, body["id_token"], rp.client_id, access_token=body["access_token"]
+    )
     assert claims["sub"] == citizen.id
     assert claims["nonce"] == flow.nonce
     assert claims["email"] == citizen.email
