@@ -39,8 +39,14 @@ def new_id() -> str:
 
 
 # ---------------------------------------------------------------------- queries
+def usable_identifier(value: str | None, limit: int) -> bool:
+    """A lookup key worth a query: present, not too long, and without control characters
+    (PostgreSQL refuses NUL in text; every backend must answer "not found" alike)."""
+    return bool(value) and len(value or "") <= limit and (value or "").isprintable()
+
+
 def query_client(session: Session, client_id: str | None) -> Client | None:
-    if not client_id or len(client_id) > 64:
+    if not usable_identifier(client_id, 64):
         return None
     return session.get(Client, client_id)
 

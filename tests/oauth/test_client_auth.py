@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import statistics
 import threading
+import math
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -219,35 +221,37 @@ def test_assertion_iat_eight_seconds_ahead_is_accepted(client, pkj):
     assert token_with(client, kit.assertion_form(token)).status_code == 200
 
 
-def _bad_assertions(api: RegisteredClient, key: Any) -> dict[str, str]:
-    now = int(time.time())
+def _bad_assertions(api: RegisteredClient, key: Any) -> dict[str, Callable[[], str]]:
+    """Each case built only when its test runs, right before the request: the 61 s cases
+    have under a second of margin against the 60 s tolerance."""
+    now = math.ceil(time.time())
     cid = api.client_id
     attacker = kit.ec_key()
     return {
-        "exp 5 min in the past": kit.assertion(cid, key, iat=now - 400, exp=now - 300),
-        "no exp": kit.assertion(cid, key, drop=("exp",)),
-        "exp a day ahead": kit.assertion(cid, key, exp=now + 86400),
-        "aud another issuer": kit.assertion(cid, key, aud="https://other-idp.example"),
-        "aud missing": kit.assertion(cid, key, drop=("aud",)),
-        "no sub": kit.assertion(cid, key, drop=("sub",)),
-        "sub != iss": kit.assertion(cid, key, sub="someone-else"),
-        "iss != client": kit.assertion(cid, key, iss="someone-else"),
-        "iat 61 s ahead": kit.assertion(cid, key, iat=now + 61),
-        "nbf 61 s ahead": kit.assertion(cid, key, nbf=now + 61),
-        "no jti": kit.assertion(cid, key, drop=("jti",)),
-        "alg none": kit.raw_jws(
+        "exp 5 min in the past": lambda: kit.assertion(cid, key, iat=now - 400, exp=now - 300),
+        "no exp": lambda: kit.assertion(cid, key, drop=("exp",)),
+        "exp a day ahead": lambda: kit.assertion(cid, key, exp=now + 86400),
+        "aud another issuer": lambda: kit.assertion(cid, key, aud="https://other-idp.example"),
+        "aud missing": lambda: kit.assertion(cid, key, drop=("aud",)),
+        "no sub": lambda: kit.assertion(cid, key, drop=("sub",)),
+        "sub != iss": lambda: kit.assertion(cid, key, sub="someone-else"),
+        "iss != client": lambda: kit.assertion(cid, key, iss="someone-else"),
+        "iat 61 s ahead": lambda: kit.assertion(cid, key, iat=now + 61),
+        "nbf 61 s ahead": lambda: kit.assertion(cid, key, nbf=now + 61),
+        "no jti": lambda: kit.assertion(cid, key, drop=("jti",)),
+        "alg none": lambda: kit.raw_jws(
             {"alg": "none"},
             {"iss": cid, "sub": cid, "aud": ISSUER, "exp": now + 60, "jti": "n1"},
             b"",
         ),
-        "signed by another key": kit.assertion(cid, attacker, header={"kid": key.kid}),
-        "jwk header with attacker key": kit.assertion(
+        "signed by another key": lambda: kit.assertion(cid, attacker, header={"kid": key.kid}),
+        "jwk header with attacker key": lambda: kit.assertion(
             cid, attacker, header={"kid": key.kid, "jwk": attacker.as_dict(private=False)}
         ),
-        "jku header": kit.assertion(cid, key, header={"jku": "https://evil.example/jwks"}),
-        "x5u header": kit.assertion(cid, key, header={"x5u": "https://evil.example/cert"}),
-        "crit header": kit.assertion(cid, key, header={"crit": ["foo"], "foo": 1}),
-        "typ of another token": kit.assertion(cid, key, header={"typ": "at+jwt"}),
+        "jku header": lambda: kit.assertion(cid, key, header={"jku": "https://evil.example/jwks"}),
+        "x5u header": lambda: kit.assertion(cid, key, header={"x5u": "https://evil.example/cert"}),
+        "crit header": lambda: kit.assertion(cid, key, header={"crit": ["foo"], "foo": 1}),
+        "typ of another token": lambda: kit.assertion(cid, key, header={"typ": "at+jwt"}),
     }
 
 
@@ -257,7 +261,7 @@ def _bad_assertions(api: RegisteredClient, key: Any) -> dict[str, str]:
 def test_private_key_jwt_refusals(client, pkj, case):
     """Checklist 33 and 53: each bad assertion -> invalid_client."""
     api, key = pkj
-    token = _bad_assertions(api, key)[case]
+    token = _bad_assertions(api, key)[case]()
     assert_invalid_client(token_with(client, kit.assertion_form(token)))
 
 
