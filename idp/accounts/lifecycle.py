@@ -8,6 +8,8 @@ is disabled) is revoked.  The caller commits, then hands the delivery ids to the
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -15,6 +17,22 @@ from idp import audit
 from idp.context import Services
 from idp.storage import repo
 from idp.storage.models import SsoSession, User
+
+
+def end_session(
+    session: Session, services: Services, sso: SsoSession, *, reason: str = "logout"
+) -> Any:
+    """End one SSO session through the logout path (grants revoked, clients queued)."""
+    from idp.oauth.logout import end_sso_session
+
+    return end_sso_session(
+        session,
+        sso,
+        issuer=services.settings.issuer,
+        keys=services.keys,
+        pairwise_secret=services.extra["pairwise_secret"],
+        reason=reason,
+    )
 
 
 def end_all_sessions(
@@ -27,21 +45,12 @@ def end_all_sessions(
     include_offline: bool,
 ) -> list[int]:
     """End every live SSO session of ``user`` and revoke grants; return logout delivery ids."""
-    from idp.oauth.logout import end_sso_session
-
     deliveries: list[int] = []
     live = session.scalars(
         select(SsoSession).where(SsoSession.user_id == user.id, SsoSession.ended_at.is_(None))
     ).all()
     for sso in live:
-        outcome = end_sso_session(
-            session,
-            sso,
-            issuer=services.settings.issuer,
-            keys=services.keys,
-            pairwise_secret=services.extra["pairwise_secret"],
-            reason=reason,
-        )
+        outcome = end_session(session, services, sso, reason=reason)
         deliveries.extend(outcome.deliveries)
     revoked = repo.revoke_user_grants(session, user.id, reason, include_offline=include_offline)
     audit.record(

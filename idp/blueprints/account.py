@@ -709,20 +709,15 @@ def end_current_session() -> Any:
     queued for back-channel logout in the same transaction; delivery starts after the commit,
     off this request.  Returns the :class:`~idp.oauth.logout.LogoutOutcome`.
     """
-    from idp.oauth.logout import dispatcher_for, end_sso_session
+    from idp.accounts.lifecycle import end_session
+    from idp.oauth.logout import dispatcher_for
 
     sso = current_sso()
     if sso is None:
         return None
     services = context.services()
     session = context.db_session()
-    outcome = end_sso_session(
-        session,
-        sso,
-        issuer=services.settings.issuer,
-        keys=services.keys,
-        pairwise_secret=services.extra["pairwise_secret"],
-    )
+    outcome = end_session(session, services, sso)
     audit.record(
         session,
         "logout",

@@ -1351,6 +1351,17 @@ def _removal_allowed(user: User, *, totp: bool = False, credential: str | None =
     return bool(left_totp or left_keys or uf.sms_phone)
 
 
+def _must_keep_a_factor(user: User, sso: Any) -> Response:
+    return _security_page(
+        user,
+        sso,
+        status=409,
+        error=_(
+            "Your account must keep a second factor. Add another one before removing this one."
+        ),
+    )
+
+
 @bp.route("/account/security/totp/delete", methods=["POST"])
 def totp_delete() -> Response:
     found = _guarded()
@@ -1358,14 +1369,7 @@ def totp_delete() -> Response:
         return found
     user, sso = found
     if not _removal_allowed(user, totp=True):
-        return _security_page(
-            user,
-            sso,
-            status=409,
-            error=_(
-                "Your account must keep a second factor. Add another one before removing this one."
-            ),
-        )
+        return _must_keep_a_factor(user, sso)
     db_session = context.db_session()
     if mfa.remove_totp(db_session, user.id):
         audit.record(db_session, "mfa.totp.remove", actor=user.id, target=user.id, ip=client_ip())
@@ -1490,14 +1494,7 @@ def webauthn_delete() -> Response:
     if not CREDENTIAL_ID.fullmatch(cred_id):
         return _security_page(user, sso, error=_("Unknown security key."), status=400)
     if not _removal_allowed(user, credential=cred_id):
-        return _security_page(
-            user,
-            sso,
-            status=409,
-            error=_(
-                "Your account must keep a second factor. Add another one before removing this one."
-            ),
-        )
+        return _must_keep_a_factor(user, sso)
     db_session = context.db_session()
     row = db_session.get(WebAuthnCredential, cred_id)
     if row is not None and row.user_id == user.id:

@@ -3,7 +3,6 @@ the audit trail with the admin as actor, and nothing returned is key material (c
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import pytest
@@ -12,56 +11,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from idp.storage.db import Database
-from idp.storage.models import AuditEvent, Grant, Token, User, utcnow
-from idp.storage.repo import digest, new_id, new_secret
+from idp.storage.models import AuditEvent
 from keys.software import PRIVATE_MEMBERS
-from tests.helpers import Citizen, RegisteredClient
+from tests.helpers import admin_token, bearer
 
 MFA = "urn:yitong:acr:mfa"
-
-
-def admin_token(
-    app: Flask, roles: list[str], *, acr: str | None = MFA, minutes_ago: int = 1
-) -> tuple[str, str]:
-    """An access token with the ``admin`` scope for a new account holding ``roles``.
-
-    Minted straight into the database: how an admin logs in is another test's business; here
-    only what the token says (roles, scope, acr, auth_time) matters.
-    """
-    citizen = Citizen.create(app)
-    rp = RegisteredClient.create(app, name="Admin console")
-    services = app.extensions["yitong"]
-    now = utcnow()
-    raw = new_secret()
-    with services.db.transaction() as session:
-        user = session.get(User, citizen.id)
-        assert user is not None
-        user.roles = roles
-        grant = Grant(
-            id=new_id(), user_id=user.id, client_id=rp.client_id, scope="openid admin",
-            auth_time=now - dt.timedelta(minutes=minutes_ago), acr=acr, amr=["pwd", "otp"],
-            created_at=now, expires_at=now + dt.timedelta(hours=1),
-        )  # fmt: skip
-        session.add(grant)
-        session.flush()
-        session.add(
-            Token(
-                id=new_id(),
-                digest=digest(raw),
-                kind="access",
-                grant_id=grant.id,
-                client_id=rp.client_id,
-                user_id=user.id,
-                scope="openid admin",
-                created_at=now,
-                expires_at=now + dt.timedelta(minutes=10),
-            )
-        )
-    return raw, f"user:{citizen.id}"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

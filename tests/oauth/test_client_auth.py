@@ -8,13 +8,12 @@ or from a ``jwks_uri`` served by a local HTTP server that only the testing-only
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import threading
-import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Callable
 from typing import Any
 
 import pytest
