@@ -153,6 +153,13 @@ class Settings:
             "plain http and on private or loopback addresses. Refused unless env is `testing`."
         ),
     )
+    jwt_access_token_resources: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Resource indicators (RFC 8707, comma-separated) whose access tokens are RFC 9068 "
+            "JWTs whatever the client's format: APIs that validate tokens themselves."
+        ),
+    )
     outbound_private_hosts: tuple[str, ...] = field(
         default=(),
         metadata=_doc(

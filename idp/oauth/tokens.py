@@ -133,6 +133,15 @@ class TokenIssuer:
         algs = self.settings.signing_algorithms
         return "ES256" if "ES256" in algs or not algs else algs[0]
 
+    def wants_jwt(self, client: Client, resources: list[str] | None) -> bool:
+        """RFC 9068 JWT access tokens for the client, or for a resource server that asked for
+        them (``jwt_access_token_resources``: it validates tokens itself, without
+        introspection); opaque otherwise."""
+        if client.access_token_format == "jwt":
+            return True
+        jwt_resources = self.settings.jwt_access_token_resources
+        return bool(resources and jwt_resources and any(r in jwt_resources for r in resources))
+
     def access_token(
         self,
         session: Session,
@@ -148,7 +157,7 @@ class TokenIssuer:
         expires = now + dt.timedelta(seconds=self.settings.access_token_lifetime)
         audience = list(resources or grant.resources) or [client.client_id]
         kid = None
-        if client.access_token_format == "jwt":
+        if self.wants_jwt(client, resources or grant.resources):
             key = self.keys.signing_key(self.access_token_alg)
             kid = key.kid
             claims: dict[str, Any] = {

@@ -112,3 +112,19 @@ def test_each_request_gets_its_own_grant(client, app):
     first = kit.token_row(app, cc(client, api).get_json()["access_token"])
     second = kit.token_row(app, cc(client, api).get_json()["access_token"])
     assert first.grant_id != second.grant_id
+
+
+def test_jwt_format_per_resource(make_app):
+    """Issue 3 item 4: a resource server that validates tokens itself gets RFC 9068 JWTs even
+    from a client whose default format is opaque; other resources stay opaque."""
+    app = make_app(jwt_access_token_resources=(HR,))
+    client = app.test_client()
+    api = kit.api_client(app)  # opaque by default
+    jwt_body = cc(client, api, resource=HR).get_json()
+    claims = kit.verify_jwt_access_token(client, jwt_body["access_token"], HR)
+    assert jose_jwt.get_unverified_header(jwt_body["access_token"])["typ"] == "at+jwt"
+    assert claims["client_id"] == api.client_id
+    opaque = cc(client, api, resource=TAX).get_json()["access_token"]
+    assert opaque.count(".") == 0
+    # Both are revocable and introspectable the same way: the JWT's jti is its row.
+    assert kit.token_row(app, jwt_body["access_token"]).id == claims["jti"]
