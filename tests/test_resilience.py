@@ -1,0 +1,74 @@
+"""Restarts, several workers and a fresh install (checklist 60, 100, 118, 119).
+
+Two app objects built from the same settings stand for two workers (or a worker before and
+after a restart): nothing a flow needs may live in one process's memory.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import select
+
+from idp.storage.models import Client, User
+from tests.helpers import Citizen, Flow, RegisteredClient, csrf_token, hidden
+
+
+def test_item118_item119_flow_crosses_workers_and_restarts(make_app):
+    node1, node2 = make_app(), make_app()
+    citizen = Citizen.create(node1)
+    rp = RegisteredClient.create(node1)
+    browser1, browser2 = node1.test_client(), node2.test_client()
+    flow = Flow(browser1, rp)
+    # /authorize on node 1, the login page and POST on node 2 (restart between them).
+    first = flow.authorize()
+    assert first.status_code == 302 and "/login" in first.headers["Location"]
+    page = browser2.get(first.headers["Location"])
+    html = page.get_data(as_text=True)
+    resp = browser2.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(html),
+            "ix": hidden(html, "ix"),
+            "login": citizen.email,
+            "password": citizen.password,
+        },
+    )
+    assert resp.status_code == 303
+    # The SSO cookie set by node 2 works on node 1; consent and code on node 1.
+    browser1.set_cookie("yitong_sso", browser2.get_cookie("yitong_sso").value, domain="localhost")
+    params = flow.follow_to_code(browser1.get(resp.headers["Location"]))
+    # The code is redeemed on node 2, the refresh on node 1.
+    flow.http = browser2
+    tokens = flow.token(params["code"]).get_json()
+    assert "access_token" in tokens
+    assert (
+        browser1.get(
+            "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+        ).status_code
+        == 200
+    )
+    # Logout on node 2 is logout everywhere: node 1 no longer knows the session.
+    page = browser2.get("/account")
+    browser2.post("/logout", data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert browser1.get("/account").status_code == 302
+
+
+def test_item60_client_secrets_are_strong_hashed_and_shown_once(app):
+    rp = RegisteredClient.create(app)
+    raw = base64.urlsafe_b64decode(rp.secret + "=" * (-len(rp.secret) % 4))
+    assert len(raw) * 8 >= 256
+    with app.extensions["yitong"].db.session() as session:
+        row = session.get(Client, rp.client_id)
+        assert row.secret_digest and rp.secret not in (row.secret_digest or "")
+        # Nothing in any column holds the secret itself.
+        assert rp.secret not in str(
+            {c.name: getattr(row, c.name) for c in Client.__table__.columns}
+        )
+
+
+def test_item100_fresh_install_has_no_account_and_no_admin(app):
+    with app.extensions["yitong"].db.session() as session:
+        assert session.scalars(select(User)).all() == []
+    # Without an account there is no way into the admin API.
+    assert app.test_client().get("/admin/api/clients").status_code == 401
