@@ -411,3 +411,18 @@ def _loop(units: list[Unit], seconds: float) -> tuple[int, int, int]:
     if first_error and totals[2] > totals[0] * 0.01:
         raise BenchError(f"{totals[2]} errors out of {totals[0] + totals[2]}: {first_error[0]}")
     return totals[0], totals[1], totals[2]
+
+
+def get_unit(port: int, path: str) -> Callable[[], Unit]:
+    """A unit of work that GETs ``path`` and expects 200 (hello world, discovery)."""
+
+    def factory() -> Unit:
+        def unit() -> int:
+            r = http(port, "GET", path)
+            if r.status != 200:
+                raise BenchError(f"GET {path}: {r.status}")
+            return 1
+
+        return unit
+
+    return factory

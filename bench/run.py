@@ -50,6 +50,7 @@ from bench.harness import (
     Server,
     Unit,
     free_port,
+    get_unit,
     gunicorn,
     http,
     load_average,
@@ -83,19 +84,6 @@ def _field(html: str, name: str) -> str:
     if not m:
         raise BenchError(f"no {name} field in the page")
     return m.group(1).replace("&amp;", "&")
-
-
-def get_unit(port: int, path: str) -> Callable[[], Unit]:
-    def factory() -> Unit:
-        def unit() -> int:
-            r = http(port, "GET", path)
-            if r.status != 200:
-                raise BenchError(f"GET {path}: {r.status}")
-            return 1
-
-        return unit
-
-    return factory
 
 
 # ------------------------------------------------------------------ Yitong

@@ -50,6 +50,7 @@ from bench.harness import (
     Server,
     Unit,
     free_port,
+    get_unit,
     gunicorn,
     http,
     load_average,
@@ -75,19 +76,6 @@ def post_unit(
             r = http(port, "POST", path, headers=headers, body=form())
             if r.status != 200 or expect not in r.body:
                 raise BenchError(f"POST {path}: {r.status} {r.body[:200]!r}")
-            return 1
-
-        return unit
-
-    return factory
-
-
-def get_unit(port: int, path: str) -> Callable[[], Unit]:
-    def factory() -> Unit:
-        def unit() -> int:
-            r = http(port, "GET", path)
-            if r.status != 200:
-                raise BenchError(f"GET {path}: {r.status}")
             return 1
 
         return unit
