@@ -131,7 +131,10 @@ class Settings:
         default=30, metadata=_doc("Login and registration POSTs per client IP per minute.")
     )
     rate_limit_token_per_minute: int = field(
-        default=600, metadata=_doc("Token-endpoint requests per client IP per minute.")
+        default=600, metadata=_doc("Token-endpoint (and PAR) requests per client IP per minute.")
+    )
+    rate_limit_authorize_per_minute: int = field(
+        default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
     )
     trusted_proxies: int = field(
         default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")

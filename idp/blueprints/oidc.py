@@ -321,6 +321,12 @@ def issue_code(ctx: authz.AuthorizationContext, user: User, sso: SsoSession) -> 
 
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize() -> Response:
+    wait = _retry_after("authorize", context.settings().rate_limit_authorize_per_minute)
+    if wait is not None:
+        # A person is behind /authorize: a page, not a redirect (the client is not verified).
+        resp = error_page("Too many requests; try again shortly.", 429, "slow_down")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
     source = request.args if request.method == "GET" else request.form
     multi = authz.strip_internal({k: source.getlist(k) for k in source})
     return process_authorization(multi, started=None)
@@ -399,6 +405,9 @@ _CLIENT_AUTH_PARAMS = ("client_secret", "client_assertion", "client_assertion_ty
 @bp.route("/par", methods=["POST"])
 def pushed_authorization_request() -> Response:
     """RFC 9126 §2: authenticate the client, validate the request, hand out a request_uri."""
+    limited = _token_rate_limited("par")
+    if limited is not None:
+        return limited
     from authlib.oauth2.rfc6749.errors import InvalidClientError
 
     from idp.oauth import par
@@ -478,8 +487,8 @@ def _finish(resp: Response) -> Response:
     return resp
 
 
-def _token_rate_limited() -> Response | None:
-    """Checklist 112: past ``rate_limit_token_per_minute`` per client address -> 429.
+def _retry_after(scope: str, per_minute: int) -> int | None:
+    """Checklist 112: seconds to wait once this address passed ``per_minute`` for ``scope``.
 
     The limiter is the shared one (Redis across workers; per worker without it, never
     unlimited: :mod:`idp.interaction.ratelimit`).
@@ -487,12 +496,17 @@ def _token_rate_limited() -> Response | None:
     limiter = context.services().extra.get("rate_limiter")
     if limiter is None:
         return None
-    per_minute = context.settings().rate_limit_token_per_minute
-    wait = limiter.hit("token", request.remote_addr or "unknown", per_minute, 60)
+    wait: int | None = limiter.hit(scope, request.remote_addr or "unknown", per_minute, 60)
+    return wait
+
+
+def _token_rate_limited(scope: str = "token") -> Response | None:
+    """429 ``slow_down`` in the token endpoint's JSON form (also used by /par)."""
+    wait = _retry_after(scope, context.settings().rate_limit_token_per_minute)
     if wait is None:
         return None
     return _json_error(
-        "slow_down", "too many token requests; retry later", 429, {"Retry-After": str(wait)}
+        "slow_down", "too many requests; retry later", 429, {"Retry-After": str(wait)}
     )
 
 

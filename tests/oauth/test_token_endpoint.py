@@ -398,3 +398,19 @@ def test_token_endpoint_rate_limit_answers_429_with_retry_after(make_app):
         "/token", data=kit.CC_FORM, headers=api.basic(), environ_base={"REMOTE_ADDR": "10.9.8.7"}
     )
     assert other.status_code == 200  # the limit is per client address
+
+
+def test_authorize_and_par_are_rate_limited_too(make_app):
+    """Checklist 112: /authorize answers a 429 page (never a redirect), /par a 429 JSON."""
+    app = make_app(rate_limit_authorize_per_minute=2, rate_limit_token_per_minute=2)
+    http = app.test_client()
+    for _ in range(2):
+        assert http.get("/authorize?client_id=nobody").status_code == 400
+    page = http.get("/authorize?client_id=nobody")
+    assert page.status_code == 429 and "Location" not in page.headers
+    assert 1 <= int(page.headers["Retry-After"]) <= 60
+    api = kit.api_client(app)
+    for _ in range(2):
+        http.post("/par", data={"response_type": "code"}, headers=api.basic())
+    resp = http.post("/par", data={"response_type": "code"}, headers=api.basic())
+    assert_error(resp, 429, "slow_down")
