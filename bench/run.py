@@ -104,6 +104,7 @@ class Yitong:
             # The benchmark is one client address hammering the server: lift the per-IP limits.
             "YITONG_RATE_LIMIT_LOGIN_PER_MINUTE": "100000000",
             "YITONG_RATE_LIMIT_TOKEN_PER_MINUTE": "100000000",
+            "YITONG_RATE_LIMIT_AUTHORIZE_PER_MINUTE": "100000000",
         }
         settings = load_settings(environ=self.env)
         self.services = build_services(settings)

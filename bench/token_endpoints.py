@@ -99,6 +99,7 @@ class Yitong:
             "YITONG_INSTANCE_DIR": str(workdir / "instance"),
             "YITONG_RATE_LIMIT_LOGIN_PER_MINUTE": "100000000",
             "YITONG_RATE_LIMIT_TOKEN_PER_MINUTE": "100000000",
+            "YITONG_RATE_LIMIT_AUTHORIZE_PER_MINUTE": "100000000",
         }
         if database_url:
             self.env["YITONG_DATABASE_URL"] = database_url
