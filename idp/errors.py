@@ -8,8 +8,6 @@ Each error carries a client-safe ``description`` apart from the ``detail`` we lo
 
 from __future__ import annotations
 
-from typing import Any
-
 from authlib.oauth2.rfc6749.errors import (
     AccessDeniedError,
     InvalidClientError,
@@ -87,26 +85,6 @@ class SlowDownError(OAuth2Error):  # type: ignore[misc]
     status_code = 429
 
 
-class UserFacingError(Exception):
-    """An error shown to a person as a friendly page (never a redirect to a client).
-
-    ``message`` is shown (already translated by the caller); ``detail`` is only logged.
-    """
-
-    def __init__(self, message: str, *, status: int = 400, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.detail = detail
-
-
-def oauth_error_body(error: OAuth2Error) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": error.error}
-    if error.description:
-        body["error_description"] = error.description
-    return body
-
-
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
@@ -129,6 +107,4 @@ __all__ = [
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
     "UnsupportedResponseTypeError",
-    "UserFacingError",
-    "oauth_error_body",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
-from idp.storage.models import Client, Grant, SsoSession, Token, User, utcnow
+from idp.storage.models import Client, Grant, SsoSession, Token, User
 from idp.storage.repo import digest, new_id, new_secret
 from keys.store import KeyStore
 
@@ -340,13 +340,3 @@ def check_live(
         if sso is None or sso.ended_at is not None or sso.expires_at <= now:
             raise DeadTokenError("SSO session ended")
     return grant, user
-
-
-def token_is_live(token: Token | None, now: dt.datetime | None = None) -> bool:
-    now = now or utcnow()
-    return bool(
-        token is not None
-        and token.revoked_at is None
-        and token.consumed_at is None
-        and token.expires_at > now
-    )

@@ -83,8 +83,6 @@ class Database:
         ``BEGIN IMMEDIATE``), so read-then-write sequences never fail half-way."""
         return self.sessionmaker()
 
-    reader = session
-
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error.
