@@ -55,9 +55,9 @@ def _target(ctx: click.Context) -> Iterator[KeysCli]:
 
     app = make_app()
     try:
-        yield KeysCli(store=app.extensions["yitong.keys"], actor=_actor())
+        yield KeysCli(store=app.extensions["yitong"].keys, actor=_actor())
     finally:
-        app.extensions["yitong.db"].dispose()
+        app.extensions["yitong"].db.dispose()
 
 
 def _when(value: dt.datetime | None) -> str:
