@@ -57,6 +57,7 @@ from keys.store import (
     KeyState,
     KeyStoreError,
     SigningKey,
+    publication_order,
 )
 
 log = logging.getLogger("yitong.keys")
@@ -133,9 +134,6 @@ def _info(row: SigningKeyRow) -> KeyInfo:
         kek_id=row.kek_id,
         hsm_label=row.hsm_label,
     )
-
-
-_ORDER = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
 
 
 class DatabaseKeyStore(abc.ABC):
@@ -215,10 +213,7 @@ class DatabaseKeyStore(abc.ABC):
                     SigningKeyRow.state.in_([str(s) for s in PUBLISHED_STATES]),
                 )
             ).all()
-            infos = sorted(
-                (_info(r) for r in rows),
-                key=lambda k: (_ORDER[k.state], k.alg, -k.created_at.timestamp()),
-            )
+            infos = publication_order((_info(r) for r in rows), self.algorithms)
             published = {r.kid: dict(r.public_jwk) for r in rows}
         old = self._snapshot.public
         public: dict[str, Key] = {}

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from jose import jwt as jose_jwt
 from joserfc import jwt as joserfc_jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jws import extract_compact
@@ -113,6 +114,26 @@ def test_jwks_hygiene(store: ManagedKeyStore) -> None:
     for info in store.list_keys(include_removed=True):
         assert not PRIVATE_MEMBERS.intersection(info.as_dict())
         assert "BEGIN" not in json.dumps(info.as_dict())
+
+
+def test_rs256_keys_lead_the_jwks_for_python_jose(store: ManagedKeyStore) -> None:
+    # Issue 9 defect 4: python-jose, given the whole JWKS, stops at the first key whose type
+    # differs from the token's alg, so every RS256 key (retired ones too) must come first.
+    old = store.signing_key("RS256")
+    token = old.sign_jwt(claims())
+    store.rotate(T0 + 90 * DAY)
+    new = store.signing_key("RS256")
+    assert new.kid != old.kid
+    jwks = store.public_jwks()
+    algs = [k["alg"] for k in jwks["keys"]]
+    rs256 = algs.count("RS256")
+    assert rs256 == 3 and algs[:rs256] == ["RS256"] * rs256  # active, next, retired
+    assert [k["kid"] for k in jwks["keys"][:rs256] if k["kid"] in (new.kid, old.kid)] == [
+        new.kid,
+        old.kid,
+    ]
+    for signed in (new.sign_jwt(claims()), token):
+        assert jose_jwt.decode(signed, jwks, algorithms=["RS256"], audience="rp")["sub"] == "u1"
 
 
 def test_kid_is_the_rfc7638_thumbprint(store: ManagedKeyStore) -> None:
