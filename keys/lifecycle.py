@@ -48,7 +48,7 @@ from idp import audit
 from idp.storage.db import Database
 from idp.storage.models import SigningKey as SigningKeyRow
 from idp.storage.models import utcnow
-from keys.rotation import RotationPolicy, Step, next_due, plan
+from keys.rotation import RotationPolicy, Step, next_due, next_key_ready, plan
 from keys.software import check_alg, import_public_jwk, thumbprint
 from keys.store import (
     PUBLISHED_STATES,
@@ -374,6 +374,9 @@ class DatabaseKeyStore(abc.ABC):
 
     def next_change(self) -> dt.datetime:
         return self._fresh(force=True).due
+
+    def next_key_ready(self, alg: str) -> dt.datetime | None:
+        return next_key_ready(self._fresh(force=True).keys, alg, self.policy)
 
     def list_keys(self, *, include_removed: bool = False) -> list[KeyInfo]:
         with self.db.session() as session:

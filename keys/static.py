@@ -19,7 +19,7 @@ from typing import Any
 from joserfc.jwk import Key
 
 from idp.storage.models import utcnow
-from keys.rotation import RotationPolicy, Step, next_due, plan
+from keys.rotation import RotationPolicy, Step, next_due, next_key_ready, plan
 from keys.software import (
     KEY_CLASSES,
     AsymmetricKey,
@@ -246,6 +246,9 @@ class StaticKeyStore:
 
     def next_change(self) -> dt.datetime:
         return next_due([e.info for e in self._entries.values()], self.algorithms, self.policy)
+
+    def next_key_ready(self, alg: str) -> dt.datetime | None:
+        return next_key_ready([e.info for e in self._entries.values()], alg, self.policy)
 
     def ensure_keys(self, *, actor: str = "system") -> list[str]:
         return self.rotate(utcnow())

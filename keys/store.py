@@ -197,6 +197,11 @@ class ManagedKeyStore(KeyStore, Protocol):
         """When :meth:`maybe_rotate` will next have something to do."""
         ...
 
+    def next_key_ready(self, alg: str) -> dt.datetime | None:
+        """When ``alg``'s next key ends its pre-publication: the earliest a forced rotation
+        can make it sign (:func:`keys.rotation.next_key_ready`); None without a next key."""
+        ...
+
     def ensure_keys(self, *, actor: str = ...) -> list[str]:
         """Give every configured algorithm an active and a next key (start-up)."""
         ...

@@ -193,6 +193,21 @@ def test_planned_rotation_with_tokens_outstanding(store: ManagedKeyStore) -> Non
     } == {KeyState.REMOVED}
 
 
+def test_forced_rotation_waits_for_the_end_of_prepublication(store: ManagedKeyStore) -> None:
+    # checklist 96 and issue 14 item 11: "rotate now" is refused until the next key has been
+    # published for prepublish, and the store says when that is (not the scheduled rotation).
+    for alg in SUPPORTED_ALGS:
+        assert store.next_key_ready(alg) == T0 + POLICY.prepublish
+    assert store.next_change() == T0 + POLICY.rotation_period
+    early = T0 + POLICY.prepublish - dt.timedelta(seconds=1)
+    assert store.rotate(early, force=["ES256"]) == []
+    assert store.next_key_ready("ES256") == T0 + POLICY.prepublish
+    ready = T0 + POLICY.prepublish
+    assert len(store.rotate(ready, force=["ES256"])) == 3  # retire, activate, a new next key
+    assert store.next_key_ready("ES256") == ready + POLICY.prepublish
+    assert store.next_key_ready("RS256") == T0 + POLICY.prepublish
+
+
 def test_a_year_of_rotations(store: ManagedKeyStore) -> None:
     now = T0
     seen: set[str] = {store.signing_key("ES256").kid}
