@@ -364,7 +364,9 @@ def test_claims_parameter_releases_only_what_consent_covers(client, citizen, rp)
 
 
 # ------------------------------------------------------------------ issue 9 defect 4
-def test_python_jose_verifies_with_the_whole_published_jwks(client, citizen, rp):
+def test_python_jose_verifies_with_the_whole_published_jwks(
+    client: Any, citizen: Citizen, rp: RegisteredClient
+) -> None:
     # python-jose's documented way: hand decode() the JWKS as published.  It builds every key
     # in order with the requested algorithm and gives up at the first of another type, so the
     # keys for the default ID-token algorithm (RS256) must come before the EC keys.
@@ -395,7 +397,7 @@ def docs_recipe(heading: str) -> dict[str, Any]:
     return namespace
 
 
-def test_python_jose_kid_recipe_from_the_docs(all_algs_app):
+def test_python_jose_kid_recipe_from_the_docs(all_algs_app: Any) -> None:
     # Where the JWKS holds several key types and the token is not RS256, python-jose needs the
     # key picked by kid first; docs/integrating.md shows how, and that code must work.
     verified_claims = docs_recipe("### Verifying with python-jose")["verified_claims"]
