@@ -36,7 +36,7 @@ from idp.interaction.password_rules import PolicyPasswords
 from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
 from idp.interaction.throttle import Counters, LoginGate
-from idp.interaction.web import init_login_manager
+from idp.interaction.web import init_login_manager, open_interaction
 from idp.logging_setup import install_redaction
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
@@ -159,10 +159,10 @@ def _ui_locales() -> str:
         return ""  # the 413 handler renders a page too; it must not fail on the same body
     if ix:
         try:
-            multi, _started, _extra = context.services().sealer.open(ix)
+            opened = open_interaction(ix)
         except InteractionExpired:
             return ""
-        return str((multi.get("ui_locales") or [""])[0])
+        return str((opened.multi.get("ui_locales") or [""])[0])
     return ""
 
 
