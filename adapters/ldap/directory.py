@@ -85,12 +85,21 @@ class LdapDirectory:
         return f"LdapDirectory({self.id!r}, {[u.url for u in self.config.urls]!r})"
 
     # ---- public API ---------------------------------------------------------------------
-    def authenticate(self, username: str, password: str) -> Identity:
+    def authenticate(
+        self,
+        username: str,
+        password: str,
+        *,
+        before_bind: Callable[[str], None] | None = None,
+    ) -> Identity:
         """Search for exactly one entry, bind as it, confirm who we are bound as.
 
         Raises :class:`InvalidCredentials` for every kind of refusal (unknown, ambiguous,
         disabled, wrong password) and :class:`AdapterUnavailable` when the directory cannot
-        answer within ``timeout``.
+        answer within ``timeout``.  ``before_bind`` is called with the entry's stable key once
+        the name is resolved and before the password is sent: the IdP's lockout counts per
+        entry there, and whatever it raises stops the login before the directory sees the
+        password (checklist 94).
         """
         # Checklist 85 / RFC 4513 §5.1.2: an empty password makes a simple bind an
         # "unauthenticated bind" that AD (and a permissive slapd) answer with success.
@@ -103,6 +112,8 @@ class LdapDirectory:
         attempt = Attempt(time.monotonic() + self.config.timeout)
 
         entry = self._find_user(login, attempt)
+        if before_bind is not None:
+            before_bind(self._entry_key(entry))
         self._bind_as(entry, password, attempt)
         groups = self._groups(entry, attempt)
         return self._identity(entry, groups)

@@ -310,32 +310,23 @@ def _staff_login(department: str, username: str, password: str) -> tuple[User | 
     directory = _directories().get(department)
     if directory is None:
         return None, _("Unknown department.")
+    from idp.accounts.staff import StaffThrottled, authenticate_staff, upsert_staff
+
     gate = context.services().extra.get("login_gate")
-    key = f"{department}:{username}"
     context.db_session().commit()  # the gate commits on its own (SQLite write lock)
-    if gate is not None:
-        blocked = gate.check(None, key, client_ip())
-        if blocked is not None:
-            # Throttled before the directory sees the attempt (checklist 94).
-            refusal = _Refusal(str(blocked))
-            refusal.retry_after = int(getattr(blocked, "retry_after", 0) or 0)
-            refusal.locked = bool(getattr(blocked, "locked", False))
-            return None, refusal
     try:
-        identity = directory.authenticate(username, password)
+        # Counted per directory entry, before the bind (issue 14 item 9, checklist 94).
+        identity = authenticate_staff(directory, gate, username, password, client_ip())
+    except StaffThrottled as exc:
+        refusal = _Refusal(str(exc.blocked))
+        refusal.retry_after = exc.blocked.retry_after
+        refusal.locked = exc.blocked.locked
+        return None, refusal
     except InvalidCredentials:
-        if gate is not None:
-            gate.record(None, key, client_ip(), success=False)
         return None, _("The login name or password is wrong.")
     except AdapterUnavailable:
         log.warning("directory %s unavailable", department)
-        if gate is not None and hasattr(gate, "cancel"):
-            gate.cancel(None, key, client_ip())
         return None, _("The department directory is unavailable; try again later.")
-    from idp.accounts.staff import upsert_staff
-
-    if gate is not None:  # before the upsert takes the request's write lock (SQLite)
-        gate.record(None, key, client_ip(), success=True)
     user = upsert_staff(context.db_session(), identity)
     if not user.is_active:
         return None, _("The login name or password is wrong.")
