@@ -399,7 +399,7 @@ def test_cli_unlock(cli: Any, app: Flask, citizen: Any) -> None:
     from idp.storage.models import Throttle
 
     with services(app).db.transaction() as s:
-        s.add(Throttle(key=f"acct:{citizen.id}", failures=100))
+        s.add(Throttle(key=f"acct:{citizen.id}:email", failures=100))
     assert login_page_post(app.test_client(), citizen.email, citizen.password).status_code == 429
     result = cli("users", "unlock", citizen.id)
     assert result.exit_code == 0, result.output
