@@ -228,9 +228,7 @@ def test_error_messages_are_escaped_too(initialised: str) -> None:
 
 
 def test_safe_escapes_every_control_and_bidi_character() -> None:
-    assert safe("a\x00b\tc\x7fd\x85e\u2028f\u2066g") == (
-        "a\\x00b\\tc\\x7fd\\x85e\\u2028f\\u2066g"
-    )
+    assert safe("a\x00b\tc\x7fd\x85e\u2028f\u2066g") == ("a\\x00b\\tc\\x7fd\\x85e\\u2028f\\u2066g")
     assert safe("王小明 wang.xiaoming@example.cn") == "王小明 wang.xiaoming@example.cn"
     text = safe_json({"n": "x\x1by\x9bz\u2029"})
     assert text == '{"n": "x\\u001by\\u009bz\\u2029"}'
