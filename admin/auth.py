@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from flask import Response, g, jsonify
 
 from idp import context
+from idp.oauth.authorization import bearer_token, load_access_token
 from idp.storage.models import Grant, User, utcnow
 
 ROLES = ("security-admin", "client-admin", "department-admin", "auditor")
@@ -48,8 +49,6 @@ def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            from idp.blueprints.oidc import bearer_token, load_access_token
-
             found = load_access_token(bearer_token())
             if found is None:
                 return _deny(401, "invalid_token", "a valid admin access token is required")

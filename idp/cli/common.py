@@ -24,9 +24,7 @@ from flask import Flask
 
 from idp.app import create_app
 from idp.config import ConfigError, Settings, load_settings
-from idp.context import Services
-from idp.interaction.policies import PolicyStore
-from idp.interaction.throttle import LoginGate
+from idp.services import Services
 from idp.storage.migrate import SchemaNotCurrentError, require_current_schema
 
 # C0 and C1 controls and DEL, line and paragraph separators, and the bidirectional
@@ -135,17 +133,3 @@ def open_services(*, require_schema: bool = True) -> Iterator[Services]:
             yield services
     finally:
         services.db.dispose()
-
-
-def policy_store(services: Services) -> PolicyStore:
-    """The app's policy store (cached values), or a fresh one over the same database."""
-    store = services.extra.get("policies")
-    return store if isinstance(store, PolicyStore) else PolicyStore(services.db)
-
-
-def login_gate(services: Services) -> LoginGate:
-    """The app's lockout gate (counters of failed logins and second factors)."""
-    gate = services.extra.get("login_gate")
-    if not isinstance(gate, LoginGate):
-        raise CliError("the lockout gate is not installed")
-    return gate

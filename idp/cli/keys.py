@@ -153,6 +153,7 @@ def rotate(ctx: click.Context, force: tuple[str, ...], as_json: bool) -> None:
             _fail(str(exc))
         after = {k.alg: k.kid for k in store.list_keys() if k.state == KeyState.ACTIVE}
         waiting = [alg for alg in force if before.get(alg) == after.get(alg)]
+        ready = {alg: store.next_key_ready(alg) for alg in waiting}
         due = store.next_change()
     if as_json:
         _emit({"changed": changed, "not_yet": waiting, "next_change": due.isoformat()})
@@ -161,7 +162,8 @@ def rotate(ctx: click.Context, force: tuple[str, ...], as_json: bool) -> None:
         for alg in waiting:
             out(
                 f"{alg}: the next key has not been published for a full JWKS cache lifetime "
-                f"yet; it can sign from {_when(due)} (in an emergency: `yitong keys revoke`)",
+                f"yet; it can sign from {_when(ready[alg])} "
+                "(in an emergency: `yitong keys revoke`)",
                 err=True,
             )
 

@@ -7,7 +7,7 @@ import time
 import click
 
 from idp.cli.common import open_services, out
-from idp.oauth.logout import DELIVERY_TIMEOUT, deliver_due, dispatcher_for
+from idp.oauth.logout import DELIVERY_TIMEOUT, deliver_due
 
 
 @click.group("logout")
@@ -21,7 +21,7 @@ def logout() -> None:
 def logout_deliver(loop: bool, interval: float) -> None:
     """Deliver (and retry, with back-off) the logout tokens that are due."""
     with open_services() as services:
-        poster = dispatcher_for(services).poster
+        poster = services.logout.poster
         while True:
             report = deliver_due(services.db, poster, timeout=DELIVERY_TIMEOUT)
             out(

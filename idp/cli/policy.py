@@ -9,7 +9,7 @@ import json
 
 import click
 
-from idp.cli.common import CliError, emit, open_services, out, policy_store
+from idp.cli.common import CliError, emit, open_services, out
 from idp.interaction.policies import PolicyError
 
 
@@ -23,7 +23,7 @@ def policy() -> None:
 def policy_show(as_json: bool) -> None:
     """Print every policy with its current value (and whether it differs from the default)."""
     with open_services() as services:
-        data = policy_store(services).all()
+        data = services.policies.all()
     if as_json:
         emit({name: item["value"] for name, item in data.items()}, True)
         return
@@ -41,7 +41,7 @@ def policy_show(as_json: bool) -> None:
 def policy_set(name: str, value: str) -> None:
     """Set policy NAME to VALUE (JSON, or a comma-separated list for list policies)."""
     with open_services() as services:
-        store = policy_store(services)
+        store = services.policies
         try:
             with services.db.transaction() as session:
                 new = store.set(session, name, value, actor="cli")

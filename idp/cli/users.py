@@ -14,10 +14,9 @@ from sqlalchemy.orm import Session
 from idp import audit
 from idp.accounts.lifecycle import disable_account
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
-from idp.cli.common import CliError, emit, login_gate, open_services, out
-from idp.context import Services
+from idp.cli.common import CliError, emit, open_services, out
 from idp.interaction import mfa
-from idp.oauth.logout import dispatcher_for
+from idp.services import Services
 from idp.storage.models import User
 
 
@@ -69,14 +68,13 @@ def users_disable(user_id: str) -> None:
             user = session.get(User, user_id)
             if user is None:
                 raise CliError(f"no account {user_id}")
-            deliveries = disable_account(session, services, user, actor="cli")
-        if deliveries:
-            # A command has no request thread to outlive: deliver now (failures stay queued
-            # for `yitong logout deliver`).
-            dispatcher = dispatcher_for(services)
-            dispatcher.background = False
-            dispatcher.kick(deliveries)
-        out(f"disabled {user_id}; {len(deliveries)} back-channel logout(s) sent or queued")
+            ended = disable_account(session, services, user, actor="cli")
+        # A command has no request thread to outlive: deliver now (failures stay queued
+        # for `yitong logout deliver`).
+        services.logout.background = False
+        ended.kick()
+        n = len(ended.deliveries)
+        out(f"disabled {user_id}; {n} back-channel logout(s) sent or queued")
 
 
 def _find_user(services: Services, session: Session, who: str) -> User:
@@ -122,7 +120,7 @@ def unlock(user: str) -> None:
     with open_services() as services:
         with services.db.session() as session:
             account = _find_user(services, session, user)
-        login_gate(services).unlock(account)
+        services.login_gate.unlock(account)
         with services.db.transaction() as session:
             audit.record(session, "user.unlock", actor="cli", target=account.id)
     out(f"unlocked {account.id}")
