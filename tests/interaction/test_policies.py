@@ -365,7 +365,7 @@ def test_cli_policy_show_and_set_audited(cli: Any, app: Flask) -> None:
             .where(AuditEvent.action == "policy.change")
             .order_by(AuditEvent.seq.desc())
         ).first()
-        assert event is not None and event.actor == "cli" and event.details["new"] == 25
+        assert event is not None and event.actor == "cli" and event.details["new"] == 20
 
 
 def test_cli_totp_enroll_prints_the_uri_once_and_needs_a_code(
