@@ -30,6 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp import context
+from idp.accounts.mandates import authority_claim
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
@@ -163,6 +164,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             body["auth_time"] = int(grant.auth_time.timestamp())
         if user is not None and grant.acr:
             body["acr"] = grant.acr
+        authority = authority_claim(session, services.vault, grant, row.scope.split())
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.
