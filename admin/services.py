@@ -278,14 +278,14 @@ def end_of_day(value: str) -> dt.datetime:
 def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
     entity = find_entity(session, services.vault, str(ref or ""))
     if entity is None:
-        raise AdminInputError(f"no company {ref!r}", error="invalid_request", status=404)
+        raise AdminInputError(f"no company {ref!r}", error="not_found", status=404)
     return entity
 
 
 def _account(session: Session, services: Services, ref: str) -> User:
     user = find_account(session, str(ref or ""), vault=services.vault)
     if user is None:
-        raise AdminInputError(f"no account {ref!r}", error="invalid_request", status=404)
+        raise AdminInputError(f"no account {ref!r}", error="not_found", status=404)
     return user
 
 
@@ -394,7 +394,9 @@ def revoke_mandate(
     agent = _account(session, services, user_ref)
     mandate = standing_mandate(session, entity, agent)
     if mandate is None:
-        raise AdminInputError("this account holds no mandate for this company", status=404)
+        raise AdminInputError(
+            "this account holds no mandate for this company", error="not_found", status=404
+        )
     revoked = end_mandate(session, mandate, by=None, actor=actor)
     session.commit()
     return {**mandate_summary(mandate), "grants_revoked": len(revoked)}
