@@ -211,3 +211,39 @@ def test_switching_company_yields_new_tokens_without_login(
     second = flow.token(params["code"]).get_json()
     assert "authority" in id_claims(first) and "authority" not in id_claims(second)
     assert id_claims(first)["sub"] == id_claims(second)["sub"]
+
+
+def test_account_page_accepts_and_ends_mandates(app: Flask, client: Any, entity_rp: Any) -> None:
+    from tests.helpers import csrf_token
+
+    entity, rep, _code = company(app)
+    agent = person(app)
+    mid = mandate(app, entity.id, rep.id, agent.id, role="social-security", accept=False)
+    Flow(client, entity_rp, scope="openid").run(agent)  # signed in
+    page = client.get("/account/companies")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and entity.name in html and f"accept-{mid}" in html
+    token = csrf_token(html)
+    post = client.post(f"/account/mandates/{mid}", data={"csrf_token": token, "action": "accept"})
+    assert post.status_code == 303
+    # Now live: the agent may act for the company (the picker offers it).
+    body = tokens(client, entity_rp, agent, f"{entity.id}:{mid}")
+    assert id_claims(body)["authority"]["permission"]["role"] == "social-security"
+    # The representative sees it on their side, and ends it there.
+    rep_http = app.test_client()
+    Flow(rep_http, entity_rp, scope="openid").run(rep)
+    rep_html = rep_http.get("/account/companies").get_data(as_text=True)
+    assert agent.id in rep_html
+    ended = rep_http.post(
+        f"/account/mandates/{mid}", data={"csrf_token": csrf_token(rep_html), "action": "end"}
+    )
+    assert ended.status_code == 303
+    assert userinfo(client, body["access_token"]).status_code == 401
+    # Someone else cannot touch it.
+    stranger_http = app.test_client()
+    Flow(stranger_http, entity_rp, scope="openid").run(person(app))
+    s_html = stranger_http.get("/account/companies").get_data(as_text=True)
+    refused = stranger_http.post(
+        f"/account/mandates/{mid}", data={"csrf_token": csrf_token(s_html), "action": "end"}
+    )
+    assert refused.status_code == 403
