@@ -94,3 +94,26 @@ class MessageSender(Protocol):
     def send(self, destination: str, text: str) -> None:
         """Send, or raise :class:`AdapterUnavailable`."""
         ...
+
+
+@dataclass(frozen=True)
+class EnterpriseRecord:
+    """A company as the enterprise registry (the market regulator's register) knows it.
+
+    ``status`` is the registry's word: ``active`` (存续), ``revoked`` (吊销) or
+    ``deregistered`` (注销).
+    """
+
+    credit_code: str
+    name: str
+    representative_id_number: str
+    status: str = "active"
+
+
+@runtime_checkable
+class EnterpriseRegistry(Protocol):
+    """Looks up a company by unified social credit code (issue 10)."""
+
+    def lookup(self, credit_code: str) -> EnterpriseRecord | None:
+        """The registry's record, None when unknown, or raise :class:`AdapterUnavailable`."""
+        ...

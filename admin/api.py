@@ -189,6 +189,51 @@ def disable_user(user_id: str) -> Response:
     return jsonify(services.disable_user(context.db_session(), user_id, principal()))
 
 
+# ------------------------------------------------------------------ companies and mandates (issue 10)
+# Registering companies and recording mandates is account administration (department-admin);
+# suspending or deregistering one ends people's sessions, so it is a security-admin's call.
+@bp.route("/entities", methods=["POST"])
+@require_role("department-admin")
+def add_entity() -> tuple[Response, int]:
+    """Body: ``{"credit_code", "representative", "name"?, "kind"?}``."""
+    who = principal()
+    result = services.add_entity(context.db_session(), context.services(), json_body(), who.actor)
+    return jsonify(result), 201
+
+
+@bp.route("/entities/<ref>/status", methods=["POST"])
+@require_role("security-admin")
+def entity_status(ref: str) -> Response:
+    """Body: ``{"status": "active" | "suspended" | "deregistered"}``."""
+    status = str(json_body().get("status", ""))
+    return jsonify(
+        services.change_entity_status(
+            context.db_session(), context.services(), ref, status, principal().actor
+        )
+    )
+
+
+@bp.route("/mandates", methods=["POST"])
+@require_role("department-admin")
+def grant_mandate() -> tuple[Response, int]:
+    """Body: ``{"entity", "user", "role", "until": "YYYY-MM-DD", "clients"?, "accepted"?}``."""
+    who = principal()
+    result = services.grant_mandate(
+        context.db_session(), context.services(), json_body(), who.actor
+    )
+    return jsonify(result), 201
+
+
+@bp.route("/entities/<ref>/mandates/<user>", methods=["DELETE"])
+@require_role("department-admin")
+def revoke_mandate(ref: str, user: str) -> Response:
+    return jsonify(
+        services.revoke_mandate(
+            context.db_session(), context.services(), ref, user, principal().actor
+        )
+    )
+
+
 def register(app: Any, csrf: Any) -> None:
     """Mount the admin API (bearer-token authenticated, so exempt from form CSRF)."""
     app.register_blueprint(bp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import select
@@ -9,11 +10,25 @@ from sqlalchemy.orm import Session
 
 from admin.auth import AdminPrincipal
 from idp import audit, context
+from idp.accounts.entities import (
+    EntityError,
+    MandateOffer,
+    RegistryUnavailableError,
+    end_mandate,
+    entity_summary,
+    find_entity,
+    register_entity,
+    set_entity_status,
+    standing_mandate,
+)
+from idp.accounts.entities import grant_mandate as _grant_mandate
 from idp.accounts.lifecycle import disable_account, end_all_sessions
+from idp.accounts.people import find_account
 from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
-from idp.storage.models import Client, DirectoryConfig
+from idp.services import Services
+from idp.storage.models import Client, DirectoryConfig, LegalEntity, Mandate, User
 
 
 class AdminInputError(Exception):
@@ -243,3 +258,145 @@ def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[st
     session.commit()
     ended.kick()
     return {"user_id": user_id, "status": "disabled", "backchannel_logouts": len(ended.deliveries)}
+
+
+# ------------------------------------------------------------------ companies and mandates (issue 10)
+#: A mandate ``until`` date is inclusive, in China Standard Time (UTC+8): it ends at the
+#: following midnight there.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
+def end_of_day(value: str) -> dt.datetime:
+    """``YYYY-MM-DD`` (inclusive, China time) -> the moment the mandate ends, in UTC."""
+    try:
+        day = dt.date.fromisoformat(value.strip())
+    except (AttributeError, ValueError):
+        raise AdminInputError("until must be a date, YYYY-MM-DD") from None
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), CHINA_TIME).astimezone(dt.UTC)
+
+
+def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
+    entity = find_entity(session, services.vault, str(ref or ""))
+    if entity is None:
+        raise AdminInputError(f"no company {ref!r}", error="not_found", status=404)
+    return entity
+
+
+def _account(session: Session, services: Services, ref: str) -> User:
+    user = find_account(session, str(ref or ""), vault=services.vault)
+    if user is None:
+        raise AdminInputError(f"no account {ref!r}", error="not_found", status=404)
+    return user
+
+
+def _entity_input(exc: EntityError) -> AdminInputError:
+    if isinstance(exc, RegistryUnavailableError):
+        return AdminInputError(exc.message, error="temporarily_unavailable", status=503)
+    return AdminInputError(f"{exc.field}: {exc.message}")
+
+
+def add_entity(
+    session: Session, services: Services, data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """Register a company for its representative, checked against the enterprise registry."""
+    unknown = set(data) - {"credit_code", "name", "kind", "representative"}
+    if unknown:
+        raise AdminInputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    representative = _account(session, services, data.get("representative", ""))
+    try:
+        entity = register_entity(
+            session,
+            vault=services.vault,
+            registry=services.enterprises,
+            credit_code=str(data.get("credit_code", "")),
+            representative=representative,
+            name=data.get("name"),
+            kind=str(data.get("kind") or "enterprise"),
+            actor=actor,
+        )
+    except EntityError as exc:
+        session.commit()  # a refused representative is audited
+        raise _entity_input(exc) from None
+    session.commit()
+    return entity_summary(entity)
+
+
+def change_entity_status(
+    session: Session, services: Services, ref: str, status: str, actor: str
+) -> dict[str, Any]:
+    """Suspend, deregister or reactivate a company; leaving active ends mandates and sessions."""
+    entity = _entity(session, services, ref)
+    try:
+        ended = set_entity_status(session, services, entity, status, actor=actor)
+    except EntityError as exc:
+        raise _entity_input(exc) from None
+    session.commit()
+    ended.kick()
+    return {**entity_summary(entity), "sessions_ended": len(ended.sids)}
+
+
+def mandate_summary(mandate: Mandate) -> dict[str, Any]:
+    return {
+        "id": mandate.id,
+        "entity": mandate.entity_id,
+        "user": mandate.user_id,
+        "role": mandate.role,
+        "clients": mandate.client_ids,
+        "valid_from": mandate.valid_from.isoformat(),
+        "valid_until": mandate.valid_until.isoformat(),
+        "accepted": mandate.accepted_at is not None,
+        "ended": mandate.ended_at is not None,
+    }
+
+
+def grant_mandate(
+    session: Session, services: Services, data: dict[str, Any], actor: str
+) -> dict[str, Any]:
+    """An operator records a mandate (``accepted``: the agent signed for it in person)."""
+    unknown = set(data) - {"entity", "user", "role", "clients", "until", "accepted"}
+    if unknown:
+        raise AdminInputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    entity = _entity(session, services, data.get("entity", ""))
+    agent = _account(session, services, data.get("user", ""))
+    clients = data.get("clients")
+    if clients is not None and (
+        not isinstance(clients, list) or not all(isinstance(c, str) for c in clients)
+    ):
+        raise AdminInputError("clients must be a list of client ids")
+    offer = MandateOffer(
+        role=str(data.get("role", "")),
+        valid_until=end_of_day(str(data.get("until", ""))),
+        client_ids=tuple(clients) if clients is not None else None,
+    )
+    try:
+        mandate = _grant_mandate(
+            session,
+            entity,
+            agent,
+            offer,
+            roles=services.settings.mandate_roles,
+            granter=None,
+            actor=actor,
+            known_client=lambda cid: session.get(Client, cid) is not None,
+            accepted=bool(data.get("accepted", False)),
+        )
+    except EntityError as exc:
+        raise _entity_input(exc) from None
+    session.commit()
+    return mandate_summary(mandate)
+
+
+def revoke_mandate(
+    session: Session, services: Services, entity_ref: str, user_ref: str, actor: str
+) -> dict[str, Any]:
+    """End the standing mandate of an agent for a company; its tokens stop working."""
+    entity = _entity(session, services, entity_ref)
+    agent = _account(session, services, user_ref)
+    mandate = standing_mandate(session, entity, agent)
+    if mandate is None:
+        raise AdminInputError(
+            "this account holds no mandate for this company", error="not_found", status=404
+        )
+    revoked = end_mandate(session, mandate, by=None, actor=actor)
+    session.commit()
+    return {**mandate_summary(mandate), "grants_revoked": len(revoked)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
@@ -21,12 +22,22 @@ from sqlalchemy import inspect, text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from adapters.base import AdapterConfigError
+from adapters.base import AdapterConfigError, EnterpriseRegistry
+from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
 from idp import context
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
-from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
+from idp.blueprints import (
+    account,
+    entities,
+    guards,
+    login,
+    logout,
+    oidc,
+    second_factor,
+    security,
+)
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
 from idp.errors import InvalidRequestError, ServerError
@@ -111,7 +122,25 @@ def build_services(settings: Settings) -> Services:
         directories=directories,
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
+        enterprises=_build_enterprise_registry(settings),
     )
+
+
+#: Synthetic enterprise records for development and tests (issue 10).
+SYNTHETIC_ENTERPRISES = Path(__file__).parent / "data" / "synthetic-enterprises.json"
+
+
+def _build_enterprise_registry(settings: Settings) -> EnterpriseRegistry | None:
+    """The configured registry file, else the synthetic one outside production, else none."""
+    path = settings.enterprise_registry_file
+    if not path and settings.env in ("development", "testing"):
+        path = str(SYNTHETIC_ENTERPRISES)
+    if not path:
+        return None
+    try:
+        return LocalEnterpriseRegistry.from_file(path)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _build_key_store(
@@ -226,6 +255,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         security.bp,
         account.bp,
         logout.bp,
+        entities.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
@@ -302,7 +332,7 @@ def _install_headers(app: Flask, settings: Settings) -> None:
         if settings.issuer.startswith("https://"):
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if g.get("sso") is not None or request.path.startswith(
-            ("/login", "/consent", "/register", "/account", "/logout", "/authorize")
+            ("/login", "/consent", "/register", "/account", "/logout", "/authorize", "/entities")
         ):
             # A page drawn for a signed-in person is never stored (issue 14 item 10).
             h.setdefault("Cache-Control", "no-store")

@@ -193,6 +193,21 @@ class Settings:
     sms_read_timeout_ms: int = field(
         default=5000, metadata=_doc("Milliseconds to wait for the SMS gateway's answer.")
     )
+    enterprise_registry_file: str = field(
+        default="",
+        metadata=_doc(
+            "JSON records of the enterprise registry (credit code, name, representative's ID "
+            "number, status) that company registration is checked against. Empty: development "
+            "and testing use the bundled synthetic records; production registers no company."
+        ),
+    )
+    mandate_roles: tuple[str, ...] = field(
+        default=("agent", "finance", "social-security", "company-admin"),
+        metadata=_doc(
+            "Roles a company may give its agents (comma-separated); `company-admin` may also "
+            "grant and end mandates."
+        ),
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(

@@ -20,6 +20,9 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "groups": ("groups", "roles"),
     # Department staff: what their own directory says about them (issue 6).
     "staff": ("department", "employee_number", "title"),
+    # Acting for a company (issue 10): ``authority`` comes from the grant, not from the
+    # account, so user_claims never releases it; see idp.accounts.mandates.authority_claim.
+    "entity": ("authority",),
 }
 CLAIMS_SUPPORTED = sorted(
     {c for claims in SCOPE_CLAIMS.values() for c in claims}

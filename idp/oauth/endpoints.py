@@ -30,6 +30,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp import context
+from idp.accounts.mandates import authority_claim
 from idp.oauth.authorization import live
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient
@@ -156,6 +157,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             body["auth_time"] = int(grant.auth_time.timestamp())
         if user is not None and grant.acr:
             body["acr"] = grant.acr
+        authority = authority_claim(session, services.vault, grant, row.scope.split())
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.

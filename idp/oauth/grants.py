@@ -62,6 +62,7 @@ from flask import g
 from sqlalchemy import Table, bindparam, select
 
 from idp import context
+from idp.accounts.mandates import acting_problem, authority_claim
 from idp.errors import InvalidTargetError
 from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
@@ -239,6 +240,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         issuer = context.services().tokens
         now = utcnow()
         scope = code.row.scope
+        if acting_problem(session, grant, now) is not None:
+            raise InvalidGrantError("the authorization to act for the company has ended")
         access, _ = issuer.access_token(
             session, grant, client_row, user, scope, now, self.request.resources
         )
@@ -248,7 +251,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         id_token = None
         if "openid" in scope.split():
             id_token = issuer.id_token(
-                grant, client_row, user, scope, now, nonce=code.row.nonce, access_token=access
+                grant,
+                client_row,
+                user,
+                scope,
+                now,
+                nonce=code.row.nonce,
+                access_token=access,
+                authority=authority_claim(session, context.services().vault, grant, scope.split()),
             )
         return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
 
@@ -387,7 +397,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if user is not None and "openid" in scope.split():
             # OIDC Core §12.2: same iss/sub/aud, the original auth_time, no nonce.
             id_token = issuer.id_token(
-                grant, client_row, user, scope, now, nonce=None, access_token=access
+                grant,
+                client_row,
+                user,
+                scope,
+                now,
+                nonce=None,
+                access_token=access,
+                authority=authority_claim(session, context.services().vault, grant, scope.split()),
             )
         refresh = None
         if self.rotates(client_row):

@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from idp.accounts.mandates import acting_problem
 from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
 from idp.storage.models import Client, Grant, SsoSession, Token, User
@@ -105,6 +106,8 @@ def insert_grant(session: Session, grant: Grant) -> None:
             "nonce": grant.nonce,
             "created_at": grant.created_at,
             "expires_at": grant.expires_at,
+            "entity_id": grant.entity_id,
+            "mandate_id": grant.mandate_id,
         },
     )
 
@@ -229,7 +232,9 @@ class TokenIssuer:
         nonce: str | None,
         access_token: str | None = None,
         code: str | None = None,
+        authority: dict[str, Any] | None = None,
     ) -> str:
+        """Sign an ID token; ``authority`` is the acting-for-a-company claim (issue 10)."""
         alg = client.id_token_signed_response_alg
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
@@ -253,6 +258,8 @@ class TokenIssuer:
         if code:
             claims["c_hash"] = half_hash(code, alg)
         claims.update(user_claims(user, scope.split(), client))
+        if authority is not None:
+            claims["authority"] = authority
         return self.keys.signing_key(alg).sign_jwt(claims)
 
 
@@ -339,4 +346,9 @@ def check_live(
         sso = session.get(SsoSession, grant.sid)
         if sso is None or sso.ended_at is not None or sso.expires_at <= now:
             raise DeadTokenError("SSO session ended")
+    if grant.entity_id is not None:
+        # Acting for a company (issue 10): the company still active, the mandate still live.
+        problem = acting_problem(session, grant, now)
+        if problem is not None:
+            raise DeadTokenError(problem)
     return grant, user

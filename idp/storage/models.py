@@ -128,6 +128,60 @@ class User(Base):
         return self.id
 
 
+# ----------------------------------------------------------------------------- legal entities
+class LegalEntity(Base):
+    """A company (or other organisation with a unified social credit code) as an account.
+
+    The credit code identifies a person's business to others, so it is kept like an identity
+    number: AES-GCM ciphertext, found by keyed digest, shown masked (issue 10).  The
+    ``representative_id`` is the citizen account of the legal representative (法定代表人).
+    """
+
+    __tablename__ = "legal_entities"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credit_code_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    credit_code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    credit_code_masked: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), default="enterprise")
+    region: Mapped[str] = mapped_column(String(6))  # administrative division code
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |suspended|deregistered
+    representative_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Mandate(Base):
+    """A mandate (经办人): a citizen may act for a company in a role, for some clients, a while.
+
+    ``client_ids`` None covers every client.  Offered by the representative or a company
+    admin, ``accepted_at`` set by the agent, ``ended_at`` by either side (or an operator).
+    """
+
+    __tablename__ = "mandates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(
+        ForeignKey("legal_entities.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    client_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    valid_from: Mapped[dt.datetime] = mapped_column()
+    valid_until: Mapped[dt.datetime] = mapped_column()
+    granted_by: Mapped[str] = mapped_column(String(200))  # an account id, or an operator actor
+    # In what capacity: legal-representative, company-admin or operator (the claim says it).
+    granted_as: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 # ----------------------------------------------------------------------------- clients
 class Client(Base):
     """A department's service registered as an OAuth 2.0 / OpenID Connect client.
@@ -242,6 +296,10 @@ class Grant(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Acting for a company (issue 10): the entity chosen at the picker, and the mandate it
+    # rests on (None when the person is its legal representative).
+    entity_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    mandate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuthorizationCode(Base):
