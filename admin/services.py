@@ -10,6 +10,13 @@ from sqlalchemy.orm import Session
 from admin.auth import AdminPrincipal
 from idp import audit, context
 from idp.accounts.lifecycle import disable_account, end_all_sessions
+from idp.cas.registry import (
+    CasServiceError,
+    CasServiceSpec,
+    create_service,
+    list_services,
+    service_summary,
+)
 from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
@@ -243,3 +250,38 @@ def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[st
     session.commit()
     ended.kick()
     return {"user_id": user_id, "status": "disabled", "backchannel_logouts": len(ended.deliveries)}
+
+
+# ------------------------------------------------------------------ CAS services (issue 13)
+def list_cas_services(session: Session) -> list[dict[str, Any]]:
+    return [service_summary(r) for r in list_services(session)]
+
+
+def create_cas_service(
+    session: Session, data: dict[str, Any], who: AdminPrincipal
+) -> dict[str, Any]:
+    """Register a CAS service: ``name``, one of ``service``/``pattern``, ``attributes``."""
+    unknown = set(data) - {"name", "service", "pattern", "attributes"}
+    if unknown:
+        raise AdminInputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    attributes = data.get("attributes", [])
+    fields = (data.get("name"), data.get("service"), data.get("pattern"))
+    if (
+        not isinstance(attributes, list)
+        or not all(isinstance(a, str) for a in attributes)
+        or not all(v is None or isinstance(v, str) for v in fields)
+    ):
+        raise AdminInputError("name, service and pattern must be text; attributes a list of text")
+    spec = CasServiceSpec(
+        name=data.get("name") or "",
+        service_url=data.get("service"),
+        service_pattern=data.get("pattern"),
+        attributes=list(attributes),
+    )
+    try:
+        row = create_service(session, spec, actor=who.actor)
+    except CasServiceError as exc:
+        session.rollback()
+        raise AdminInputError(exc.message) from None
+    session.commit()
+    return service_summary(row)

@@ -26,7 +26,7 @@ from admin.api import register as register_admin_api
 from idp import context
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
-from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
+from idp.blueprints import account, cas, guards, login, logout, oidc, second_factor, security
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
 from idp.errors import InvalidRequestError, ServerError
@@ -226,6 +226,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         security.bp,
         account.bp,
         logout.bp,
+        cas.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
