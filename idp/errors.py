@@ -137,14 +137,14 @@ class CasUnauthorizedServiceProxyError(CasError):
 
 
 __all__ = [
+    "AccessDeniedError",
+    "AccountSelectionRequiredError",
     "CasError",
     "CasInvalidRequestError",
     "CasInvalidServiceError",
     "CasInvalidTicketError",
     "CasInvalidTicketSpecError",
     "CasUnauthorizedServiceProxyError",
-    "AccessDeniedError",
-    "AccountSelectionRequiredError",
     "ConsentRequiredError",
     "InsufficientScopeError",
     "InteractionRequiredError",

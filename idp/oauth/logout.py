@@ -409,9 +409,7 @@ class LogoutDispatcher:
         allowlist = tuple(settings.outbound_test_allowlist)
         development = settings.env == "development"
 
-        def poster(
-            uri: str, token: str, timeout: float, parameter: str = "logout_token"
-        ) -> int:
+        def poster(uri: str, token: str, timeout: float, parameter: str = "logout_token") -> int:
             allowed = allowlist
             if development:
                 # The demo's relying parties listen on loopback over http; only in development.

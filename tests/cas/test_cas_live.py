@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import pytest
 import requests
@@ -15,6 +15,7 @@ from cas import CASClient
 
 from tests.cas.conftest import CasServiceApp, register
 from tests.helpers import Citizen
+from tests.oauth.test_id_token import docs_recipe
 from tests.oauth.test_rp_pyoidc import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -102,7 +103,39 @@ def test_python_cas_client_gateway_and_renew(
     )
     resp = browser.get(gateway.get_login_url())
     assert resp.url == service and cas_service_app.logins == []  # back, without a ticket
-    _browse(browser, CASClient(version=3, service_url=service, server_url=live.url + "/cas/")
-            .get_login_url(), citizen)
+    _browse(
+        browser,
+        CASClient(version=3, service_url=service, server_url=live.url + "/cas/").get_login_url(),
+        citizen,
+    )
     renew = CASClient(version=3, service_url=service, server_url=live.url + "/cas/", renew=True)
     assert 'id="login-form"' in browser.get(renew.get_login_url()).text  # credentials again
+
+
+def test_the_python_cas_recipe_in_the_docs_works(
+    live: LiveServer, cas_service_app: CasServiceApp
+) -> None:
+    """docs/integrating.md "CAS": its python-cas code, run as written against a live server."""
+    recipe = docs_recipe("### Python (python-cas)")
+    cas_service_app.server_url = None  # the recipe validates, not the receiving server
+    citizen = Citizen.create(live.app)
+    service = cas_service_app.url()
+    register(live.app, url=service, attributes=["email"])
+    client = recipe["cas_client"](service, live.url)
+    browser = requests.Session()
+    landed = _browse(browser, recipe["login_redirect"](client), citizen)
+    ticket = parse_qs(urlsplit(landed.url).query)["ticket"][0]
+    sessions: dict[str, str] = {}
+    user, attributes = recipe["on_callback"](client, ticket, sessions)
+    assert user == citizen.id and attributes["email"] == citizen.email
+    with pytest.raises(PermissionError):  # single use
+        recipe["on_callback"](client, ticket, {})
+    confirm = browser.get(live.url + "/cas/logout")
+    browser.post(
+        live.url + "/logout",
+        data={"csrf_token": _field(confirm.text, "csrf_token"), "lr": _field(confirm.text, "lr")},
+    )
+    live.app.extensions["yitong"].logout.wait()
+    [request] = cas_service_app.logout_requests
+    assert recipe["on_logout_request"](client, {"logoutRequest": request}, sessions) == user
+    assert sessions == {}

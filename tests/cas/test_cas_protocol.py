@@ -129,9 +129,7 @@ def test_service_url_must_match_exactly(app, client, citizen, portal) -> None:
 def test_expired_ticket_is_refused(app, client, citizen, portal) -> None:
     ticket = _ticket(client, citizen)
     with app.extensions["yitong"].db.transaction() as session:
-        session.execute(
-            update(CasTicket).values(expires_at=utcnow() - dt.timedelta(seconds=1))
-        )
+        session.execute(update(CasTicket).values(expires_at=utcnow() - dt.timedelta(seconds=1)))
     resp = _validate(client, "serviceValidate", ticket)
     assert _failure_code(resp.data) == "INVALID_TICKET"
     assert b"expired" in resp.data
@@ -166,8 +164,12 @@ def test_renew_forces_credentials_and_is_checked_at_validation(
     sso_ticket = _ticket(client, citizen)
     client.get(_login_url(SERVICE))  # signed in now
     # A ticket from single sign-on does not satisfy renew=true at validation (§2.5.1).
-    spec = _validate(client, "serviceValidate", ticket_of(
-        client.get(_login_url(SERVICE)).headers["Location"]), renew="true")
+    spec = _validate(
+        client,
+        "serviceValidate",
+        ticket_of(client.get(_login_url(SERVICE)).headers["Location"]),
+        renew="true",
+    )
     assert _failure_code(spec.data) == "INVALID_TICKET_SPEC"
     del sso_ticket
     # renew=true at login: the login page although signed in, gateway notwithstanding.
@@ -238,7 +240,10 @@ def test_service_url_with_query_gets_ticket_appended(app, client, citizen) -> No
         service,
     )
     assert location.startswith(service + "&ticket=ST-")
-    assert _failure_code(_validate(client, "serviceValidate", ticket_of(location), service).data) is None
+    assert (
+        _failure_code(_validate(client, "serviceValidate", ticket_of(location), service).data)
+        is None
+    )
 
 
 def test_pattern_service(app, client, citizen) -> None:
@@ -334,6 +339,8 @@ def test_every_session_ending_path_notifies_cas(cas_app, cas_service_app) -> Non
         session.commit()
         ended.kick()
     _wait_for_logout(cas_app)
-    assert [CASClientV3.verify_logout_request(r, ticket) for r in cas_service_app.logout_requests] == [True]
+    assert [
+        CASClientV3.verify_logout_request(r, ticket) for r in cas_service_app.logout_requests
+    ] == [True]
     # and a ticket minted before the session ended no longer validates
     assert client.get(_login_url(service)).headers["Location"].find("/login?") >= 0

@@ -93,9 +93,7 @@ def test_cli_add_and_list(app, database_url, instance_dir, monkeypatch) -> None:
         main, ["cas", "services", "add", "--name", "P\x1b[31m", "--service", "https://a.example/"]
     )
     assert control.exit_code == 2 and "\x1b" not in control.output  # refused, echoed escaped
-    refused = runner.invoke(
-        main, ["cas", "services", "add", "--name", "Any", "--pattern", "^.*$"]
-    )
+    refused = runner.invoke(main, ["cas", "services", "add", "--name", "Any", "--pattern", "^.*$"])
     assert refused.exit_code == 2 and "error: service pattern" in refused.output
     listed = runner.invoke(main, ["cas", "services", "list", "--json"], catch_exceptions=False)
     assert [r["id"] for r in json.loads(listed.stdout)] == [data["id"]]
