@@ -98,11 +98,13 @@ def test_item80_hard_cap_locks_the_account_whatever_the_address(app: Flask, citi
 
 
 # ----------------------------------------------------------------------------- item 82
-def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any) -> None:
+def test_item82_fifty_parallel_wrong_passwords_count_exactly_to_the_lock(make_app: Any) -> None:
+    """50 at once against a lock at 25: exactly 25 are counted (and answered as wrong), the
+    other 25 find the lock; none slips past it."""
     app = make_app(rate_limit_login_per_minute=10_000)
     citizen = Citizen.create(app)
     set_policy(app, "lockout.free_attempts", 100)
-    set_policy(app, "lockout.max_failures", 50)
+    set_policy(app, "lockout.max_failures", 25)
     set_policy(app, "lockout.ip_free_attempts", 1000)
     clients = [app.test_client() for _ in range(50)]
     pages = [c.get("/login").get_data(as_text=True) for c in clients]
@@ -124,7 +126,7 @@ def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any
         )
         with lock:
             statuses.append(resp.status_code)
-            if resp.status_code != 401:
+            if resp.status_code not in (401, 429):
                 bodies.append(resp.get_data(as_text=True))
 
     bodies: list[str] = []
@@ -135,8 +137,10 @@ def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any
         t.start()
     for t in threads:
         t.join(120)
-    assert statuses == [401] * 50, [re.findall(r'role="alert"[^>]*>([^<]*)', b) for b in bodies]
-    assert failures(app, f"acct:{citizen.id}:email") == 50
+    assert sorted(statuses) == [401] * 25 + [429] * 25, [
+        re.findall(r'role="alert"[^>]*>([^<]*)', b) for b in bodies
+    ]
+    assert failures(app, f"acct:{citizen.id}:email") == 25
     # The lock engaged at the threshold: the correct password is refused now.
     assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
 
