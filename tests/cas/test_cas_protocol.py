@@ -145,6 +145,7 @@ def test_unknown_service_gets_no_ticket_and_no_redirect(app, client, citizen, po
     ):
         resp = client.get(_login_url(service))
         assert resp.status_code == 400 and "Location" not in resp.headers, service
+        assert "此服务未登记使用统一登录" in resp.get_data(as_text=True)  # a page for people
     resp = client.get(_login_url("https://evil.example/steal", gateway="true"))
     assert resp.status_code == 400 and "Location" not in resp.headers
 
