@@ -234,6 +234,21 @@ def revoke_mandate(ref: str, user: str) -> Response:
     )
 
 
+# ------------------------------------------------------------------ CAS services (issue 13)
+@bp.route("/cas/services", methods=["GET"])
+@require_role("client-admin")
+def list_cas_services() -> Response:
+    return jsonify(services.list_cas_services(context.db_session()))
+
+
+@bp.route("/cas/services", methods=["POST"])
+@require_role("security-admin", fresh_mfa=True)
+def create_cas_service() -> tuple[Response, int]:
+    """Body: ``{"name", "service" | "pattern", "attributes": [claim, …]}``."""
+    result = services.create_cas_service(context.db_session(), json_body(), principal())
+    return jsonify(result), 201
+
+
 def register(app: Any, csrf: Any) -> None:
     """Mount the admin API (bearer-token authenticated, so exempt from form CSRF)."""
     app.register_blueprint(bp)

@@ -24,6 +24,13 @@ from idp.accounts.entities import (
 from idp.accounts.entities import grant_mandate as _grant_mandate
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
+from idp.cas.registry import (
+    CasServiceError,
+    CasServiceSpec,
+    create_service,
+    list_services,
+    service_summary,
+)
 from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
@@ -400,3 +407,38 @@ def revoke_mandate(
     revoked = end_mandate(session, mandate, by=None, actor=actor)
     session.commit()
     return {**mandate_summary(mandate), "grants_revoked": len(revoked)}
+
+
+# ------------------------------------------------------------------ CAS services (issue 13)
+def list_cas_services(session: Session) -> list[dict[str, Any]]:
+    return [service_summary(r) for r in list_services(session)]
+
+
+def create_cas_service(
+    session: Session, data: dict[str, Any], who: AdminPrincipal
+) -> dict[str, Any]:
+    """Register a CAS service: ``name``, one of ``service``/``pattern``, ``attributes``."""
+    unknown = set(data) - {"name", "service", "pattern", "attributes"}
+    if unknown:
+        raise AdminInputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    attributes = data.get("attributes", [])
+    fields = (data.get("name"), data.get("service"), data.get("pattern"))
+    if (
+        not isinstance(attributes, list)
+        or not all(isinstance(a, str) for a in attributes)
+        or not all(v is None or isinstance(v, str) for v in fields)
+    ):
+        raise AdminInputError("name, service and pattern must be text; attributes a list of text")
+    spec = CasServiceSpec(
+        name=data.get("name") or "",
+        service_url=data.get("service"),
+        service_pattern=data.get("pattern"),
+        attributes=list(attributes),
+    )
+    try:
+        row = create_service(session, spec, actor=who.actor)
+    except CasServiceError as exc:
+        session.rollback()
+        raise AdminInputError(exc.message) from None
+    session.commit()
+    return service_summary(row)

@@ -30,6 +30,7 @@ from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import (
     account,
+    cas,
     entities,
     guards,
     login,
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         account.bp,
         logout.bp,
         entities.bp,
+        cas.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)

@@ -107,6 +107,13 @@ class Settings:
     authorization_code_lifetime: int = field(
         default=60, metadata=_doc("Seconds an authorization code stays redeemable (max 60).")
     )
+    cas_ticket_lifetime: int = field(
+        default=10,
+        metadata=_doc(
+            "Seconds a CAS service ticket (`ST-…`) stays valid; the service validates it at "
+            "once (CAS 3.0 §3.1.1 recommends at most 5 minutes; 10 s is plenty server to server)."
+        ),
+    )
     access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
     id_token_lifetime: int = field(default=600, metadata=_doc("ID-token lifetime (s)."))
     refresh_token_idle_lifetime: int = field(

@@ -92,9 +92,59 @@ class InsufficientScopeError(OAuth2Error):  # type: ignore[misc]
     status_code = 403
 
 
+class CasError(Exception):
+    """A CAS validation failure, named by its CAS protocol 3.0 code (§2.5.3).
+
+    ``description`` is ASCII and safe to send to the service; the subclasses are the codes.
+    """
+
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class CasInvalidRequestError(CasError):
+    """``INVALID_REQUEST``: a required parameter is missing (or something is not offered)."""
+
+    code = "INVALID_REQUEST"
+
+
+class CasInvalidTicketSpecError(CasError):
+    """``INVALID_TICKET_SPEC``: the ticket does not meet the validation specification
+    (``renew=true`` asked, but the ticket came from single sign-on)."""
+
+    code = "INVALID_TICKET_SPEC"
+
+
+class CasInvalidTicketError(CasError):
+    """``INVALID_TICKET``: not recognised, already used or expired."""
+
+    code = "INVALID_TICKET"
+
+
+class CasInvalidServiceError(CasError):
+    """``INVALID_SERVICE``: the ticket was issued for another service."""
+
+    code = "INVALID_SERVICE"
+
+
+class CasUnauthorizedServiceProxyError(CasError):
+    """``UNAUTHORIZED_SERVICE_PROXY``: the service may not proxy (proxying is not offered)."""
+
+    code = "UNAUTHORIZED_SERVICE_PROXY"
+
+
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
+    "CasError",
+    "CasInvalidRequestError",
+    "CasInvalidServiceError",
+    "CasInvalidTicketError",
+    "CasInvalidTicketSpecError",
+    "CasUnauthorizedServiceProxyError",
     "ConsentRequiredError",
     "InsufficientScopeError",
     "InteractionRequiredError",

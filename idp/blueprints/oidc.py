@@ -179,6 +179,8 @@ def resume() -> Response:
         interaction = open_interaction(request.args.get("ix"))
     except InteractionExpired:
         return error_page(_("The sign-in page has expired; start again."), 400)
+    if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
+        return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 

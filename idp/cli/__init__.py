@@ -14,6 +14,7 @@ import click
 
 from idp.cli import (
     audit,
+    cas,
     clients,
     config,
     demo,
@@ -49,3 +50,4 @@ main.add_command(ldap.ldap)
 main.add_command(policy.policy)
 main.add_command(entities.entities)
 main.add_command(mandates.mandates)
+main.add_command(cas.cas)

@@ -365,7 +365,12 @@ class SeenJti(Base):
 
 
 class LogoutDelivery(Base):
-    """Persistent outbox of back-channel logout tokens, retried with back-off."""
+    """Persistent outbox of back-channel logout messages, retried with back-off.
+
+    ``logout_token`` is the form value POSTed under the name ``parameter``: a Back-Channel
+    Logout token (``logout_token``) or a CAS single-logout ``LogoutRequest``
+    (``logoutRequest``); ``client_id`` is the client's id or ``cas:<service id>``.
+    """
 
     __tablename__ = "logout_deliveries"
 
@@ -373,12 +378,59 @@ class LogoutDelivery(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(Text)
     logout_token: Mapped[str] = mapped_column(Text)
+    parameter: Mapped[str] = mapped_column(
+        String(32), default="logout_token", server_default="logout_token"
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     abandoned_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ----------------------------------------------------------------------------- CAS
+class CasService(Base):
+    """A service allowed to use the CAS server (issue 13 item 1), registered like a client.
+
+    A service matches by exact URL (``service_url``) or by an anchored regular expression an
+    administrator set (``service_pattern``, ``^…$``; never a bare wildcard).  ``attributes``
+    names the claims released to it on ``/cas/p3/serviceValidate``.
+    """
+
+    __tablename__ = "cas_services"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    service_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attributes: Mapped[list[Any]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CasTicket(Base):
+    """A CAS service ticket (``ST-…``), kept by digest; spent once, bound to its service.
+
+    ``session_index`` is set only when a validation succeeded: the spent ticket is then the
+    ``SessionIndex`` of the single-logout request (it grants nothing any more).
+    """
+
+    __tablename__ = "cas_tickets"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        ForeignKey("cas_services.id", ondelete="CASCADE"), index=True
+    )
+    service: Mapped[str] = mapped_column(Text)  # the exact URL the ticket was issued for
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(64), index=True)
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)  # from fresh credentials
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 # ----------------------------------------------------------------------------- keys

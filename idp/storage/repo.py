@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from idp.storage.models import (
     AuthorizationCode,
+    CasTicket,
     Client,
     Grant,
     SeenJti,
@@ -109,6 +110,20 @@ def consume_code(session: Session, code: AuthorizationCode, now: dt.datetime) ->
     result = session.execute(
         update(AuthorizationCode)
         .where(AuthorizationCode.digest == code.digest, AuthorizationCode.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def consume_cas_ticket(session: Session, ticket: CasTicket, now: dt.datetime) -> bool:
+    """Spend a CAS service ticket if and only if nobody did before (atomic compare-and-set).
+
+    CAS 3.0 §3.1.1: any validation attempt spends the ticket, whatever its outcome.
+    """
+    result = session.execute(
+        update(CasTicket)
+        .where(CasTicket.digest == ticket.digest, CasTicket.consumed_at.is_(None))
         .values(consumed_at=now)
         .execution_options(synchronize_session=False)
     )
