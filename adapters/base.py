@@ -96,6 +96,15 @@ class MessageSender(Protocol):
         ...
 
 
+@runtime_checkable
+class MailSender(Protocol):
+    """Delivers an e-mail (a password-reset link) to one address."""
+
+    def send_mail(self, destination: str, subject: str, text: str) -> None:
+        """Send, or raise :class:`AdapterUnavailable` (or :class:`AdapterError` if refused)."""
+        ...
+
+
 @dataclass(frozen=True)
 class EnterpriseRecord:
     """A company as the enterprise registry (the market regulator's register) knows it.

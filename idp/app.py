@@ -36,6 +36,7 @@ from idp.blueprints import (
     login,
     logout,
     oidc,
+    recovery,
     second_factor,
     security,
 )
@@ -45,7 +46,7 @@ from idp.errors import InvalidRequestError, ServerError
 from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.devices import KnownDevices
 from idp.interaction.flow import InteractionExpired, InteractionSealer
-from idp.interaction.outbox import build_sms_sender
+from idp.interaction.outbox import build_mail_sender, build_sms_sender
 from idp.interaction.password_rules import PolicyPasswords
 from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
@@ -124,6 +125,7 @@ def build_services(settings: Settings) -> Services:
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
         enterprises=_build_enterprise_registry(settings),
+        mail_sender=build_mail_sender(settings, db),
     )
 
 
@@ -258,6 +260,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         logout.bp,
         entities.bp,
         cas.bp,
+        recovery.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)

@@ -200,6 +200,22 @@ class Settings:
     sms_read_timeout_ms: int = field(
         default=5000, metadata=_doc("Milliseconds to wait for the SMS gateway's answer.")
     )
+    mail_smtp_host: str = field(
+        default="",
+        metadata=_doc(
+            "SMTP submission server for e-mail (password-reset links). Empty: development and "
+            "testing keep messages in the outbox table; production offers no e-mail."
+        ),
+    )
+    mail_smtp_port: int = field(
+        default=587,
+        metadata=_doc("SMTP port: 465 for implicit TLS, otherwise STARTTLS (always required)."),
+    )
+    mail_smtp_username: str = field(default="", metadata=_doc("SMTP user name (if any)."))
+    mail_smtp_password: str = field(default="", metadata=_doc("SMTP password."))
+    mail_from: str = field(
+        default="", metadata=_doc("Sender address of Yitong's e-mail, e.g. `noreply@gov.example`.")
+    )
     enterprise_registry_file: str = field(
         default="",
         metadata=_doc(

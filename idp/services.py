@@ -53,3 +53,4 @@ class Services:
     clients: ClientSnapshot  # the client table, cached per worker
     logout: LogoutDispatcher  # back-channel logout delivery
     enterprises: EnterpriseRegistry | None = None  # the enterprise registry (issue 10)
+    mail_sender: Any | None = None  # an adapters.mail sender; None in production without SMTP
