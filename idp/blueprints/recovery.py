@@ -87,7 +87,9 @@ def email_link(token: str) -> Response:
 
 
 # ---------------------------------------------------------------------- step 3
-def _reset_page(error: str | None = None, status: int = 200, retry_after: int = 0) -> Response:
+def _reset_page(
+    error: str | None = None, status: int = 200, retry_after: int = 0, info: str | None = None
+) -> Response:
     found = recovery.current_proof()
     if found is None:
         return see_other(url_for("recovery.forgot"), code=302 if request.method == "GET" else 303)
@@ -98,6 +100,7 @@ def _reset_page(error: str | None = None, status: int = 200, retry_after: int = 
         retry_after=retry_after,
         done=False,
         error=error,
+        info=info,
         factor=recovery.second_factor_for(user, proof),
         minimum=recovery.password_minimum(user),
     )
@@ -115,6 +118,11 @@ def reset_post() -> Response:
         return see_other(url_for("recovery.forgot"))
     proof, user = found
     form = request.form
+    if form.get("action") == "sms_send":
+        ok, message, wait = recovery.send_second_factor_sms(user, proof)
+        if not ok:
+            return _reset_page(message, 429 if wait else 400, wait or 0)
+        return _reset_page(info=message)
     refused = recovery.complete(
         proof,
         user,

@@ -14,8 +14,9 @@ Three steps, each proving something:
    changed).  The proof is kept in the browser's session, encrypted
    (:func:`~idp.interaction.self_service.stash_sealed`).
 3. **Second factor and new password**: an account with a second factor must pass it too (a
-   TOTP or a recovery code, counted like a login's second factor); the new password meets the
-   policy.  The proof is spent once (:func:`~idp.storage.repo.consume_once`), every session of
+   TOTP, an SMS code to its phone or a recovery code, counted like a login's second factor;
+   when step 2 was an SMS code to the account's own SMS factor, that was it); the new
+   password meets the policy.  The proof is spent once (:func:`~idp.storage.repo.consume_once`), every session of
    the account ends through :func:`~idp.interaction.sessions.end_user_sessions` (its services
    hear of it by back-channel logout), every grant is revoked, and the reset is audited.
 """
@@ -78,7 +79,7 @@ class SecondFactor:
     """What the account must show at step 3: nothing, or one of ``methods``."""
 
     required: bool
-    methods: tuple[str, ...] = ()  # totp | recovery
+    methods: tuple[str, ...] = ()  # totp | sms | recovery
 
     @property
     def impossible(self) -> bool:
@@ -321,6 +322,8 @@ def second_factor_for(user: User, proof: Proof) -> SecondFactor:
     if proof.via == "sms" and factors.sms_phone:
         return SecondFactor(False)
     methods = ("totp",) if factors.totp else ()
+    if factors.sms_phone:
+        methods += ("sms",)
     if factors.recovery_left:
         methods += ("recovery",)
     return SecondFactor(True, methods)
@@ -339,6 +342,15 @@ def _second_factor_refusal(user: User, method: str, code: str) -> Refused | None
         ok = mfa.verify_totp(services.db, services.kek, user.id, code)
     elif method == "recovery":
         ok = mfa.use_recovery_code(services.db, services.code_secret, user.id, code)
+    elif method == "sms" and user.phone:
+        ok = mfa.check_code(
+            services.db,
+            services.code_secret,
+            destination=user.phone,
+            purpose="mfa",
+            user_id=user.id,
+            code=code,
+        )
     else:
         ok = False
     if ok:
@@ -353,6 +365,13 @@ def _second_factor_refusal(user: User, method: str, code: str) -> Refused | None
         details={"mode": "password_reset", "failures": verdict.failures},
     )
     return Refused(_("The code is wrong or was already used."), 401)
+
+
+def send_second_factor_sms(user: User, proof: Proof) -> tuple[bool, str, int | None]:
+    """Step 3, by e-mail, for an account whose second factor is its phone: send the code."""
+    if "sms" not in second_factor_for(user, proof).methods or not user.phone:
+        return False, _("SMS codes are not available for this account."), None
+    return send_sms_code(user.phone, "mfa", user.id)
 
 
 def password_minimum(user: User) -> int:
@@ -383,7 +402,7 @@ def complete(
         return Refused(_("This account can only be recovered at the help desk."), 403)
     if needed.required:
         if method not in needed.methods:
-            return Refused(_("Enter a code from your authenticator app or a recovery code."), 400)
+            return Refused(_("Enter a code that confirms it is you."), 400)
         refused = _second_factor_refusal(user, method, code[:64])
         if refused is not None:
             return refused
