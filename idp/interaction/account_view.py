@@ -76,11 +76,12 @@ def services_of(user: User) -> list[ServiceView]:
         last, scopes = grants.get(client_id, (created, set()))
         grants[client_id] = (max(last, created), scopes | set((scope or "").split()))
     ids = set(consents) | set(grants)
-    names = dict(
-        db_session.execute(select(Client.client_id, Client.name).where(Client.client_id.in_(ids)))
-        .tuples()
-        .all()
-    )
+    names: dict[str, str] = {
+        client_id: name
+        for client_id, name in db_session.execute(
+            select(Client.client_id, Client.name).where(Client.client_id.in_(ids))
+        )
+    }
     out = []
     for client_id in ids:
         consent = consents.get(client_id)
