@@ -36,7 +36,7 @@ def test_services_listed_by_name_with_what_and_when(app: Flask, citizen: Citizen
     sign_in(http, citizen, rp, scope="openid profile phone")
     page = http.get("/account").get_data(as_text=True)
     assert "社保查询" in page and rp.client_id not in page.split('data-client="')[0]
-    assert "姓名" in page or "your name" in page
+    assert "姓名" in page and "手机号码" in page  # plain words, in the page's language
     with app.extensions["yitong"].db.session() as s:
         agreed = s.scalars(select(Consent.granted_at)).one()
     beijing = agreed.astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M")

@@ -98,7 +98,8 @@ def by_phone_to_step3(app: Flask, http: FlaskClient, citizen: Citizen) -> None:
 def test_reset_by_phone_end_to_end(app: Flask) -> None:
     citizen = confirmed(app)
     http = app.test_client()
-    assert "/password/forgot" in http.get("/login").get_data(as_text=True)  # 忘记密码 link
+    login_page = http.get("/login").get_data(as_text=True)
+    assert "/password/forgot" in login_page and "忘记密码" in login_page
     by_phone_to_step3(app, http, citizen)
     page = http.get("/password/reset").get_data(as_text=True)
     assert 'id="reset-form"' in page and "reset-second-factor" not in page
