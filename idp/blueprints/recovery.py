@@ -80,9 +80,7 @@ def code_post() -> Response:
 @bp.route("/password/reset/<token>", methods=["GET"])
 def email_link(token: str) -> Response:
     if recovery.open_link(token) is None:
-        return error_page(
-            _("This link has expired or was already used. Ask for a new one."), 400
-        )
+        return error_page(_("This link has expired or was already used. Ask for a new one."), 400)
     return see_other(url_for("recovery.reset"), code=302)
 
 

@@ -73,19 +73,18 @@ def services_of(user: User) -> list[ServiceView]:
         .group_by(Grant.client_id, Grant.scope)
     )
     for client_id, created, scope in rows:
-        last, scopes = grants.get(client_id, (created, set()))
-        grants[client_id] = (max(last, created), scopes | set((scope or "").split()))
+        newest, seen = grants.get(client_id, (created, set()))
+        grants[client_id] = (max(newest, created), seen | set((scope or "").split()))
     ids = set(consents) | set(grants)
-    names: dict[str, str] = {
-        client_id: name
-        for client_id, name in db_session.execute(
-            select(Client.client_id, Client.name).where(Client.client_id.in_(ids))
-        )
-    }
+    named = select(Client.client_id, Client.name).where(Client.client_id.in_(ids))
+    names: dict[str, str] = {row.client_id: row.name for row in db_session.execute(named)}
     out = []
     for client_id in ids:
         consent = consents.get(client_id)
-        last, granted = grants.get(client_id, (None, set()))
+        last: dt.datetime | None = None
+        granted: set[str] = set()
+        if client_id in grants:
+            last, granted = grants[client_id]
         scopes = set(consent.scopes if consent else []) | granted
         out.append(
             ServiceView(

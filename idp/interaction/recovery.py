@@ -104,9 +104,11 @@ def _contact(login: str) -> tuple[str, str] | None:
 def _account_for(kind: str, value: str) -> User | None:
     """The active citizen whose *confirmed* contact point this is (an unconfirmed one is none)."""
     column = User.phone if kind == "phone" else User.email
-    user = context.db_session().scalars(
-        select(User).where(column == value, User.kind == "citizen")
-    ).first()
+    user = (
+        context.db_session()
+        .scalars(select(User).where(column == value, User.kind == "citizen"))
+        .first()
+    )
     if user is None or not user.is_active or not user.password_hash:
         return None
     confirmed = user.phone_verified if kind == "phone" else user.email_verified
@@ -321,7 +323,7 @@ def second_factor_for(user: User, proof: Proof) -> SecondFactor:
         return SecondFactor(False)
     if proof.via == "sms" and factors.sms_phone:
         return SecondFactor(False)
-    methods = ("totp",) if factors.totp else ()
+    methods: tuple[str, ...] = ("totp",) if factors.totp else ()
     if factors.sms_phone:
         methods += ("sms",)
     if factors.recovery_left:

@@ -66,7 +66,9 @@ def test_withdrawing_consent_revokes_the_services_tokens(app: Flask, citizen: Ci
     assert again.status_code == 404
 
 
-def test_ending_another_session_tells_its_services(bcl_app: Flask, receivers) -> None:
+def test_ending_another_session_tells_its_services(
+    bcl_app: Flask, receivers: list[Receiver]
+) -> None:
     app = bcl_app
     citizen = Citizen.create(app)
     rp = _bcl_client(app, receivers[0], "Portal", "portal.gov.example")

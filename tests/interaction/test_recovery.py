@@ -84,7 +84,7 @@ def new_password(http: FlaskClient, **extra: str) -> Any:
 
 
 def can_log_in(app: Flask, login: str, password: str) -> bool:
-    return login_page_post(app.test_client(), login, password).status_code == 303
+    return bool(login_page_post(app.test_client(), login, password).status_code == 303)
 
 
 def by_phone_to_step3(app: Flask, http: FlaskClient, citizen: Citizen) -> None:
@@ -108,7 +108,9 @@ def test_reset_by_phone_end_to_end(app: Flask) -> None:
     assert can_log_in(app, citizen.phone, NEW_PASSWORD)
     assert not can_log_in(app, citizen.phone, citizen.password)
     with app.extensions["yitong"].db.session() as s:
-        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "user.password_reset")).one()
+        event = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "user.password_reset")
+        ).one()
     assert event.details["via"] == "sms"
     # The proof is spent: the reset page sends the browser back to the start.
     assert http.get("/password/reset").status_code == 302
@@ -182,7 +184,9 @@ def test_lockout_holds_as_for_login(app: Flask) -> None:
 def test_reset_by_email_end_to_end(app: Flask) -> None:
     citizen = confirmed(app, phone=False)
     http = app.test_client()
-    resp = forgot(http, citizen.email.upper().replace("@EXAMPLE.CN", "@example.cn").lower(), citizen.id_number)
+    resp = forgot(
+        http, citizen.email.upper().replace("@EXAMPLE.CN", "@example.cn").lower(), citizen.id_number
+    )
     assert resp.headers["Location"].endswith("/password/forgot/sent")
     link = mailed_link(app, citizen.email)
     opened = http.get(link)
@@ -221,7 +225,9 @@ def test_second_factor_required(app: Flask) -> None:
     resp = new_password(http, method="totp", code=totp_code(secret))
     assert resp.status_code == 303, resp.get_data(as_text=True)
     with app.extensions["yitong"].db.session() as s:
-        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "user.password_reset")).one()
+        event = s.scalars(
+            select(AuditEvent).where(AuditEvent.action == "user.password_reset")
+        ).one()
     assert event.details["second_factor"] is True
 
 
@@ -242,7 +248,9 @@ def _sid_of(tokens: dict[str, Any]) -> str:
     return str(jose_jwt.get_unverified_claims(tokens["id_token"])["sid"])
 
 
-def test_reset_ends_other_sessions_with_back_channel_logout(bcl_app, receivers) -> None:
+def test_reset_ends_other_sessions_with_back_channel_logout(
+    bcl_app: Flask, receivers: list[Receiver]
+) -> None:
     app = bcl_app
     citizen = confirmed(app, phone=False)  # no SMS factor: the sign-in needs no second step
     rp = _bcl_client(app, receivers[0], "Portal", "portal.gov.example")
