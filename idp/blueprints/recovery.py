@@ -134,6 +134,6 @@ def reset_post() -> Response:
     return see_other(url_for("recovery.done"))
 
 
-@bp.route("/password/reset/done", methods=["GET"])
+@bp.route("/password/done", methods=["GET"])
 def done() -> Response:
     return _page("password_reset.html", done=True)

@@ -308,8 +308,7 @@ def current_proof() -> tuple[Proof, User] | None:
     user = context.db_session().get(User, proof.uid)
     if user is None or not user.is_active:
         return None
-    purpose = "reset"
-    if repo.was_consumed(context.db_session(), purpose, proof.rid):
+    if repo.was_consumed(context.db_session(), "reset", proof.rid):
         session.pop(PROVEN_KEY, None)
         return None
     return proof, user

@@ -104,7 +104,8 @@ def test_reset_by_phone_end_to_end(app: Flask) -> None:
     page = http.get("/password/reset").get_data(as_text=True)
     assert 'id="reset-form"' in page and "reset-second-factor" not in page
     resp = new_password(http)
-    assert resp.status_code == 303 and resp.headers["Location"].endswith("/password/reset/done")
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/password/done")
+    assert "reset-done" in http.get(resp.headers["Location"]).get_data(as_text=True)
     assert can_log_in(app, citizen.phone, NEW_PASSWORD)
     assert not can_log_in(app, citizen.phone, citizen.password)
     with app.extensions["yitong"].db.session() as s:
