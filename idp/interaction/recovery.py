@@ -36,6 +36,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import select
 
 from adapters.base import AdapterError
+from adapters.mail import mask_address
 from idp import audit, context
 from idp.accounts.identifiers import (
     IdentifierError,
@@ -197,7 +198,7 @@ def _send(user: User, kind: str, value: str) -> None:
         "password_reset.mail_sent",
         actor=user.id,
         ip=context.client_ip(),
-        details={"to": value[:1] + "***@" + value.rpartition("@")[2]},
+        details={"to": mask_address(value)},
     )
 
 
