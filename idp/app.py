@@ -26,6 +26,7 @@ from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.flow import InteractionSealer
 from idp.logging_setup import install_redaction
 from idp.oauth.tokens import TokenIssuer
+from idp.request_guards import install_request_guards
 from idp.storage.db import Database
 from keys.crypto import Kek, KekRing
 from keys.sql import SqlKeyStore
@@ -162,6 +163,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
+    install_request_guards(app)
     services = build_services(settings)
     _check_keys(services)
     app.extensions["yitong"] = services

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp import audit
+from idp import audit, untrusted_json
 from idp.storage.db import Database
 from idp.storage.models import Policy, User, utcnow
 
@@ -304,7 +304,7 @@ def parse_value(name: str, raw: Any) -> Any:
     if isinstance(raw, str) and d.kind != "str":
         text = raw.strip()
         try:
-            value = json.loads(text)
+            value = untrusted_json.loads(text)
         except ValueError:
             if d.kind == "list":
                 value = [p.strip() for p in text.split(",") if p.strip()]

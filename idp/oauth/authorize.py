@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import (
+from idp.errors import (
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
@@ -31,6 +31,7 @@ from authlib.oauth2.rfc6749.errors import (
     UnsupportedResponseTypeError,
 )
 
+from idp import untrusted_json
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import require_pkce_params
 from idp.storage.models import Client
@@ -360,7 +361,7 @@ def claims_parameter_is_valid(ctx: AuthorizationContext) -> None:
     if len(raw) > MAX_CLAIMS_LENGTH:
         raise InvalidRequestError("claims is too long")
     try:
-        parsed = json.loads(raw)
+        parsed = untrusted_json.loads(raw)
     except ValueError:
         raise InvalidRequestError("claims must be a JSON object") from None
     if not isinstance(parsed, dict):

@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 from authlib.consts import default_json_headers
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from idp.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import update

@@ -51,7 +51,7 @@ import re
 from typing import Any, ClassVar, cast
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import (
+from idp.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,

@@ -36,6 +36,7 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
+from idp import untrusted_json
 from keys.software import JwsRegistry
 
 #: Every JWS algorithm we can verify. Callers pass a subset; ``none`` is never in it.
@@ -88,10 +89,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        value = untrusted_json.loads(raw, object_pairs_hook=_no_duplicates)
     except InboundJwtError:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except ValueError:
         raise InboundJwtError(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise InboundJwtError(f"{what} is not a JSON object")
