@@ -63,6 +63,7 @@ from sqlalchemy import Table, bindparam, select
 
 from idp import context
 from idp.errors import InvalidTargetError
+from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.client_cache import find_client
 from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
@@ -242,7 +243,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         session = context.db_session()
         issuer = context.services().tokens
         now = utcnow()
-        scope = code.row.scope
+        # Admin scopes only for a current admin at the admin level (checklist 95).
+        scope = grantable_scope(code.row.scope, user, grant.acr)
         access, _ = issuer.access_token(
             session, grant, client_row, user, scope, now, self.request.resources
         )
@@ -338,7 +340,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
         if account_is_locked(user):
             raise InvalidGrantError("the account is locked")
-        scope = self._narrowed_scope(row)
+        # Re-checked on every refresh: a role taken away ends the admin scope (checklist 95).
+        scope = grantable_scope(self._narrowed_scope(row), user, grant.acr)
         self.request.refresh_token = row
         self.request.grant = grant
         self.request.user = user
@@ -437,7 +440,9 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         if client.row.public or not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("this client may not use client_credentials")
         self.request.client = client
-        allowed = [s for s in client.row.scopes if s not in USER_SCOPES]
+        allowed = [
+            s for s in client.row.scopes if s not in USER_SCOPES and not is_admin_scope(s)
+        ]
         values = self.request.form.getlist("scope")
         if len(values) > 1:
             raise InvalidRequestError("scope was sent more than once")

@@ -202,7 +202,9 @@ def _numeric(claims: Mapping[str, Any], name: str) -> int | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # NaN and the infinities compare false with everything (an exp of NaN never expires)
+    # and int() of them raises: refused like any other non-number.
+    if not untrusted_json.is_finite_number(value):
         raise InboundJwtError(f"{name} must be a NumericDate")
     return int(value)
 
