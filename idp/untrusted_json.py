@@ -100,8 +100,10 @@ def loads(
     except RecursionError:
         # The C scanner stops at the interpreter's recursion limit (about 1,000 levels).
         raise UntrustedJsonError(f"JSON nested deeper than {max_depth} levels") from None
-    except ValueError:
+    except json.JSONDecodeError:
         raise UntrustedJsonError("not valid JSON") from None
+    # Other ValueErrors (a caller's object_pairs_hook refusing duplicates, an integer with
+    # too many digits) propagate as they are: every caller catches ValueError.
     _check_tree(value, max_depth)
     return value
 
