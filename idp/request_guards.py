@@ -29,9 +29,9 @@ def refuse_nul_parameters() -> None:
     """``before_request``: raise :class:`NulInParameter` when any parameter holds a NUL."""
     if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
         raise NulInParameter()
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        if any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
-            raise NulInParameter()
+    form = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    if form and any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+        raise NulInParameter()
 
 
 def install_request_guards(app: Flask) -> None:

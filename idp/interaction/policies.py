@@ -15,7 +15,6 @@ which validates the value and records the change (old -> new) in the audit trail
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping

@@ -17,12 +17,12 @@ checks stay free of Flask and storage.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from idp import untrusted_json
 from idp.errors import (
     InvalidRequestError,
     InvalidScopeError,
@@ -30,8 +30,6 @@ from idp.errors import (
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
-
-from idp import untrusted_json
 from idp.interaction.sessions import acr_rank
 from idp.oauth.admin_scopes import ADMIN_ACR, has_admin_scope
 from idp.oauth.clients import OAuthClient

@@ -23,13 +23,13 @@ import logging
 from typing import Any
 
 from authlib.consts import default_json_headers
-from idp.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp import context
+from idp.errors import InvalidRequestError
 from idp.oauth.claims import subject_for
 from idp.oauth.client_cache import find_client
 from idp.oauth.clients import OAuthClient

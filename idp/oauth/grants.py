@@ -51,18 +51,18 @@ import re
 from typing import Any, ClassVar, cast
 
 from authlib.oauth2.rfc6749 import grants
-from idp.errors import (
-    InvalidGrantError,
-    InvalidRequestError,
-    InvalidScopeError,
-    UnauthorizedClientError,
-)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import g
 from sqlalchemy import Table, bindparam, select
 
 from idp import context
-from idp.errors import InvalidTargetError
+from idp.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    UnauthorizedClientError,
+)
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.client_cache import find_client
@@ -440,9 +440,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         if client.row.public or not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("this client may not use client_credentials")
         self.request.client = client
-        allowed = [
-            s for s in client.row.scopes if s not in USER_SCOPES and not is_admin_scope(s)
-        ]
+        allowed = [s for s in client.row.scopes if s not in USER_SCOPES and not is_admin_scope(s)]
         values = self.request.form.getlist("scope")
         if len(values) > 1:
             raise InvalidRequestError("scope was sent more than once")

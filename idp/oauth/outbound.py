@@ -16,8 +16,6 @@ need https and a valid certificate.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import socket
 import threading
 import time

@@ -27,10 +27,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
 from idp.oauth.authorize import RequestResolutionError
-from idp.untrusted_json import is_finite_number
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundError, OutboundPolicy, fetch_json
 from idp.storage.models import Client
+from idp.untrusted_json import is_finite_number
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 MAX_LENGTH = 32 * 1024
