@@ -20,6 +20,7 @@ from flask import Response, g, jsonify
 
 from idp import context
 from idp.oauth.admin_scopes import ADMIN_MAX_AUTH_AGE, ADMIN_SCOPE, admin_token_refusal
+from idp.oauth.authorization import bearer_token, load_access_token
 from idp.storage.models import Grant, User, utcnow
 
 ROLES = ("security-admin", "client-admin", "department-admin", "auditor")
@@ -47,11 +48,8 @@ def _deny(status: int, error: str, description: str) -> Response:
 
 def _max_auth_age() -> dt.timedelta:
     """The admin session's absolute limit (policy ``session.absolute.admin``), at most 12 h."""
-    store = context.services().extra.get("policies")
-    if store is None:
-        return ADMIN_MAX_AUTH_AGE
     try:
-        seconds = int(store.get_int("session.absolute.admin"))
+        seconds = context.services().policies.get_int("session.absolute.admin")
     except (KeyError, ValueError):
         return ADMIN_MAX_AUTH_AGE
     return min(ADMIN_MAX_AUTH_AGE, dt.timedelta(seconds=seconds))
@@ -63,8 +61,6 @@ def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            from idp.blueprints.oidc import bearer_token, load_access_token
-
             found = load_access_token(bearer_token())
             if found is None:
                 return _deny(401, "invalid_token", "a valid admin access token is required")

@@ -8,7 +8,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin.auth import AdminPrincipal
-from idp import audit
+from idp import audit, context
+from idp.accounts.lifecycle import disable_account, end_all_sessions
+from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
 from idp.storage.models import Client, DirectoryConfig
@@ -186,12 +188,8 @@ def delete_directory(session: Session, directory_id: str, who: AdminPrincipal) -
 
 
 # ------------------------------------------------------------------ security policies (issue 5)
-def _policy_store() -> Any:
-    from idp import context
-    from idp.interaction.policies import PolicyStore
-
-    store = context.services().extra.get("policies")
-    return store if store is not None else PolicyStore(context.services().db)
+def _policy_store() -> PolicyStore:
+    return context.services().policies
 
 
 def list_policies() -> dict[str, Any]:
@@ -227,29 +225,21 @@ def _user(session: Session, user_id: str) -> Any:
 
 
 def terminate_sessions(session: Session, user_id: str, who: AdminPrincipal) -> dict[str, Any]:
-    from idp import context
-    from idp.accounts.lifecycle import end_all_sessions, kick_deliveries
-
-    services = context.services()
-    deliveries = end_all_sessions(
+    ended = end_all_sessions(
         session,
-        services,
+        context.services(),
         _user(session, user_id),
         actor=who.actor,
         reason="sessions_terminated",
         include_offline=False,
     )
     session.commit()
-    kick_deliveries(services, deliveries)
-    return {"user_id": user_id, "backchannel_logouts": len(deliveries)}
+    ended.kick()
+    return {"user_id": user_id, "backchannel_logouts": len(ended.deliveries)}
 
 
 def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[str, Any]:
-    from idp import context
-    from idp.accounts.lifecycle import disable_account, kick_deliveries
-
-    services = context.services()
-    deliveries = disable_account(session, services, _user(session, user_id), actor=who.actor)
+    ended = disable_account(session, context.services(), _user(session, user_id), actor=who.actor)
     session.commit()
-    kick_deliveries(services, deliveries)
-    return {"user_id": user_id, "status": "disabled", "backchannel_logouts": len(deliveries)}
+    ended.kick()
+    return {"user_id": user_id, "status": "disabled", "backchannel_logouts": len(ended.deliveries)}

@@ -40,8 +40,9 @@ from joserfc import jwt as joserfc_jwt
 from idp.storage.db import Database
 from idp.storage.migrate import upgrade
 from keys.crypto import Kek
+from keys.lifecycle import DatabaseKeyStore
 from keys.software import JWS_REGISTRY, import_private_pem
-from keys.sql import DatabaseKeyStore, SqlKeyStore
+from keys.sql import SqlKeyStore
 from keys.store import SUPPORTED_ALGS
 
 SOFTHSM_MODULES = (

@@ -1,8 +1,9 @@
-"""The one composition root: :func:`create_app` builds the app from one :class:`Settings`.
+"""The one composition root: :func:`build_services` and :func:`create_app`.
 
-Everything the protocol layer needs from outside (key store, directories, message senders)
-is chosen here and handed over through :class:`idp.context.Services`; no module keeps a
-global server or reads the environment (ARCHITECTURE.md, examples 1 and 7).
+Everything the protocol layer needs from outside (key store, directories, message senders,
+secrets) is chosen here and handed over as the typed fields of :class:`idp.services.Services`;
+no module keeps a global server or reads the environment (ARCHITECTURE.md, examples 1 and 7).
+Blueprints are registered here and nowhere else; so are the app-wide guards.
 """
 
 from __future__ import annotations
@@ -12,25 +13,41 @@ import hmac
 import logging
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
-from flask_babel import Babel
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_babel import Babel, get_locale
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import inspect, text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from adapters.base import AdapterConfigError
+from admin.api import register as register_admin_api
 from idp import context
-from idp.accounts.passwords import Passwords
+from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
+from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
 from idp.config import ConfigError, Settings, load_settings
 from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
-from idp.interaction.flow import InteractionSealer
+from idp.interaction.devices import KnownDevices
+from idp.interaction.flow import InteractionExpired, InteractionSealer
+from idp.interaction.outbox import build_sms_sender
+from idp.interaction.password_rules import PolicyPasswords
+from idp.interaction.policies import PolicyStore
+from idp.interaction.ratelimit import RateLimiter
+from idp.interaction.throttle import Counters, LoginGate
+from idp.interaction.web import init_login_manager
 from idp.logging_setup import install_redaction
+from idp.oauth.client_cache import ClientSnapshot
+from idp.oauth.logout import LogoutDispatcher
+from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
 from idp.request_guards import install_request_guards
+from idp.services import Services
 from idp.storage.db import Database
 from keys.crypto import Kek, KekRing
 from keys.sql import SqlKeyStore
-from keys.store import KeyStoreError
+from keys.store import KeyStoreError, ManagedKeyStore
 
 log = logging.getLogger(__name__)
 
@@ -46,83 +63,91 @@ API_PREFIXES = (
 )
 
 
-def build_services(settings: Settings) -> context.Services:
-    """Everything but Flask: also used by the CLI and benchmarks."""
+def derive(secret: str, purpose: bytes) -> bytes:
+    """A purpose-bound key derived from the instance secret (HMAC-SHA-256)."""
+    return hmac.new(secret.encode(), purpose, hashlib.sha256).digest()
+
+
+def build_services(settings: Settings) -> Services:
+    """Build every service from ``settings`` (no Flask app needed)."""
     db = Database(settings.resolved_database_url)
     current_kek = key_encryption_key(settings)
-    older = previous_keks(settings)
-    kek = KekRing.of(current_kek, older)
+    kek = KekRing.of(current_kek, previous_keks(settings))
     secret = secret_key(settings)
-    keystore = _build_key_store(settings, db, current_kek, older)
-    lookup_secret = hmac.new(secret.encode(), b"identity-lookup", hashlib.sha256).digest()
-    pairwise_secret = hmac.new(secret.encode(), b"pairwise-subject", hashlib.sha256).digest()
-    services = context.Services(
+    keystore = _build_key_store(settings, db, current_kek, previous_keks(settings))
+    pairwise_secret = derive(secret, b"pairwise-subject")
+    policies = PolicyStore(db)
+    devices = KnownDevices(secret, secure=settings.issuer.startswith("https://"))
+    namespace = hashlib.sha256(secret.encode() + settings.issuer.encode()).hexdigest()[:12]
+    try:
+        directories = DirectoryRegistry(settings.directories, db, kek)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return Services(
         settings=settings,
         db=db,
         kek=kek,
         keys=keystore,
-        passwords=Passwords(
+        passwords=PolicyPasswords(
+            policies,
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
             min_length=settings.password_min_length,
             max_length=settings.password_max_length,
         ),
-        vault=IdentityVault(kek, lookup_secret),
+        vault=IdentityVault(kek, derive(secret, b"identity-lookup")),
         tokens=TokenIssuer(settings, keystore, pairwise_secret),
+        secret_key=secret,
+        pairwise_secret=pairwise_secret,
+        code_secret=derive(secret, b"yitong-mfa-codes"),
+        sealer=InteractionSealer(secret),
+        policies=policies,
+        login_gate=LoginGate(Counters(db), policies, devices.device_for),
+        devices=devices,
+        rate_limiter=RateLimiter(settings.redis_url, namespace=f"yt{namespace}"),
+        sms_sender=build_sms_sender(settings, db),
+        directories=directories,
+        clients=ClientSnapshot(db),
+        logout=LogoutDispatcher.from_settings(settings, db),
     )
-    services.extra["secret_key"] = secret
-    services.extra["pairwise_secret"] = pairwise_secret
-    services.extra["interaction_sealer"] = InteractionSealer(secret)
-    services.directories = _build_directories(settings, db, kek)
-    return services
 
 
-def _check_keys(services: context.Services) -> None:
-    """A wrong or missing KEK stops start-up here, not at the first token (issue 4 item 2).
-
-    Before ``yitong init`` there is no schema and nothing to check.
-    """
-    from sqlalchemy import inspect
-
-    if not inspect(services.db.engine).has_table("signing_keys"):
-        return
-    try:
-        services.keys.check()
-    except KeyStoreError as exc:
-        raise ConfigError(f"signing keys: {exc}") from None
-
-
-def _build_key_store(settings: Settings, db: Database, kek: Kek, older: tuple[Kek, ...]) -> Any:
-    """The configured KeyStore (issue 4): database (encrypted) or a PKCS#11 hardware module."""
+def _build_key_store(
+    settings: Settings, db: Database, kek: Kek, older: tuple[Kek, ...]
+) -> ManagedKeyStore:
+    """The configured key store (issue 4): database (encrypted) or a PKCS#11 hardware module."""
     if settings.key_store == "pkcs11":
-        from keys.pkcs11 import Pkcs11KeyStore
+        from keys.pkcs11 import Pkcs11KeyStore  # optional dependency: the ``hsm`` extra
 
         if not (settings.pkcs11_module and settings.pkcs11_token_label):
             raise ConfigError(
                 "key_store = pkcs11 needs YITONG_PKCS11_MODULE and YITONG_PKCS11_TOKEN_LABEL"
             )
-        return Pkcs11KeyStore.from_settings(
+        store: ManagedKeyStore = Pkcs11KeyStore.from_settings(
             settings,
             db,
             module=settings.pkcs11_module,
             token_label=settings.pkcs11_token_label,
             pin=hsm_pin(settings),
         )
-    store = SqlKeyStore.from_settings(settings, db, kek)
-    store.previous_keks = older
-    return store
+        return store
+    sql = SqlKeyStore.from_settings(settings, db, kek)
+    sql.previous_keks = older
+    return sql
 
 
-def _build_directories(settings: Settings, db: Database, kek: Any) -> Any:
-    """Department directories from the settings file and the admin API (issue 6)."""
-    from adapters.base import AdapterConfigError
-    from idp.accounts.directories import DirectoryRegistry
+def _check_keys(services: Services) -> None:
+    """A wrong or missing KEK stops start-up here, not at the first token (issue 4 item 2).
 
+    Before ``yitong init`` there is no schema and nothing to check.
+    """
+    if not inspect(services.db.engine).has_table("signing_keys"):
+        return
     try:
-        return DirectoryRegistry(settings.directories, db, kek)
-    except AdapterConfigError as exc:
-        raise ConfigError(str(exc)) from None
+        services.keys.check()
+    except KeyStoreError as exc:
+        raise ConfigError(f"signing keys: {exc}") from None
 
 
 def _ui_locales() -> str:
@@ -134,10 +159,8 @@ def _ui_locales() -> str:
     except RequestEntityTooLarge:
         return ""  # the 413 handler renders a page too; it must not fail on the same body
     if ix:
-        from idp.interaction.flow import InteractionExpired
-
         try:
-            multi, _started, _extra = context.services().extra["interaction_sealer"].open(ix)
+            multi, _started, _extra = context.services().sealer.open(ix)
         except InteractionExpired:
             return ""
         return str((multi.get("ui_locales") or [""])[0])
@@ -168,12 +191,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     services = build_services(settings)
     _check_keys(services)
     app.extensions["yitong"] = services
-    app.extensions["yitong.db"] = services.db
-    app.extensions["yitong.keys"] = services.keys
-    app.extensions["yitong.settings"] = settings
     secure = settings.issuer.startswith("https://")
     app.config.update(
-        SECRET_KEY=services.extra["secret_key"],
+        SECRET_KEY=services.secret_key,
         TESTING=settings.env == "testing",
         SESSION_COOKIE_NAME="__Host-yitong" if secure else "yitong",
         SESSION_COOKIE_SECURE=secure,
@@ -188,27 +208,31 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         BABEL_TRANSLATION_DIRECTORIES="translations",
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
+    if settings.trusted_proxies:
+        # Only the last ``trusted_proxies`` hops of X-Forwarded-For are believed; everything
+        # that reads the client's address reads ``remote_addr`` through context.client_ip().
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=0, x_host=0, x_port=0
+        )
     csrf = CSRFProtect(app)
     Babel(app, locale_selector=_select_locale)
-    from flask_babel import get_locale
-
     app.jinja_env.globals["get_locale"] = get_locale
     login_manager = LoginManager(app)
-    login_manager.login_view = "account.login"
-
-    from idp.blueprints import account, oidc
-    from idp.interaction.web import init_login_manager
-    from idp.oauth.server import build_authorization_server
-
+    login_manager.login_view = "login.login_form"
     init_login_manager(login_manager)
-    app.register_blueprint(oidc.bp)
-    app.register_blueprint(account.bp)
+    for blueprint in (
+        oidc.bp,
+        login.bp,
+        second_factor.bp,
+        security.bp,
+        account.bp,
+        logout.bp,
+    ):
+        app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
-    from admin.api import register as register_admin_api
-    from idp.blueprints.mfa import register as register_mfa
-
+    csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
-    register_mfa(app, csrf)
+    guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
     _install_limits_and_health(app)
@@ -221,7 +245,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 MAX_QUERY_BYTES = 16384
 
 
-def _install_key_rotation(app: Flask, services: context.Services) -> None:
+def _install_key_rotation(app: Flask, services: Services) -> None:
     """Rotate signing keys when due, before the request opens its database session.
 
     ``maybe_rotate`` costs well under a microsecond when nothing is due; when something is, one
@@ -259,8 +283,6 @@ def _install_limits_and_health(app: Flask) -> None:
 
     @app.route("/readyz", methods=["GET"])
     def readyz() -> tuple[Response, int]:
-        from sqlalchemy import text
-
         try:
             with context.services().db.session() as session:
                 session.execute(text("SELECT 1"))
@@ -284,9 +306,10 @@ def _install_headers(app: Flask, settings: Settings) -> None:
             )
         if settings.issuer.startswith("https://"):
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        if request.path.startswith(
+        if g.get("sso") is not None or request.path.startswith(
             ("/login", "/consent", "/register", "/account", "/logout", "/authorize")
         ):
+            # A page drawn for a signed-in person is never stored (issue 14 item 10).
             h.setdefault("Cache-Control", "no-store")
         return resp
 

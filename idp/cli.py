@@ -134,7 +134,6 @@ def users_add(
 def users_disable(user_id: str) -> None:
     """Disable an account: its sessions end (clients are told) and its tokens are revoked."""
     from idp.accounts.lifecycle import disable_account
-    from idp.oauth.logout import dispatcher_for
     from idp.storage.models import User
 
     with app_services() as services:
@@ -142,14 +141,13 @@ def users_disable(user_id: str) -> None:
             user = session.get(User, user_id)
             if user is None:
                 raise CliError(f"no account {user_id}")
-            deliveries = disable_account(session, services, user, actor="cli")
-        if deliveries:
-            # A command has no request thread to outlive: deliver now (failures stay queued
-            # for `yitong logout deliver`).
-            dispatcher = dispatcher_for(services)
-            dispatcher.background = False
-            dispatcher.kick(deliveries)
-        click.echo(f"disabled {user_id}; {len(deliveries)} back-channel logout(s) sent or queued")
+            ended = disable_account(session, services, user, actor="cli")
+        # A command has no request thread to outlive: deliver now (failures stay queued
+        # for `yitong logout deliver`).
+        services.logout.background = False
+        ended.kick()
+        n = len(ended.deliveries)
+        click.echo(f"disabled {user_id}; {n} back-channel logout(s) sent or queued")
 
 
 # ------------------------------------------------------------------ clients
@@ -340,10 +338,10 @@ def logout_deliver(loop: bool, interval: float) -> None:
     """Deliver (and retry, with back-off) the logout tokens that are due."""
     import time
 
-    from idp.oauth.logout import DELIVERY_TIMEOUT, deliver_due, dispatcher_for
+    from idp.oauth.logout import DELIVERY_TIMEOUT, deliver_due
 
     with app_services() as services:
-        poster = dispatcher_for(services).poster
+        poster = services.logout.poster
         while True:
             report = deliver_due(services.db, poster, timeout=DELIVERY_TIMEOUT)
             click.echo(

@@ -55,9 +55,9 @@ def _target(ctx: click.Context) -> Iterator[KeysCli]:
 
     app = make_app()
     try:
-        yield KeysCli(store=app.extensions["yitong.keys"], actor=_actor())
+        yield KeysCli(store=app.extensions["yitong"].keys, actor=_actor())
     finally:
-        app.extensions["yitong.db"].dispose()
+        app.extensions["yitong"].db.dispose()
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -158,6 +158,7 @@ def rotate(ctx: click.Context, force: tuple[str, ...], as_json: bool) -> None:
             _fail(str(exc))
         after = {k.alg: k.kid for k in store.list_keys() if k.state == KeyState.ACTIVE}
         waiting = [alg for alg in force if before.get(alg) == after.get(alg)]
+        ready = {alg: store.next_key_ready(alg) for alg in waiting}
         due = store.next_change()
     if as_json:
         _emit({"changed": changed, "not_yet": waiting, "next_change": due.isoformat()})
@@ -168,7 +169,8 @@ def rotate(ctx: click.Context, force: tuple[str, ...], as_json: bool) -> None:
         for alg in waiting:
             click.echo(
                 f"{alg}: the next key has not been published for a full JWKS cache lifetime "
-                f"yet; it can sign from {_when(due)} (in an emergency: `yitong keys revoke`)",
+                f"yet; it can sign from {_when(ready[alg])} "
+                "(in an emergency: `yitong keys revoke`)",
                 err=True,
             )
 

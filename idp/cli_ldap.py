@@ -129,13 +129,12 @@ def ldap_sync(
             targets = list(services.directories.values())
         if not targets:
             raise _fail("no directories configured")
+        services.logout.background = False  # deliver before the command exits
         while True:
             failed = False
             for directory in targets:
                 try:
-                    report = sync_directory(
-                        services.db, directory, actor="cli:ldap-sync", force=force
-                    )
+                    report = sync_directory(services, directory, actor="cli:ldap-sync", force=force)
                 except AdapterError as exc:
                     failed = True
                     click.echo(f"{directory.id}: sync failed, nothing changed: {exc}", err=True)

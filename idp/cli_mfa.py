@@ -21,10 +21,7 @@ def _cli() -> Any:
 
 
 def _policy_store(services: Any) -> Any:
-    from idp.interaction.policies import PolicyStore
-
-    store = services.extra.get("policies")
-    return store if store is not None else PolicyStore(services.db)
+    return services.policies
 
 
 @click.group("policy")
@@ -116,10 +113,7 @@ def unlock(user: str) -> None:
     with _cli().app_services() as services:
         with services.db.session() as session:
             account = _find_user(services, session, user)
-        gate = services.extra.get("login_gate")
-        if gate is None:
-            raise _cli().CliError("the lockout gate is not installed")
-        gate.unlock(account)
+        services.login_gate.unlock(account)
         with services.db.transaction() as session:
             audit.record(session, "user.unlock", actor="cli", target=account.id)
     click.echo(f"unlocked {account.id}")

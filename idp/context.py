@@ -1,4 +1,5 @@
-"""Per-app services and the per-request database session, reached from request handlers.
+"""What a request handler reaches: the app's :class:`~idp.services.Services`, the request's
+database session, the client's address.
 
 The factory (:func:`idp.app.create_app`) puts one :class:`Services` in
 ``app.extensions['yitong']``; a request gets one SQLAlchemy session, opened lazily on ``g``
@@ -7,34 +8,14 @@ and closed (rolled back unless committed) at teardown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from flask import current_app, g
+from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
-from idp.accounts.passwords import Passwords
-from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
-from idp.storage.db import Database
-from keys.crypto import KekRing
-from keys.store import ManagedKeyStore
+from idp.services import Services
+from idp.storage.models import Client
 
-if TYPE_CHECKING:
-    from idp.oauth.tokens import TokenIssuer
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    kek: KekRing
-    keys: ManagedKeyStore
-    passwords: Passwords
-    vault: IdentityVault
-    tokens: TokenIssuer
-    directories: Any = field(default_factory=dict)  # Mapping id -> PasswordAuthenticator
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Services", "client_ip", "db_session", "find_client", "services", "settings"]
 
 
 def services() -> Services:
@@ -59,3 +40,25 @@ def close_db_session(_exc: BaseException | None = None) -> None:
     if session is not None:
         services().db.bind_request_session(None)
         session.close()
+
+
+def release_request_transaction() -> None:
+    """End the request's transaction before work that commits in a transaction of its own.
+
+    On SQLite the request session holds the write lock from its first statement; an atomic
+    compare-and-set in a second transaction (a one-time code, a lockout counter, an audit
+    entry written with retry) would otherwise wait for it.
+    """
+    if "db_session" in g:
+        g.db_session.commit()
+
+
+def client_ip() -> str:
+    """The client's address: ``ProxyFix`` (driven by ``trusted_proxies``) already replaced
+    ``remote_addr`` with the address the trusted proxies saw, and nothing else is believed."""
+    return request.remote_addr or "unknown"
+
+
+def find_client(client_id: str | None) -> Client | None:
+    """A client from the per-worker snapshot (read-only; detached rows)."""
+    return services().clients.get(client_id)

@@ -182,10 +182,18 @@ class SlowDownError(ProtocolError):
     status_code = 429
 
 
+class InsufficientScopeError(OAuth2Error):  # type: ignore[misc]
+    """``insufficient_scope`` (RFC 6750 §3.1): the token lacks a scope or role it needs."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
     "ConsentRequiredError",
+    "InsufficientScopeError",
     "InteractionRequiredError",
     "InvalidClientError",
     "InvalidGrantError",

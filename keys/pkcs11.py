@@ -7,8 +7,9 @@ JWS algorithms: RFC 7518 §3 (https://www.rfc-editor.org/rfc/rfc7518#section-3),
 The private key never leaves the module: it is generated there with ``CKA_SENSITIVE=true`` and
 ``CKA_EXTRACTABLE=false``, and signing sends the JWS signing input (or its SHA-256 digest) to
 ``C_Sign``.  Only the public key is read out, to publish it.  The lifecycle, lock and audit are
-shared with :class:`keys.sql.SqlKeyStore` (:class:`keys.sql.DatabaseKeyStore`); the row keeps
-the HSM object's label in ``hsm_label`` and ``backend='pkcs11'``.
+shared with :class:`keys.sql.SqlKeyStore` (both subclass
+:class:`keys.lifecycle.DatabaseKeyStore`); the row keeps the HSM object's label in
+``hsm_label`` and ``backend='pkcs11'``.
 
 Mechanisms per algorithm, chosen to work on the widest range of modules (SoftHSM2 has no
 ``CKM_ECDSA_SHA256``, for one):
@@ -41,6 +42,7 @@ from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClas
 from pkcs11.exceptions import NoSuchKey, PKCS11Error, UserAlreadyLoggedIn
 from pkcs11.types import SignMixin
 
+from keys.lifecycle import DatabaseKeyStore, NewKey, Txn
 from keys.rotation import RotationPolicy
 from keys.software import (
     JWS_REGISTRY,
@@ -51,7 +53,6 @@ from keys.software import (
     import_public_jwk,
     thumbprint,
 )
-from keys.sql import DatabaseKeyStore, NewKey, _Txn
 from keys.store import PUBLISHED_STATES, KeyStoreError, SigningKey
 
 if TYPE_CHECKING:
@@ -369,7 +370,7 @@ class Pkcs11KeyStore(DatabaseKeyStore):
         self.token.private_key(row.hsm_label)  # fail now, at load, if the object is missing
         return Pkcs11SigningKey(self.token, row.hsm_label, row.kid, row.alg)
 
-    def _destroy(self, txn: _Txn, row: SigningKeyRow) -> None:
+    def _destroy(self, txn: Txn, row: SigningKeyRow) -> None:
         # After commit: a rolled-back revocation must not have destroyed the key.
         label = row.hsm_label
         if label:

@@ -96,6 +96,22 @@ def _activated(info: KeyInfo) -> dt.datetime:
     return info.activated_at or info.created_at
 
 
+def _prepublished(info: KeyInfo, policy: RotationPolicy) -> dt.datetime:
+    """When a next key has been published long enough to sign (checklist 96)."""
+    return info.created_at + policy.prepublish
+
+
+def next_key_ready(keys: Iterable[KeyInfo], alg: str, policy: RotationPolicy) -> dt.datetime | None:
+    """The end of pre-publication of ``alg``'s next key (the oldest, which :func:`plan`
+    promotes): the earliest a rotation, even a forced one, can make it sign.
+
+    This, not the next scheduled rotation, is what an operator whose ``rotate --force`` was
+    refused needs to hear (issue 14 item 11).  None when ``alg`` has no next key.
+    """
+    nexts = [k for k in keys if k.alg == alg and k.state == KeyState.NEXT]
+    return min(_prepublished(k, policy) for k in nexts) if nexts else None
+
+
 def plan(
     keys: Iterable[KeyInfo],
     algorithms: Sequence[str],
@@ -142,7 +158,7 @@ def plan(
         elif (
             (alg in force or _activated(current) + policy.rotation_period <= now)
             and upcoming is not None
-            and upcoming.created_at + policy.prepublish <= now
+            and _prepublished(upcoming, policy) <= now
         ):
             why = "rotated by hand" if alg in force else "scheduled"
             steps.append(Step("retire", alg, current.kid, why))
@@ -176,7 +192,7 @@ def next_due(
             return earliest
         rotate_at = max(
             _activated(actives[0]) + policy.rotation_period,
-            min(k.created_at for k in nexts) + policy.prepublish,
+            min(_prepublished(k, policy) for k in nexts),
         )
         due = min(due, rotate_at)
     return due

@@ -19,7 +19,7 @@ from typing import Any
 from joserfc.jwk import Key
 
 from idp.storage.models import utcnow
-from keys.rotation import RotationPolicy, Step, next_due, plan
+from keys.rotation import RotationPolicy, Step, next_due, next_key_ready, plan
 from keys.software import (
     KEY_CLASSES,
     AsymmetricKey,
@@ -30,9 +30,14 @@ from keys.software import (
     import_public_jwk,
     public_jwk,
 )
-from keys.store import PUBLISHED_STATES, KeyInfo, KeyNotFoundError, KeyState, KeyStoreError
-
-_ORDER = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
+from keys.store import (
+    PUBLISHED_STATES,
+    KeyInfo,
+    KeyNotFoundError,
+    KeyState,
+    KeyStoreError,
+    publication_order,
+)
 
 
 @dataclasses.dataclass
@@ -158,8 +163,9 @@ class StaticKeyStore:
         return step.kid
 
     def _published(self) -> list[_Entry]:
-        entries = [e for e in self._entries.values() if e.info.state in PUBLISHED_STATES]
-        return sorted(entries, key=lambda e: (_ORDER[e.info.state], e.info.alg))
+        entries = {kid: e for kid, e in self._entries.items() if e.info.state in PUBLISHED_STATES}
+        infos = publication_order((e.info for e in entries.values()), self.algorithms)
+        return [entries[info.kid] for info in infos]
 
     # -- KeyStore ---------------------------------------------------------------------------
     def signing_key(self, alg: str) -> SoftwareSigningKey:
@@ -240,6 +246,9 @@ class StaticKeyStore:
 
     def next_change(self) -> dt.datetime:
         return next_due([e.info for e in self._entries.values()], self.algorithms, self.policy)
+
+    def next_key_ready(self, alg: str) -> dt.datetime | None:
+        return next_key_ready([e.info for e in self._entries.values()], alg, self.policy)
 
     def ensure_keys(self, *, actor: str = "system") -> list[str]:
         return self.rotate(utcnow())

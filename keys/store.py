@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,6 +38,10 @@ class KeyState(enum.StrEnum):
 PUBLISHED_STATES = (KeyState.ACTIVE, KeyState.NEXT, KeyState.RETIRED)
 
 SUPPORTED_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
+
+#: The ID-token algorithm of a client that registered none (OpenID Connect Dynamic Client
+#: Registration 1.0 §2, ``id_token_signed_response_alg``).
+DEFAULT_ID_TOKEN_ALG = "RS256"
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,34 @@ class KeyInfo:
             "kek_id": self.kek_id,
             "hsm_label": self.hsm_label,
         }
+
+
+_STATE_ORDER = {KeyState.ACTIVE: 0, KeyState.NEXT: 1, KeyState.RETIRED: 2}
+
+
+def publication_order(keys: Iterable[KeyInfo], algorithms: Sequence[str]) -> list[KeyInfo]:
+    """The published keys in the order the JWKS lists them: grouped by algorithm, the default
+    ID-token algorithm's group first, then the configured ``algorithms`` in their order; within
+    a group active, next, retired, newest first.
+
+    Why the groups: python-jose, given a whole JWKS, builds every key in turn with the token's
+    ``alg`` and gives up at the first key of another type (``JWKError: Incorrect key type``)
+    instead of skipping it (issue 9 defect 4).  With every RS256 key, retired ones included,
+    ahead of the EC and OKP keys, the ID tokens of a default deployment verify that way; other
+    algorithms need selection by ``kid`` (docs/integrating.md).  Libraries that select by
+    ``kid`` (PyJWT, Authlib, joserfc) do not care about the order.
+    """
+    groups = [DEFAULT_ID_TOKEN_ALG, *algorithms, *SUPPORTED_ALGS]
+    published = [k for k in keys if k.state in _STATE_ORDER]
+    return sorted(
+        published,
+        key=lambda k: (
+            groups.index(k.alg) if k.alg in groups else len(groups),
+            k.alg,
+            _STATE_ORDER[k.state],
+            -k.created_at.timestamp(),
+        ),
+    )
 
 
 class KeyStoreError(Exception):
@@ -163,6 +195,11 @@ class ManagedKeyStore(KeyStore, Protocol):
 
     def next_change(self) -> dt.datetime:
         """When :meth:`maybe_rotate` will next have something to do."""
+        ...
+
+    def next_key_ready(self, alg: str) -> dt.datetime | None:
+        """When ``alg``'s next key ends its pre-publication: the earliest a forced rotation
+        can make it sign (:func:`keys.rotation.next_key_ready`); None without a next key."""
         ...
 
     def ensure_keys(self, *, actor: str = ...) -> list[str]:

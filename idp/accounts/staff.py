@@ -24,9 +24,10 @@ from sqlalchemy.orm import Session
 from adapters.base import Identity
 from adapters.ldap import DirectoryListing
 from idp import audit
-from idp.storage.db import Database
+from idp.interaction.sessions import Ended, end_user_sessions
+from idp.services import Services
 from idp.storage.models import Token, User, utcnow
-from idp.storage.repo import end_user_sessions, new_id, revoke_user_grants
+from idp.storage.repo import new_id
 
 log = logging.getLogger("yitong.staff")
 
@@ -177,7 +178,7 @@ class SyncReport:
 
 
 def sync_directory(
-    db: Database,
+    services: Services,
     directory: ListableDirectory,
     *,
     actor: str = "system:ldap-sync",
@@ -191,8 +192,12 @@ def sync_directory(
     listing that would disable more than ``max_disable_fraction`` of the directory's active
     staff (at least 5 people), or that comes back empty, is treated as a directory or
     configuration fault and refused unless ``force`` is given.  Nobody is ever created here.
+    Sessions end through :func:`~idp.interaction.sessions.end_sessions`, so the clients of a
+    disabled person hear of it by back-channel logout (issue 9, defect 1).
     """
+    db = services.db
     report = SyncReport(directory=directory.id)
+    ended: list[Ended] = []
     try:
         listing = directory.listing(page_size)
     except Exception as exc:
@@ -251,17 +256,26 @@ def sync_directory(
             ("disabled", disabled, report.disabled_by_directory),
         ):
             for user in users:
-                _disable(session, user, reason, actor, report)
+                ended.append(_disable(session, services, user, reason, actor, report))
                 bucket.append(user.id)
         audit.record(
             session, "directory.sync", actor=actor, target=directory.id, details=report.summary()
         )
+    for each in ended:  # after the commit
+        each.kick()
     if report.disabled:
         log.info("ldap sync %s: disabled %d staff accounts", directory.id, len(report.disabled))
     return report
 
 
-def _disable(session: Session, user: User, reason: str, actor: str, report: SyncReport) -> None:
+def _disable(
+    session: Session,
+    services: Services,
+    user: User,
+    reason: str,
+    actor: str,
+    report: SyncReport,
+) -> Ended:
     """Disable one account and end everything it holds (checklist 92)."""
     user.status = "disabled"
     live_tokens = session.scalar(
@@ -269,8 +283,11 @@ def _disable(session: Session, user: User, reason: str, actor: str, report: Sync
         .select_from(Token)
         .where(Token.user_id == user.id, Token.revoked_at.is_(None))
     )
-    sessions = end_user_sessions(session, user.id)
-    grants = revoke_user_grants(session, user.id, SYNC_REVOKE_REASON)
+    ended = end_user_sessions(
+        session, services, user.id, reason=SYNC_REVOKE_REASON, include_offline=True
+    )
+    sessions = len(ended.sids)
+    grants = ended.revoked_grants
     # Tokens are revoked through their grants; any token carrying the user but not reached
     # that way is revoked directly, so none survives.
     session.execute(
@@ -294,3 +311,4 @@ def _disable(session: Session, user: User, reason: str, actor: str, report: Sync
             "grants_revoked": len(grants),
         },
     )
+    return ended

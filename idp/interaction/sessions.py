@@ -1,5 +1,12 @@
 """The SSO session: created at login, found by cookie digest, ended at logout or timeout.
 
+**One way to end sessions** (:func:`end_sessions`): logout, a replaced browser session, a
+time-out (of the settings or of the user's class), "sign out my other sessions", an account
+disabled by an administrator, the CLI or directory sync — all go through it, so the grants
+made in each session are revoked and every client with a grant in it is queued for
+back-channel logout in the same transaction (checklist 64, 67, 69).  The caller commits, then
+calls :meth:`Ended.kick` to start delivery off the request.
+
 The cookie holds 256 random bits; the database holds only their digest (checklist 62).  A
 fresh reference is issued at every (re)authentication and any previous one is ended, so a
 planted cookie never becomes a logged-in session (session fixation, checklist 61).  Idle and
@@ -9,11 +16,15 @@ absolute timeouts are enforced here, server-side, on every request (checklist 66
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from sqlalchemy import update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from idp.oauth.logout import FrontChannelFrame, LogoutDispatcher, end_sso_session
+from idp.services import Services
+from idp.storage import repo
 from idp.storage.models import SsoSession, User, utcnow
 from idp.storage.repo import digest, new_id, new_secret
 
@@ -43,20 +54,16 @@ def start_session(
     *,
     amr: list[str],
     acr: str = ACR_PASSWORD,
-    previous_token: str | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[str, SsoSession]:
-    """Create a session and return (cookie value, row); any previous session is ended."""
+    """Create a session and return (cookie value, row).
+
+    The browser's previous session is ended by the caller through :func:`end_sessions`
+    (:func:`session_by_token` finds it), so its clients hear of it.
+    """
     now = now or utcnow()
-    if previous_token:
-        session.execute(
-            update(SsoSession)
-            .where(SsoSession.token_digest == digest(previous_token), SsoSession.ended_at.is_(None))
-            .values(ended_at=now)
-            .execution_options(synchronize_session=False)
-        )
     token = new_secret(32)
     row = SsoSession(
         id=new_id(),
@@ -77,24 +84,103 @@ def start_session(
     return token, row
 
 
-def load_session(
-    session: Session, token: str | None, timeouts: SessionTimeouts, now: dt.datetime | None = None
-) -> SsoSession | None:
-    """The live session for a cookie value, or None (unknown, ended, idle or too old)."""
+def session_by_token(session: Session, token: str | None) -> SsoSession | None:
+    """The live (not ended) session a cookie value names, or None; no time-out applied."""
     if not token or len(token) > 200:
         return None
-    now = now or utcnow()
-    row = session.query(SsoSession).filter(SsoSession.token_digest == digest(token)).first()
+    row = session.scalars(
+        select(SsoSession).where(SsoSession.token_digest == digest(token))
+    ).first()
     if row is None or row.ended_at is not None:
         return None
-    if now >= row.expires_at or now - row.last_seen_at > dt.timedelta(seconds=timeouts.idle):
-        row.ended_at = now
-        return None
-    if now - row.last_seen_at > _TOUCH_EVERY:
-        row.last_seen_at = now
     return row
 
 
-def end_session(session: Session, row: SsoSession, now: dt.datetime | None = None) -> None:
-    if row.ended_at is None:
-        row.ended_at = now or utcnow()
+def timed_out(row: SsoSession, timeouts: SessionTimeouts, now: dt.datetime) -> bool:
+    """Past its absolute lifetime, or idle longer than allowed (checklist 66)."""
+    if now >= row.expires_at or (now - row.auth_time).total_seconds() > timeouts.absolute:
+        return True
+    return (now - row.last_seen_at).total_seconds() > timeouts.idle
+
+
+def touch(row: SsoSession, now: dt.datetime) -> None:
+    """Record activity, at most every 30 s (most requests stay read-only)."""
+    if now - row.last_seen_at > _TOUCH_EVERY:
+        row.last_seen_at = now
+
+
+def live_sessions_of(session: Session, user_id: str) -> list[SsoSession]:
+    return list(
+        session.scalars(
+            select(SsoSession).where(SsoSession.user_id == user_id, SsoSession.ended_at.is_(None))
+        )
+    )
+
+
+@dataclass
+class Ended:
+    """What :func:`end_sessions` did; :meth:`kick` after the commit starts delivery."""
+
+    dispatcher: LogoutDispatcher
+    sids: list[str] = field(default_factory=list)
+    frames: list[FrontChannelFrame] = field(default_factory=list)
+    deliveries: list[int] = field(default_factory=list)
+    revoked_grants: list[str] = field(default_factory=list)
+
+    def kick(self) -> None:
+        """Deliver the queued back-channel logout tokens (call after the commit)."""
+        if self.deliveries:
+            self.dispatcher.kick(self.deliveries)
+
+
+def end_sessions(
+    session: Session,
+    services: Services,
+    rows: Iterable[SsoSession],
+    *,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> Ended:
+    """End each session, revoke the grants made in it, queue its clients' logout.
+
+    The one way a session ends (see the module docstring).  ``reason`` is recorded on the
+    revoked grants (``logout``, ``timeout``, ``replaced``, ``password_change``, ``disabled``…).
+    """
+    now = now or utcnow()
+    ended = Ended(services.logout)
+    for row in rows:
+        outcome = end_sso_session(
+            session,
+            row,
+            issuer=services.settings.issuer,
+            keys=services.keys,
+            pairwise_secret=services.pairwise_secret,
+            reason=reason,
+            now=now,
+        )
+        ended.sids.append(row.id)
+        ended.frames.extend(outcome.frames)
+        ended.deliveries.extend(outcome.deliveries)
+        ended.revoked_grants.extend(outcome.revoked_grants)
+    return ended
+
+
+def end_user_sessions(
+    session: Session,
+    services: Services,
+    user_id: str,
+    *,
+    reason: str,
+    keep_sid: str | None = None,
+    include_offline: bool = False,
+) -> Ended:
+    """End every live session of a user (but ``keep_sid``) and revoke the grants not made in
+    the kept session (offline ones too when ``include_offline``: a disabled account)."""
+    rows = [r for r in live_sessions_of(session, user_id) if r.id != keep_sid]
+    ended = end_sessions(session, services, rows, reason=reason)
+    ended.revoked_grants.extend(
+        repo.revoke_user_grants(
+            session, user_id, reason, include_offline=include_offline, except_sid=keep_sid
+        )
+    )
+    return ended

@@ -3,6 +3,10 @@
 The cookie is ``__Host-`` prefixed, ``Secure``, ``HttpOnly``, ``SameSite=Lax``, ``Path=/`` and
 has no ``Domain`` in production (checklist 62); in development over plain http the prefix and
 ``Secure`` are dropped, because browsers refuse them there.
+
+A session past its idle or absolute time-out ends here, when a request first looks at it:
+the strictest of the settings and the policy of the user's classes applies (checklist 66),
+and it ends through :func:`~idp.interaction.sessions.end_sessions` like every other session.
 """
 
 from __future__ import annotations
@@ -12,8 +16,15 @@ from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
 from idp import context
-from idp.interaction.sessions import SessionTimeouts, load_session
-from idp.storage.models import SsoSession, User
+from idp.interaction.policies import session_timeouts_for, user_classes
+from idp.interaction.sessions import (
+    SessionTimeouts,
+    end_sessions,
+    session_by_token,
+    timed_out,
+    touch,
+)
+from idp.storage.models import SsoSession, User, utcnow
 
 
 def cookie_name() -> str:
@@ -25,27 +36,49 @@ def timeouts() -> SessionTimeouts:
     return SessionTimeouts(idle=s.session_idle_timeout, absolute=s.session_absolute_timeout)
 
 
+def timeouts_for(user: User) -> SessionTimeouts:
+    """The settings' time-outs, tightened by the policy of the user's classes."""
+    base = timeouts()
+    idle, absolute = session_timeouts_for(context.services().policies, user_classes(user))
+    return SessionTimeouts(idle=min(base.idle, idle), absolute=min(base.absolute, absolute))
+
+
 def current_sso() -> SsoSession | None:
     """The live SSO session of this request (loaded once per request)."""
     if "sso" not in g:
-        session = context.db_session()
-        row = load_session(session, request.cookies.get(cookie_name()), timeouts())
-        if session.dirty:
-            session.commit()
-        g.sso = row
-        g.sso_user = None
-        if row is not None:
-            user = session.get(User, row.user_id)
-            if user is None or not user.is_active:
-                g.sso = None
-            else:
-                g.sso_user = user
+        g.sso, g.sso_user = _load()
     return g.sso  # type: ignore[no-any-return]
+
+
+def _load() -> tuple[SsoSession | None, User | None]:
+    session = context.db_session()
+    row = session_by_token(session, request.cookies.get(cookie_name()))
+    if row is None:
+        return None, None
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        return None, None
+    now = utcnow()
+    if timed_out(row, timeouts_for(user), now):
+        ended = end_sessions(session, context.services(), [row], reason="timeout", now=now)
+        session.commit()
+        ended.kick()
+        return None, None
+    touch(row, now)
+    if session.dirty:
+        session.commit()
+    return row, user
 
 
 def current_user_row() -> User | None:
     current_sso()
     return g.sso_user  # type: ignore[no-any-return]
+
+
+def forget_current_session() -> None:
+    """This request's session ended (logout, step-up replaced it): load it afresh if asked."""
+    g.pop("sso", None)
+    g.pop("sso_user", None)
 
 
 def set_session_cookie(resp: Response, token: str) -> None:
@@ -69,11 +102,11 @@ def clear_session_cookie(resp: Response) -> None:
 def init_login_manager(login_manager: LoginManager) -> None:
     """flask-login reads the user from the SSO session only (never from its own cookie)."""
 
-    def _load(_request: object) -> User | None:
+    def _load_user(_request: object) -> User | None:
         return current_user_row()
 
     def _never(_user_id: str) -> None:
         return None
 
-    login_manager.request_loader(_load)
+    login_manager.request_loader(_load_user)
     login_manager.user_loader(_never)

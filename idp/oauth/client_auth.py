@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -34,8 +33,6 @@ from urllib.parse import unquote_plus
 
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, OctKey, import_key
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
 
 from idp import context, untrusted_json
 from idp.errors import InvalidClientError
@@ -50,7 +47,7 @@ from idp.oauth.jose_inbound import (
 )
 from idp.oauth.outbound import JsonCache, OutboundError, OutboundPolicy
 from idp.storage import repo
-from idp.storage.models import SeenJti, utcnow
+from idp.storage.models import utcnow
 from keys.crypto import KekError
 
 log = logging.getLogger(__name__)
@@ -307,23 +304,11 @@ class ClientAuthenticator:
 
     def _remember_jti(self, client_id: str, claims: Mapping[str, Any]) -> None:
         """Record the jti until the assertion expires; a second use is a replay (checklist 33)."""
-        session = context.db_session()
-        now = utcnow()
-        key = repo.digest(f"client_assertion\x00{client_id}\x00{claims['jti']}")
         expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC) + dt.timedelta(seconds=60)
-        if random.random() < 0.01:
-            session.execute(
-                delete(SeenJti)
-                .where(SeenJti.expires_at < now)
-                .execution_options(synchronize_session=False)
-            )
-        session.add(SeenJti(digest=key, expires_at=expires))
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
+        value = f"{client_id}\x00{claims['jti']}"
+        if not repo.consume_once(context.db_session(), "client_assertion", value, expires):
             log.warning("client assertion jti replayed for %s", client_id)
-            raise client_auth_failed() from None
+            raise client_auth_failed()
 
     def _secret_key_resolver(self, client: OAuthClient) -> Callable[[Mapping[str, Any]], list[Key]]:
         row = client.row

@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from idp import context
 from idp.storage.db import Database
 from idp.storage.models import Client
 
@@ -70,12 +69,3 @@ class ClientSnapshot:
 
     def invalidate(self) -> None:
         self._loaded_at = -1e9
-
-
-def client_snapshot() -> ClientSnapshot:
-    """This app's snapshot (created by :func:`idp.oauth.server.build_authorization_server`)."""
-    return context.services().extra["client_snapshot"]  # type: ignore[no-any-return]
-
-
-def find_client(client_id: str | None) -> Client | None:
-    return client_snapshot().get(client_id)

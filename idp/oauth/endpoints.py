@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 from idp import context
 from idp.errors import InvalidRequestError
 from idp.oauth.claims import subject_for
-from idp.oauth.client_cache import find_client
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
 from idp.oauth.tokens import DeadTokenError, FoundToken, check_live, find_token
@@ -134,11 +133,11 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
                 utcnow(),
                 grant=found.grant,
                 user=found.user,
-                clients=find_client,
+                clients=context.find_client,
             )
         except DeadTokenError:
             return inactive
-        owner = find_client(row.client_id)
+        owner = context.find_client(row.client_id)
         assert owner is not None  # check_live verified it
         body: dict[str, Any] = {
             "active": True,
@@ -149,7 +148,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             "exp": int(row.expires_at.timestamp()),
             "jti": row.id,
             "sub": (
-                subject_for(user, owner, services.extra["pairwise_secret"])
+                subject_for(user, owner, services.pairwise_secret)
                 if user is not None
                 else row.client_id
             ),

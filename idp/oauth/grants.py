@@ -65,7 +65,6 @@ from idp.errors import (
 )
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.client_cache import find_client
 from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
@@ -90,7 +89,7 @@ MAX_RESOURCES = 10
 
 def account_is_locked(user: User | None) -> bool:
     """A locked account gets no tokens on any path, not only at the login form (checklist 82)."""
-    gate = context.services().extra.get("login_gate")
+    gate = context.services().login_gate
     return bool(user is not None and gate is not None and gate.account_locked(user))
 
 
@@ -333,7 +332,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 now,
                 grant=grant,
                 user=found.user,
-                clients=find_client,
+                clients=context.find_client,
             )
         except DeadTokenError as exc:
             log.info("refresh refused for grant %s: %s", grant.id, exc)

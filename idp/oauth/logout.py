@@ -388,29 +388,6 @@ def deliver_due(
     return report
 
 
-def dispatcher_for(services: Any) -> LogoutDispatcher:
-    """The app's dispatcher (created on first use, kept in ``services.extra``)."""
-    found = services.extra.get("logout_dispatcher")
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    settings = services.settings
-    allowlist = tuple(settings.outbound_test_allowlist)
-    development = settings.env == "development"
-
-    def poster(uri: str, token: str, timeout: float) -> int:
-        allowed = allowlist
-        if development:
-            # The demo's relying parties listen on loopback over http; only in development.
-            parts = urlsplit(uri)
-            if parts.hostname in ("127.0.0.1", "localhost", "::1"):
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                allowed = (*allowed, f"{parts.hostname}:{port}")
-        return post_logout_token(uri, token, timeout, allowed, settings.outbound_private_hosts)
-
-    created = LogoutDispatcher(services.db, poster)
-    return services.extra.setdefault("logout_dispatcher", created)  # type: ignore[no-any-return]
-
-
 class LogoutDispatcher:
     """Delivers queued logout tokens off the request thread.
 
@@ -430,6 +407,24 @@ class LogoutDispatcher:
         self._again = False
         self._thread: threading.Thread | None = None
         self._timer: threading.Timer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any, db: Any) -> LogoutDispatcher:
+        """The app's dispatcher: posts through the SSRF guard with the configured allow-lists."""
+        allowlist = tuple(settings.outbound_test_allowlist)
+        development = settings.env == "development"
+
+        def poster(uri: str, token: str, timeout: float) -> int:
+            allowed = allowlist
+            if development:
+                # The demo's relying parties listen on loopback over http; only in development.
+                parts = urlsplit(uri)
+                if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+                    port = parts.port or (443 if parts.scheme == "https" else 80)
+                    allowed = (*allowed, f"{parts.hostname}:{port}")
+            return post_logout_token(uri, token, timeout, allowed, settings.outbound_private_hosts)
+
+        return cls(db, poster)
 
     def kick(self, ids: Collection[int] | None = None) -> None:
         if not self.background:

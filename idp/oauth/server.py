@@ -22,8 +22,8 @@ from authlib.oauth2.rfc6749 import OAuth2Payload
 from flask import Flask, current_app
 from flask import request as flask_request
 
+from idp import context
 from idp.oauth.client_auth import ClientAuthenticator
-from idp.oauth.client_cache import ClientSnapshot, find_client
 from idp.oauth.clients import OAuthClient
 from idp.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint
 from idp.oauth.grants import (
@@ -37,7 +37,7 @@ from idp.oauth.grants import (
 
 def query_client(client_id: str | None) -> OAuthClient | None:
     """The approved client, from this worker's snapshot (:mod:`idp.oauth.client_cache`)."""
-    row = find_client(client_id)
+    row = context.find_client(client_id)
     if row is None or row.status != "approved":
         return None
     return OAuthClient(row)
@@ -105,14 +105,10 @@ def authenticate_endpoint_client(endpoint: str, methods: list[str] | None = None
 
 
 def build_authorization_server(app: Flask) -> AuthorizationServer:
-    services = app.extensions["yitong"]
-    services.extra.setdefault("client_snapshot", ClientSnapshot(services.db))
     server = YitongAuthorizationServer(app)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)
-    for extend in app.extensions.get("yitong.oauth_extensions", []):
-        extend(server)
     return server

@@ -37,7 +37,7 @@
     status("…", false);
     post(btn.getAttribute("data-options"), extra, csrf).then(function (res) {
       if (res.status !== 200) {
-        if (res.body.error === "reauth_required" && btn.getAttribute("data-reauth")) {
+        if (res.status === 403 && res.body.error === "access_denied" && btn.getAttribute("data-reauth")) {
           window.location = btn.getAttribute("data-reauth"); return null;
         }
         throw new Error(res.body.message || "error");

@@ -11,14 +11,15 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp.storage.models import (
     AuthorizationCode,
     Client,
     Grant,
-    SsoSession,
+    SeenJti,
     Token,
     User,
     utcnow,
@@ -73,6 +74,36 @@ def query_code(session: Session, raw: str) -> AuthorizationCode | None:
 
 
 # ---------------------------------------------------------------------- one-time consumption
+def consume_once(session: Session, purpose: str, value: str, expires_at: dt.datetime) -> bool:
+    """Record that ``value`` was used for ``purpose``; False if it already was.
+
+    The one helper for "use exactly once" of things that have no row of their own (client
+    assertion ``jti``, WebAuthn challenges, interaction tokens, pending logins): an insert
+    into ``seen_jtis`` whose primary key makes the second use fail, atomically on every
+    database and across workers.  It commits ``session`` (the caller's earlier writes too);
+    the entry is kept until ``expires_at``, after which the value is dead anyway.
+    """
+    now = utcnow()
+    if secrets.randbelow(100) == 0:  # purge now and then; the table stays small
+        session.execute(
+            delete(SeenJti)
+            .where(SeenJti.expires_at < now)
+            .execution_options(synchronize_session=False)
+        )
+    session.add(SeenJti(digest=digest(f"{purpose}\x00{value}"), expires_at=expires_at))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True
+
+
+def was_consumed(session: Session, purpose: str, value: str) -> bool:
+    """Whether :func:`consume_once` already recorded ``value`` for ``purpose``."""
+    return session.get(SeenJti, digest(f"{purpose}\x00{value}")) is not None
+
+
 def consume_code(session: Session, code: AuthorizationCode, now: dt.datetime) -> bool:
     """Mark the code used if and only if nobody did before (atomic compare-and-set)."""
     result = session.execute(
@@ -122,24 +153,18 @@ def revoke_user_grants(
     *,
     include_offline: bool = True,
     sid: str | None = None,
+    except_sid: str | None = None,
 ) -> list[str]:
-    """Revoke a user's grants (all, or those of one SSO session); returns their ids."""
+    """Revoke a user's grants (all, those of one SSO session, or all but one session's);
+    returns their ids."""
     stmt = select(Grant.id).where(Grant.user_id == user_id, Grant.revoked_at.is_(None))
     if not include_offline:
         stmt = stmt.where(Grant.offline.is_(False))
     if sid is not None:
         stmt = stmt.where(Grant.sid == sid)
+    if except_sid is not None:
+        stmt = stmt.where((Grant.sid.is_(None)) | (Grant.sid != except_sid))
     ids = list(session.scalars(stmt))
     for gid in ids:
         revoke_grant(session, gid, reason)
     return ids
-
-
-def end_user_sessions(session: Session, user_id: str, now: dt.datetime | None = None) -> int:
-    result = session.execute(
-        update(SsoSession)
-        .where(SsoSession.user_id == user_id, SsoSession.ended_at.is_(None))
-        .values(ended_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -227,7 +227,7 @@ def test_checklist_92_sync_disables_gone_and_disabled_entries_and_ends_everythin
     )
     admin.unbind()
 
-    report = sync_directory(services_of(app).db, services_of(app).directories["hrss"])
+    report = sync_directory(services_of(app), services_of(app).directories["hrss"])
     assert report.aborted is None
     assert report.disabled_gone == [wang.id]
     assert report.disabled_by_directory == [obrien.id]
@@ -259,7 +259,7 @@ def test_checklist_92_sync_disables_gone_and_disabled_entries_and_ends_everythin
     assert log[-1] == ("directory.sync", "hrss", "success")
 
     # A second run finds nothing more to do.
-    again = sync_directory(services_of(app).db, services_of(app).directories["hrss"])
+    again = sync_directory(services_of(app), services_of(app).directories["hrss"])
     assert again.disabled == [] and again.staff_checked == 1
 
 
@@ -273,7 +273,7 @@ def test_sync_follows_a_renamed_entry(
     assert isinstance(admin, ldap3.Connection)
     assert admin.modify_dn(f"uid=li.wei,ou=people,{HRSS}", "uid=wei.li")
     admin.unbind()
-    report = sync_directory(services_of(app).db, services_of(app).directories["hrss"])
+    report = sync_directory(services_of(app), services_of(app).directories["hrss"])
     assert report.disabled == [] and report.dn_updated == 1
     row = user_row(app, li.id)
     assert row.is_active and row.directory_dn == f"uid=wei.li,ou=people,{HRSS}"
@@ -294,11 +294,11 @@ def test_sync_refuses_a_listing_that_looks_wrong(
             "hrss", hrss_table(slapd_hrss, ldap_test_ca, user_filter="(objectClass=nobody)")
         )
     )
-    report = sync_directory(services_of(app).db, broken)
+    report = sync_directory(services_of(app), broken)
     assert report.aborted is not None and "--force" in report.aborted
     assert user_row(app, wang.id).is_active
     assert actions(app)[-1] == ("directory.sync", "hrss", "failure")
-    forced = sync_directory(services_of(app).db, broken, force=True)
+    forced = sync_directory(services_of(app), broken, force=True)
     assert forced.disabled_gone == [wang.id]
     broken.close()
 
@@ -311,7 +311,7 @@ def test_sync_with_the_directory_down_changes_nothing(
     wang = login(app, "hrss", "wang.fang", "Wf-2017-secret!")
     server.stop()
     with pytest.raises(AdapterUnavailable):
-        sync_directory(services_of(app).db, services_of(app).directories["hrss"])
+        sync_directory(services_of(app), services_of(app).directories["hrss"])
     assert user_row(app, wang.id).is_active
     assert actions(app)[-1] == ("directory.sync", "hrss", "failure")
 
@@ -335,7 +335,7 @@ def test_checklist_92_end_to_end_leaver_loses_tokens(
     assert isinstance(admin, ldap3.Connection)
     assert admin.delete(f"uid=wang.fang,ou=people,{HRSS}")
     admin.unbind()
-    report = sync_directory(services_of(app).db, services_of(app).directories["hrss"])
+    report = sync_directory(services_of(app), services_of(app).directories["hrss"])
     assert len(report.disabled_gone) == 1 and report.sessions_ended == 1
 
     assert flow.http.get("/userinfo", headers=bearer).status_code == 401

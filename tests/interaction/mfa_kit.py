@@ -27,7 +27,7 @@ def services(app: Flask) -> Any:
 def set_policy(app: Flask, name: str, value: Any) -> None:
     s = services(app)
     with s.db.transaction() as session:
-        s.extra["policies"].set(session, name, value, actor="test")
+        s.policies.set(session, name, value, actor="test")
 
 
 def enrol_totp(app: Flask, user_id: str) -> str:

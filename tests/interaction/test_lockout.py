@@ -83,7 +83,7 @@ def test_item80_hard_cap_locks_the_account_whatever_the_address(app: Flask, citi
     assert locked.status_code == 429
     body = locked.get_data(as_text=True)
     assert 'id="login-error"' in body and 'name="recovery_code"' in body
-    gate = services(app).extra["login_gate"]
+    gate = services(app).login_gate
     from idp.storage.models import User
 
     with services(app).db.session() as s:
@@ -199,7 +199,7 @@ def test_item81_spraying_from_500_addresses_cannot_keep_the_owner_out(make_app: 
     assert _post(owner, citizen.email, citizen.password, ip="192.0.2.10").status_code == 303
     assert owner.get_cookie("yitong_dev") is not None  # this browser is now a known device
     with services(app).db.transaction() as s:
-        codes = mfa.new_recovery_codes(s, services(app).extra["mfa_secret"], citizen.id)
+        codes = mfa.new_recovery_codes(s, services(app).code_secret, citizen.id)
     owner.post(
         "/logout", data={"csrf_token": csrf_token(owner.get("/logout").get_data(as_text=True))}
     )
@@ -237,14 +237,14 @@ def test_item81_a_recovery_code_without_the_password_does_not_unlock(
     set_policy(app, "lockout.free_attempts", 100)
     set_policy(app, "lockout.max_failures", 2)
     with services(app).db.transaction() as s:
-        codes = mfa.new_recovery_codes(s, services(app).extra["mfa_secret"], citizen.id)
+        codes = mfa.new_recovery_codes(s, services(app).code_secret, citizen.id)
     client = app.test_client()
     for _ in range(2):
         _post(client, citizen.email, "wrong password 1234567")
     resp = _post(client, citizen.email, "still wrong 1234567", recovery_code=codes[0])
     assert resp.status_code == 429
     assert mfa.recovery_code_valid(
-        services(app).db, services(app).extra["mfa_secret"], citizen.id, codes[0]
+        services(app).db, services(app).code_secret, citizen.id, codes[0]
     )
 
 
@@ -365,7 +365,7 @@ def _limit_apps(make_app: Any, redis_url: str, per_minute: int) -> tuple[Flask, 
     apps = []
     for _ in range(2):
         app = make_app(redis_url=redis_url, rate_limit_login_per_minute=per_minute)
-        services(app).extra["rate_limiter"].namespace = namespace
+        services(app).rate_limiter.namespace = namespace
         apps.append(app)
     return apps[0], apps[1]
 
@@ -377,7 +377,7 @@ def test_item112_login_rate_limit_is_shared_by_workers_through_redis(make_app: A
     for worker in (a, b, a, b, a, b):
         statuses.append(_post(worker.test_client(), "someone@example.cn", "x" * 20).status_code)
     assert statuses[:5] == [401] * 5 and statuses[5] == 429
-    assert services(a).extra["rate_limiter"].last_backend == "redis"
+    assert services(a).rate_limiter.last_backend == "redis"
     resp = _post(b.test_client(), "someone@example.cn", "x" * 20)
     assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 60
 
@@ -389,7 +389,7 @@ def test_item112_item117_without_redis_the_limit_falls_back_locally_never_unlimi
     client = app.test_client()
     statuses = [_post(client, "someone@example.cn", "x" * 20).status_code for _ in range(7)]
     assert statuses == [401] * 5 + [429] * 2
-    assert services(app).extra["rate_limiter"].last_backend == "local"
+    assert services(app).rate_limiter.last_backend == "local"
 
 
 def test_item112_second_factor_and_registration_are_rate_limited(make_app: Any) -> None:
@@ -439,7 +439,7 @@ def test_unlock_command_clears_the_lock(app: Flask, citizen: Any) -> None:
     from idp.storage.models import User
 
     with services(app).db.session() as s:
-        services(app).extra["login_gate"].unlock(s.get(User, citizen.id))
+        services(app).login_gate.unlock(s.get(User, citizen.id))
     assert _post(app.test_client(), citizen.email, citizen.password).status_code == 303
 
 

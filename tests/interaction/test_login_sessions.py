@@ -166,14 +166,12 @@ def test_login_page_defaults_to_chinese_and_switches_to_english(client):
 
 def test_disabled_user_cannot_log_in_and_loses_session(client, citizen, services):
     # checklist 67 (single node): disabling ends the session at once.
-    from idp.storage import repo
+    from idp.accounts.lifecycle import disable_account
     from idp.storage.models import User
 
     assert login(client, citizen.email, citizen.password).status_code == 303
     with services.db.transaction() as session:
-        user = session.get(User, citizen.id)
-        user.status = "disabled"
-        repo.end_user_sessions(session, user.id)
+        disable_account(session, services, session.get(User, citizen.id), actor="test")
     assert client.get("/account").status_code == 302
     assert login(client, citizen.email, citizen.password).status_code == 401
 

@@ -157,7 +157,7 @@ def test_item78_admins_extend_the_context_words(app: Flask) -> None:
 # ----------------------------------------------------------------------------- item 99
 def test_item99_a_change_reaches_every_worker_within_the_cache_time(make_app: Any) -> None:
     worker_a, worker_b = make_app(), make_app()
-    store_b = services(worker_b).extra["policies"]
+    store_b = services(worker_b).policies
     clock = [1000.0]
     store_b.clock = lambda: clock[0]
     assert store_b.get_int("password.min_length") == 15  # worker B has read (and cached) it
@@ -318,7 +318,7 @@ def test_item66_absolute_timeout_per_class_despite_activity(
 
 
 def test_item66_staff_and_admin_classes_take_the_strictest(app: Flask, citizen: Any) -> None:
-    store = services(app).extra["policies"]
+    store = services(app).policies
     set_policy(app, "session.idle.admin", 600)
     idle, absolute = pol.session_timeouts_for(store, {"citizen", "admin"})
     assert idle == 600 and absolute == 43200
@@ -410,7 +410,7 @@ def test_cli_unlock(cli: Any, app: Flask, citizen: Any) -> None:
 def test_policy_rows_edited_into_nonsense_fall_back_to_defaults(app: Flask) -> None:
     with services(app).db.transaction() as s:
         s.add(Policy(name="password.min_length", value="three"))
-    store = services(app).extra["policies"]
+    store = services(app).policies
     store.invalidate()
     assert store.get_int("password.min_length") == 15
     with services(app).db.transaction() as s:

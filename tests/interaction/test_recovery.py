@@ -25,7 +25,7 @@ from tests.interaction.mfa_kit import (
 
 def _codes(app: Flask, user_id: str) -> list[str]:
     with services(app).db.transaction() as s:
-        return mfa.new_recovery_codes(s, services(app).extra["mfa_secret"], user_id)
+        return mfa.new_recovery_codes(s, services(app).code_secret, user_id)
 
 
 def test_item76_ten_codes_stored_only_as_keyed_digests(app: Flask, citizen: Any) -> None:
@@ -77,14 +77,14 @@ def test_item76_regenerating_invalidates_the_old_codes_and_shows_new_ones_once(
     assert len(new) == 10 and not set(new) & set(old)
     after = flow.http.get("/account/security").get_data(as_text=True)
     assert not any(c in after for c in new)  # never shown again
-    secret_key = services(app).extra["mfa_secret"]
+    secret_key = services(app).code_secret
     assert not mfa.recovery_code_valid(services(app).db, secret_key, citizen.id, old[0])
     assert mfa.recovery_code_valid(services(app).db, secret_key, citizen.id, new[0])
 
 
 def test_item76_parallel_use_of_one_code_succeeds_once(app: Flask, citizen: Any) -> None:
     the_code = _codes(app, citizen.id)[0]
-    secret_key = services(app).extra["mfa_secret"]
+    secret_key = services(app).code_secret
     barrier = threading.Barrier(8)
     results: list[bool] = []
 

@@ -91,7 +91,7 @@ def test_item68_a_20_minute_old_session_must_reauthenticate_for_changes(
     js = client.post(
         "/account/security/webauthn/options", json={}, headers={"X-CSRFToken": csrf_token(html)}
     )
-    assert js.status_code == 403 and js.get_json()["error"] == "reauth_required"
+    assert js.status_code == 403 and js.get_json()["error"] == "access_denied"
 
     form = client.get("/account/security/reauth").get_data(as_text=True)
     wrong = client.post(

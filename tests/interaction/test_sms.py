@@ -154,10 +154,10 @@ def test_settings_choose_the_gateway_with_its_timeouts(make_app: Any, gateway: G
         sms_connect_timeout_ms=700,
         sms_read_timeout_ms=900,
     )
-    sender = services(app).extra["sms_sender"]
+    sender = services(app).sms_sender
     assert isinstance(sender, HttpSmsSender)
     assert (sender.url, sender.connect_timeout, sender.read_timeout) == (gateway.url, 0.7, 0.9)
-    assert isinstance(services(make_app()).extra["sms_sender"], OutboxSender)
+    assert isinstance(services(make_app()).sms_sender, OutboxSender)
 
 
 # ----------------------------------------------------------------------------- SMS as a factor
@@ -244,7 +244,7 @@ def test_sms_sending_is_limited_per_number_and_per_address(
     assert per_hour.status_code == 429 and int(per_hour.headers["Retry-After"]) > 60
     set_policy(app, "sms.per_phone_per_hour", 100)
     set_policy(app, "sms.per_ip_per_hour", 1)
-    services(app).extra["rate_limiter"]._local.clear()
+    services(app).rate_limiter._local.clear()
     assert submit(flow.http, html, "sms_send").status_code == 200
     assert submit(flow.http, html, "sms_send").status_code == 429
 

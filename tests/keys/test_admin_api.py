@@ -46,7 +46,7 @@ def test_generate_rotate_revoke_are_audited(
     resp = client.post("/admin/api/keys/rotate", json={}, headers=bearer(token))
     assert resp.status_code == 200 and isinstance(resp.get_json()["changed"], list)
 
-    active = app.extensions["yitong.keys"].signing_key("ES256").kid
+    active = app.extensions["yitong"].keys.signing_key("ES256").kid
     resp = client.post(
         f"/admin/api/keys/{active}/revoke", json={"reason": "HSM audit finding"},
         headers=bearer(token),
@@ -87,8 +87,8 @@ def test_changes_need_a_fresh_mfa(db: Database, app: Flask, client: FlaskClient)
     password_only, _ = admin_token(app, ["security-admin"], acr=None)
     for token in (stale, password_only):
         assert client.get("/admin/api/keys", headers=bearer(token)).status_code == 200
-        kid = app.extensions["yitong.keys"].signing_key("RS256").kid
+        kid = app.extensions["yitong"].keys.signing_key("RS256").kid
         resp = client.post(f"/admin/api/keys/{kid}/revoke", json={}, headers=bearer(token))
         assert resp.status_code == 403
         assert resp.get_json()["error"] == "insufficient_user_authentication"
-    assert app.extensions["yitong.keys"].find(kid) is not None
+    assert app.extensions["yitong"].keys.find(kid) is not None

@@ -85,6 +85,12 @@ def test_forced_rotation_respects_prepublication(store: SqlKeyStore, db: Databas
     assert code == 0 and "0 key(s) changed" in out
     assert "ES256" in err and "can sign from" in err
     assert [store.signing_key("ES256").kid] == upcoming
+    # Issue 14 item 11: the time given is the end of the new next key's pre-publication, not
+    # the store's next scheduled change (here the retired key's removal, before that end).
+    [fresh] = [k for k in store.list_keys() if k.alg == "ES256" and k.state == "next"]
+    ends = (fresh.created_at + POLICY.prepublish).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert f"can sign from {ends} " in err
+    assert store.next_change() != fresh.created_at + POLICY.prepublish  # so the test can fail
     assert store.signing_key("RS256").kid not in data["changed"]  # only what was asked
 
 

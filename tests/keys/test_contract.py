@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from jose import jwt as jose_jwt
 from joserfc import jwt as joserfc_jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jws import extract_compact
@@ -115,6 +116,26 @@ def test_jwks_hygiene(store: ManagedKeyStore) -> None:
         assert "BEGIN" not in json.dumps(info.as_dict())
 
 
+def test_rs256_keys_lead_the_jwks_for_python_jose(store: ManagedKeyStore) -> None:
+    # Issue 9 defect 4: python-jose, given the whole JWKS, stops at the first key whose type
+    # differs from the token's alg, so every RS256 key (retired ones too) must come first.
+    old = store.signing_key("RS256")
+    token = old.sign_jwt(claims())
+    store.rotate(T0 + 90 * DAY)
+    new = store.signing_key("RS256")
+    assert new.kid != old.kid
+    jwks = store.public_jwks()
+    algs = [k["alg"] for k in jwks["keys"]]
+    rs256 = algs.count("RS256")
+    assert rs256 == 3 and algs[:rs256] == ["RS256"] * rs256  # active, next, retired
+    assert [k["kid"] for k in jwks["keys"][:rs256] if k["kid"] in (new.kid, old.kid)] == [
+        new.kid,
+        old.kid,
+    ]
+    for signed in (new.sign_jwt(claims()), token):
+        assert jose_jwt.decode(signed, jwks, algorithms=["RS256"], audience="rp")["sub"] == "u1"
+
+
 def test_kid_is_the_rfc7638_thumbprint(store: ManagedKeyStore) -> None:
     from joserfc.jwk import import_key
 
@@ -170,6 +191,21 @@ def test_planned_rotation_with_tokens_outstanding(store: ManagedKeyStore) -> Non
     assert {
         k.state for k in store.list_keys(include_removed=True) if k.kid == old["ES256"].kid
     } == {KeyState.REMOVED}
+
+
+def test_forced_rotation_waits_for_the_end_of_prepublication(store: ManagedKeyStore) -> None:
+    # checklist 96 and issue 14 item 11: "rotate now" is refused until the next key has been
+    # published for prepublish, and the store says when that is (not the scheduled rotation).
+    for alg in SUPPORTED_ALGS:
+        assert store.next_key_ready(alg) == T0 + POLICY.prepublish
+    assert store.next_change() == T0 + POLICY.rotation_period
+    early = T0 + POLICY.prepublish - dt.timedelta(seconds=1)
+    assert store.rotate(early, force=["ES256"]) == []
+    assert store.next_key_ready("ES256") == T0 + POLICY.prepublish
+    ready = T0 + POLICY.prepublish
+    assert len(store.rotate(ready, force=["ES256"])) == 3  # retire, activate, a new next key
+    assert store.next_key_ready("ES256") == ready + POLICY.prepublish
+    assert store.next_key_ready("RS256") == T0 + POLICY.prepublish
 
 
 def test_a_year_of_rotations(store: ManagedKeyStore) -> None:

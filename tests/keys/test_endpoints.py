@@ -62,7 +62,7 @@ def test_jwks_endpoint_publishes_public_keys_only(
         assert not PRIVATE_MEMBERS.intersection(jwk)
         assert jwk["use"] == "sig" and jwk["alg"] in ("RS256", "ES256")
     max_age = int(re.search(r"max-age=(\d+)", resp.headers["Cache-Control"]).group(1))  # type: ignore[union-attr]
-    assert 0 < max_age <= app.extensions["yitong.keys"].jwks_max_age()
+    assert 0 < max_age <= app.extensions["yitong"].keys.jwks_max_age()
     discovery = client.get("/.well-known/openid-configuration").get_data(as_text=True)
     assert '"d"' not in discovery and "PRIVATE" not in discovery
 
@@ -72,7 +72,7 @@ def test_tokens_issued_before_a_rotation_keep_working(
 ) -> None:
     # checklist 96 and 121
     rp = RegisteredClient.create(app, access_token_format="jwt")
-    store = app.extensions["yitong.keys"]
+    store = app.extensions["yitong"].keys
     before = client.get("/jwks").get_json()
     old = tokens(client, rp, citizen)
     assert rp_verifies(client, old["id_token"])
@@ -95,7 +95,7 @@ def test_tokens_signed_with_a_revoked_key_are_refused(
 ) -> None:
     # checklist 97: gone from JWKS at once, refused at userinfo and introspection, K2 signs
     rp = RegisteredClient.create(app, access_token_format="jwt")
-    store = app.extensions["yitong.keys"]
+    store = app.extensions["yitong"].keys
     issued = tokens(client, rp, citizen)
     kid = jose_jwt.get_unverified_header(issued["access_token"])["kid"]
     assert userinfo(client, issued["access_token"]) == 200

@@ -472,20 +472,23 @@ def test_bad_id_token_hints_are_refused(app, client, citizen, rp, kind):
 
 
 # ------------------------------------------------------------------ 18: acr and claims
-def _capture_acr_hook(services: Any, required: str | None) -> list[Any]:
+def _capture_acr_hook(monkeypatch: Any, required: str | None) -> list[Any]:
+    """Replace the level decision (idp.interaction.levels) and record what it was asked."""
+    from idp.oauth import authorization
+
     seen: list[Any] = []
 
-    def hook(ctx: Any) -> str | None:
+    def decide(ctx: Any, _user: Any) -> str | None:
         seen.append((list(ctx.requested_acr), ctx.acr_essential, ctx.claims, list(ctx.acr_values)))
         return required
 
-    services.extra["required_acr"] = hook
+    monkeypatch.setattr(authorization, "required_acr_for", decide)
     return seen
 
 
-def test_item18_acr_values_reach_the_interaction_layer(client, citizen, rp, services):
+def test_item18_acr_values_reach_the_interaction_layer(client, citizen, rp, monkeypatch):
     logged_in_flow(client, citizen, rp)
-    seen = _capture_acr_hook(services, None)
+    seen = _capture_acr_hook(monkeypatch, None)
     flow = Flow(client, rp)
     resp = flow.authorize(prompt="none", acr_values="urn:yitong:acr:mfa urn:yitong:acr:phr")
     assert "code" in query_of(resp.headers["Location"])
@@ -493,9 +496,11 @@ def test_item18_acr_values_reach_the_interaction_layer(client, citizen, rp, serv
     assert seen[-1][1] is False
 
 
-def test_item18_essential_acr_claim_reaches_the_interaction_layer(client, citizen, rp, services):
+def test_item18_essential_acr_claim_reaches_the_interaction_layer(
+    client, citizen, rp, monkeypatch
+):
     logged_in_flow(client, citizen, rp)
-    seen = _capture_acr_hook(services, None)
+    seen = _capture_acr_hook(monkeypatch, None)
     claims = {"id_token": {"acr": {"essential": True, "value": "urn:yitong:acr:mfa"}}}
     flow = Flow(client, rp)
     flow.authorize(prompt="none", claims=json.dumps(claims), acr_values="urn:yitong:acr:pwd")
@@ -504,25 +509,24 @@ def test_item18_essential_acr_claim_reaches_the_interaction_layer(client, citize
     assert seen[-1][2] == claims
 
 
-def test_item18_step_up_with_prompt_none_is_interaction_required(client, citizen, rp, services):
+def test_item18_step_up_with_prompt_none_is_interaction_required(
+    client, citizen, rp, monkeypatch
+):
     logged_in_flow(client, citizen, rp)
-    _capture_acr_hook(services, "urn:yitong:acr:mfa")  # password session, MFA demanded
+    _capture_acr_hook(monkeypatch, "urn:yitong:acr:mfa")  # password session, MFA demanded
     flow = Flow(client, rp)
     resp = flow.authorize(prompt="none", acr_values="urn:yitong:acr:mfa")
     assert_redirect_error(resp, rp, "interaction_required", flow.state)
 
 
-def test_item18_step_up_requirement_survives_the_interaction(client, citizen, rp, services, app):
-    # The step-up page belongs to the MFA layer; until it exists the request is answered
-    # with interaction_required instead of a code at the weaker level (never a 500).
+def test_item18_step_up_requirement_survives_the_interaction(client, citizen, rp, monkeypatch):
+    # A password session asked for MFA is sent to the step-up page, never given a code.
     logged_in_flow(client, citizen, rp)
-    _capture_acr_hook(services, "urn:yitong:acr:mfa")
+    _capture_acr_hook(monkeypatch, "urn:yitong:acr:mfa")
     flow = Flow(client, rp)
     resp = flow.authorize(acr_values="urn:yitong:acr:mfa")
-    if "account.step_up" in app.view_functions:
-        assert "/step-up" in resp.headers["Location"] or "step" in resp.headers["Location"]
-    else:
-        assert_redirect_error(resp, rp, "interaction_required", flow.state)
+    assert resp.status_code == 302
+    assert urlsplit(resp.headers["Location"]).path == "/login/step-up"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose import jwt as jose_jwt
+from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp.storage.models import SsoSession, User
@@ -358,3 +361,61 @@ def test_claims_parameter_releases_only_what_consent_covers(client, citizen, rp)
         "/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
     ).get_json()
     assert info["email"] == citizen.email and "phone_number" not in info
+
+
+# ------------------------------------------------------------------ issue 9 defect 4
+def test_python_jose_verifies_with_the_whole_published_jwks(
+    client: Any, citizen: Citizen, rp: RegisteredClient
+) -> None:
+    # python-jose's documented way: hand decode() the JWKS as published.  It builds every key
+    # in order with the requested algorithm and gives up at the first of another type, so the
+    # keys for the default ID-token algorithm (RS256) must come before the EC keys.
+    _, body = sign_in(client, citizen, rp)
+    jwks = client.get("/jwks").get_json()
+    assert {"RSA", "EC"} <= {k["kty"] for k in jwks["keys"]}  # as in the default deployment
+    claims = jose_jwt.decode(
+        body["id_token"],
+        jwks,
+        algorithms=["RS256"],
+        audience=rp.client_id,
+        issuer=ISSUER,
+        access_token=body["access_token"],
+    )
+    assert claims["aud"] == rp.client_id
+    # Libraries that pick the key by kid are unaffected by the order (joserfc is Authlib's
+    # JOSE implementation).
+    assert joserfc_jwt.decode(body["id_token"], KeySet.import_key_set(jwks)).claims == claims
+
+
+def docs_recipe(heading: str) -> dict[str, Any]:
+    """Run the first Python block under ``heading`` in docs/integrating.md; its namespace."""
+    text = (Path(__file__).parents[2] / "docs" / "integrating.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "docs/integrating.md", "exec"), namespace)
+    return namespace
+
+
+def test_python_jose_kid_recipe_from_the_docs(all_algs_app: Any) -> None:
+    # Where the JWKS holds several key types and the token is not RS256, python-jose needs the
+    # key picked by kid first; docs/integrating.md shows how, and that code must work.
+    verified_claims = docs_recipe("### Verifying with python-jose")["verified_claims"]
+    http = all_algs_app.test_client()
+    citizen = Citizen.create(all_algs_app)
+    jwks = http.get("/jwks").get_json()
+    assert {"RSA", "EC", "OKP"} <= {k["kty"] for k in jwks["keys"]}
+    for alg in ("ES256", "RS256"):
+        rp = RegisteredClient.create(
+            all_algs_app,
+            name=f"{alg} recipe",
+            id_token_alg=alg,
+            redirect_uris=[f"https://{alg.lower()}.recipe.gov.example/cb"],
+        )
+        flow, body = sign_in(http, citizen, rp)
+        claims = verified_claims(
+            body["id_token"], jwks, alg, rp.client_id, ISSUER, body["access_token"]
+        )
+        assert claims["nonce"] == flow.nonce and claims["sub"] == citizen.id
+    with pytest.raises(ValueError, match="unknown kid"):
+        verified_claims(body["id_token"], {"keys": []}, alg, rp.client_id, ISSUER)

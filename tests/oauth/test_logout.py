@@ -470,7 +470,7 @@ def test_item65_every_client_of_the_session_gets_a_logout_token(bcl_app, receive
         http, id_token_hint=hint, post_logout_redirect_uri="https://portal.gov.example/bye"
     )
     assert resp.status_code == 302
-    app.extensions["yitong"].extra["logout_dispatcher"].wait()
+    app.extensions["yitong"].logout.wait()
     wait_for(lambda: receivers[0].tokens and receivers[1].tokens)
     assert receivers[2].tokens == []
     for receiver, rp in ((receivers[0], a), (receivers[1], b)):
@@ -508,7 +508,7 @@ def test_item65_slow_and_failing_clients_never_block_or_undo_logout(bcl_app, rec
     elapsed = time.monotonic() - started
     assert resp.status_code == 302 and elapsed < 1.5, elapsed
     assert not is_signed_in(http)
-    dispatcher = app.extensions["yitong"].extra["logout_dispatcher"]
+    dispatcher = app.extensions["yitong"].logout
     dispatcher.wait(15)
     dispatcher.close()
     services = app.extensions["yitong"]
@@ -544,7 +544,7 @@ def test_backoff_doubles_and_gives_up(bcl_app, receivers):
                 next_attempt_at=dt.datetime.now(dt.UTC),
             )
         )
-    poster = logout_mod.dispatcher_for(services).poster
+    poster = services.logout.poster
     clock = dt.datetime.now(dt.UTC)
     delays = []
     for _ in range(logout_mod.MAX_ATTEMPTS):
@@ -575,7 +575,7 @@ def test_refusals_are_not_retried_but_transient_errors_are(bcl_app, receivers, s
                 next_attempt_at=dt.datetime.now(dt.UTC),
             )
         )
-    logout_mod.deliver_due(services.db, logout_mod.dispatcher_for(services).poster)
+    logout_mod.deliver_due(services.db, services.logout.poster)
     with services.db.session() as session:
         row = session.scalars(select(LogoutDelivery)).one()
     assert row.last_error == f"HTTP {status}"
@@ -595,7 +595,7 @@ def test_parallel_workers_deliver_each_token_once(bcl_app, receivers):
                     next_attempt_at=dt.datetime.now(dt.UTC),
                 )
             )
-    poster = logout_mod.dispatcher_for(services).poster
+    poster = services.logout.poster
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
 
@@ -620,7 +620,7 @@ def test_item59_backchannel_to_a_private_address_is_refused(app, client, citizen
     rp = _bcl_client(app, receivers[0], "Loopback", "lb.gov.example")
     hint = sign_in(client, citizen, rp)["id_token"]
     end_session(client, id_token_hint=hint)
-    dispatcher = app.extensions["yitong"].extra["logout_dispatcher"]
+    dispatcher = app.extensions["yitong"].logout
     dispatcher.wait()
     dispatcher.close()
     assert receivers[0].tokens == []

@@ -1,0 +1,299 @@
+"""Pages for signing in: the login form, registration and consent.
+
+Every form carries a CSRF token (Flask-WTF, checklist 105); every credential POST answers
+with 303 (RFC 9700 §4.12).  The decisions are in :mod:`idp.interaction.login` (who gets in,
+throttling, the pending login, the new session) and :mod:`idp.interaction.consent`; this
+module parses the form and draws the outcome.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, make_response, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from idp import context
+from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
+from idp.blueprints.oidc import process_authorization
+from idp.blueprints.responses import error_page, redirect_error, see_other
+from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
+from idp.interaction import login as signin
+from idp.interaction import mfa
+from idp.interaction.consent import record_consent
+from idp.interaction.flow import InteractionExpired
+from idp.interaction.web import clear_session_cookie, current_user_row, set_session_cookie
+from idp.oauth import authorize as authz
+from idp.oauth.authorization import find_client, required_acr, validate_request
+from idp.oauth.claims import SCOPE_CLAIMS
+from idp.storage.models import Client, User, utcnow
+
+bp = Blueprint("login", __name__)
+
+MAX_IX = 32768
+
+
+# ------------------------------------------------------------------ the interaction (ix)
+def open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | None:
+    """The authorization request an ``ix`` carries, or None without one.
+
+    Raises :class:`InteractionExpired` for a forged, expired or malformed one.
+    """
+    if not token:
+        return None
+    multi, started, _extra = context.services().sealer.open(token)
+    return multi, started
+
+
+def ix_context(ix: str | None) -> authz.AuthorizationContext | None:
+    """The validated authorization request carried by ``ix`` (None when absent or bad)."""
+    try:
+        opened = open_ix(ix)
+    except InteractionExpired:
+        return None
+    if opened is None:
+        return None
+    try:  # the same checks (and resolved PAR / request-object parameters) as /authorize
+        return validate_request(opened[0])
+    except (authz.PageError, OAuth2Error):
+        return None
+
+
+def _client_for(multi: dict[str, list[str]]) -> Client | None:
+    return find_client((multi.get("client_id") or [""])[0])
+
+
+def expired_page() -> Response:
+    return error_page(_("The sign-in page has expired; start again."), 400)
+
+
+def cancel(ix: str) -> Response:
+    """The user declined: ``access_denied`` to the verified redirect URI only (checklist 19)."""
+    try:
+        opened = open_ix(ix)
+    except InteractionExpired:
+        opened = None
+    if opened is None:
+        return see_other(url_for("account.home"))
+    try:
+        ctx = authz.validate(opened[0], find_client)
+    except authz.PageError as exc:
+        return error_page(exc.message, 400, exc.error)
+    except OAuth2Error as error:
+        ctx = error.context
+    return redirect_error(ctx, AccessDeniedError("the user declined"))
+
+
+# ------------------------------------------------------------------ the login form
+def login_page(
+    ix: str,
+    *,
+    login_name: str = "",
+    department: str = "",
+    error: str | None = None,
+    status: int = 200,
+    recovery: bool = False,
+    retry_after: int = 0,
+) -> Response:
+    """The login form (with the requesting client's name when ``ix`` names one)."""
+    client = None
+    try:
+        opened = open_ix(ix)
+        client = _client_for(opened[0]) if opened else None
+    except InteractionExpired:
+        client = None
+    body = render_template(
+        "login.html",
+        ix=ix,
+        client=client,
+        login_hint=login_name[:200],
+        error=error,
+        directories=context.services().directories,
+        department=department,
+        recovery=recovery,
+    )
+    resp = make_response(body, status)
+    if retry_after:
+        resp.headers["Retry-After"] = str(retry_after)
+    return resp
+
+
+def restart_login(ix: str, message: str) -> Response:
+    """The pending login is over: back to the password step, saying why."""
+    signin.drop_pending()
+    return login_page(ix, error=message, status=401)
+
+
+@bp.route("/login", methods=["GET"])
+def login_form() -> Response:
+    ix = request.args.get("ix", "")[:MAX_IX]
+    try:
+        opened = open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    hint = (opened[0].get("login_hint") or [""])[0] if opened else ""
+    return login_page(ix, login_name=hint)
+
+
+@bp.route("/login", methods=["POST"])
+def login_post() -> Response:
+    form = request.form
+    ix = form.get("ix", "")[:MAX_IX]
+    try:
+        open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    if form.get("action") == "cancel":
+        return cancel(ix)
+    creds = signin.Credentials(
+        login_name=form.get("login", "").strip(),
+        password=form.get("password", ""),
+        department=form.get("department", "").strip(),
+        recovery_code=form.get("recovery_code", "").strip(),
+    )
+    try:
+        outcome = signin.authenticate(creds)
+    except TemporarilyUnavailableError:
+        return login_page(
+            ix,
+            login_name=creds.login_name,
+            department=creds.department,
+            error=_("The department directory is unavailable; try again later."),
+            status=503,
+        )
+    if isinstance(outcome, signin.Refused):
+        control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
+        return login_page(
+            ix,
+            login_name="" if control else creds.login_name,
+            department="" if control else creds.department,
+            error=outcome.message,
+            status=outcome.status,
+            recovery=outcome.offer_recovery,
+            retry_after=outcome.retry_after,
+        )
+    if outcome.factors == ("pwd",):
+        return finish_login(outcome.user, amr=["pwd"], ix=ix)
+    now = int(utcnow().timestamp())
+    factors = dict.fromkeys(outcome.factors, now)
+    return finish_login(
+        outcome.user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
+    )
+
+
+def finish_login(
+    user: User,
+    *,
+    amr: list[str],
+    ix: str,
+    acr: str | None = None,
+    factors: dict[str, int] | None = None,
+) -> Response:
+    """Continue after a proven factor: to the second factor when one is needed, else start
+    the session and go back to the authorization request (or the account page)."""
+    if list(amr) == ["pwd"]:
+        wanted = required_acr(ix_context(ix), user)
+        if wanted is not None and signin.needs_second_factor(amr, wanted):
+            signin.begin_pending(user, wanted)
+            resp = see_other(url_for("second_factor.challenge", ix=ix or None))
+            clear_session_cookie(resp)  # the browser's old session ended with the new login
+            return resp
+    token = signin.begin_session(user, amr=amr, acr=acr, factors=factors)
+    target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
+    resp = see_other(target)
+    set_session_cookie(resp, token)
+    context.services().devices.remember(resp, user.id)
+    return resp
+
+
+# ------------------------------------------------------------------ registration
+@bp.route("/register", methods=["GET"])
+def register() -> str:
+    return render_template("register.html", errors={}, values={}, ix=request.args.get("ix", ""))
+
+
+@bp.route("/register", methods=["POST"])
+def register_post() -> Response:
+    services = context.services()
+    db_session = context.db_session()
+    form = request.form
+    values = {k: form.get(k, "") for k in ("name", "id_number", "phone", "email")}
+    password = form.get("password", "")
+    if password != form.get("password_confirm", ""):
+        return _register_failed(values, {"password_confirm": _("The passwords do not match.")})
+    try:
+        user = register_citizen(
+            db_session,
+            NewCitizen(
+                name=values["name"],
+                id_number=values["id_number"],
+                phone=values["phone"] or None,
+                email=values["email"] or None,
+                password=password,
+            ),
+            vault=services.vault,
+            passwords=services.passwords,
+            ip=context.client_ip(),
+        )
+    except RegistrationError as exc:
+        db_session.rollback()
+        return _register_failed(values, {exc.field: _(exc.message)})
+    db_session.commit()
+    return finish_login(user, amr=["pwd"], ix=form.get("ix", "")[:MAX_IX])
+
+
+def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:
+    values = dict(values)
+    values.pop("id_number", None)  # never echo a full ID number back into the page
+    body = render_template(
+        "register.html", errors=errors, values=values, ix=request.form.get("ix", "")
+    )
+    return make_response(body, 400)
+
+
+# ------------------------------------------------------------------ consent
+@bp.route("/consent", methods=["GET"])
+def consent() -> Response:
+    ix = request.args.get("ix", "")[:MAX_IX]
+    try:
+        opened = open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    if opened is None:
+        return error_page(_("Nothing to consent to."))
+    user = current_user_row()
+    if user is None:
+        return see_other(url_for("login.login_form", ix=ix), code=302)
+    client = _client_for(opened[0])
+    if client is None:
+        return error_page(_("Unknown service."))
+    scopes = (opened[0].get("scope") or [""])[0].split()
+    body = render_template(
+        "consent.html", ix=ix, client=client, scopes=scopes, scope_claims=SCOPE_CLAIMS, user=user
+    )
+    return make_response(body)
+
+
+@bp.route("/consent", methods=["POST"])
+def consent_post() -> Response:
+    ix = request.form.get("ix", "")[:MAX_IX]
+    try:
+        opened = open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    if opened is None:
+        return error_page(_("Nothing to consent to."))
+    multi, started = opened
+    if request.form.get("action") != "approve":
+        return cancel(ix)
+    user = current_user_row()
+    if user is None:
+        return see_other(url_for("login.login_form", ix=ix))
+    client = _client_for(multi)
+    if client is None:
+        return error_page(_("Unknown service."))
+    db_session = context.db_session()
+    record_consent(db_session, user, client, (multi.get("scope") or [""])[0].split())
+    db_session.commit()
+    return process_authorization(multi, started=started, consent_given=True)
