@@ -46,7 +46,7 @@ class SafeDescription:
     def __init__(self, description: str | None = None, *args: Any, **kwargs: Any) -> None:
         if description:
             description = ascii_safe(str(description))
-        super().__init__(description, *args, **kwargs)
+        super().__init__(description, *args, **kwargs)  # type: ignore[call-arg]
 
 
 class InvalidRequestError(SafeDescription, _rfc6749.InvalidRequestError):  # type: ignore[misc]
@@ -73,9 +73,7 @@ class AccessDeniedError(SafeDescription, _rfc6749.AccessDeniedError):  # type: i
     """``access_denied`` (RFC 6749 §4.1.2.1)."""
 
 
-class UnsupportedResponseTypeError(  # type: ignore[misc]
-    SafeDescription, _rfc6749.UnsupportedResponseTypeError
-):
+class UnsupportedResponseTypeError(SafeDescription, _rfc6749.UnsupportedResponseTypeError):  # type: ignore[misc]
     """``unsupported_response_type`` (RFC 6749 §4.1.2.1).
 
     Authlib's constructor takes the response type first; ours takes a description like
@@ -92,9 +90,7 @@ class UnsupportedResponseTypeError(  # type: ignore[misc]
         return str(self.description or "")
 
 
-class UnsupportedGrantTypeError(  # type: ignore[misc]
-    SafeDescription, _rfc6749.UnsupportedGrantTypeError
-):
+class UnsupportedGrantTypeError(SafeDescription, _rfc6749.UnsupportedGrantTypeError):  # type: ignore[misc]
     """``unsupported_grant_type`` (RFC 6749 §5.2); takes a description, like the others."""
 
     def __init__(self, description: str | None = None, *args: Any, **kwargs: Any) -> None:
@@ -119,9 +115,7 @@ class ConsentRequiredError(SafeDescription, _oidc.ConsentRequiredError):  # type
     """``consent_required`` (OIDC Core §3.1.2.6)."""
 
 
-class AccountSelectionRequiredError(  # type: ignore[misc]
-    SafeDescription, _oidc.AccountSelectionRequiredError
-):
+class AccountSelectionRequiredError(SafeDescription, _oidc.AccountSelectionRequiredError):  # type: ignore[misc]
     """``account_selection_required`` (OIDC Core §3.1.2.6)."""
 
 
