@@ -158,12 +158,13 @@ def test_a_failing_insert_logs_no_row_values(app, services, caplog):
     marker = uuid.uuid4().hex[:8]
     phone, email = f"+86139{marker[:8]}", f"leak-{marker}@example.cn"
     password_hash = "$argon2id$v=19$m=19456,t=2,p=1$" + marker + "SECRETHASH"
-    user_id = uuid.uuid4().hex
     now = utcnow()
 
     def row(**extra):
+        # A new id each time: the conflict is on phone/e-mail, which PostgreSQL's DETAIL
+        # line repeats ("Key (phone)=(+86...) already exists").
         return User(
-            id=user_id,
+            id=uuid.uuid4().hex,
             kind="citizen",
             name="x",
             phone=phone,
