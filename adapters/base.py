@@ -7,7 +7,7 @@ data, so they are testable against the real outside system alone (dex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,8 +68,18 @@ class PasswordAuthenticator(Protocol):
     id: str
     display_name: str
 
-    def authenticate(self, username: str, password: str) -> Identity:
-        """The identity, or raise :class:`InvalidCredentials` / :class:`AdapterUnavailable`."""
+    def authenticate(
+        self,
+        username: str,
+        password: str,
+        *,
+        before_bind: Callable[[str], None] | None = None,
+    ) -> Identity:
+        """The identity, or raise :class:`InvalidCredentials` / :class:`AdapterUnavailable`.
+
+        ``before_bind(key)`` runs once the name is resolved to one entry (``key`` is its stable
+        id) and before the password is sent; an exception it raises ends the attempt.
+        """
         ...
 
     def lookup(self, key: str) -> Identity | None:

@@ -191,7 +191,7 @@ def put_policies() -> Response:
     """Body: ``{"<policy name>": <value>, …}``; all are validated before any is stored."""
     changes = json_body()
     return jsonify(
-        services.set_policies(context.db_session(), changes, principal(), request.remote_addr)
+        services.set_policies(context.db_session(), changes, principal(), context.client_ip())
     )
 
 

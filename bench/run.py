@@ -92,8 +92,8 @@ class Yitong:
 
     def __init__(self, workdir: Path, log: Path, app: str = "wsgi:app") -> None:
         from idp.app import build_services
-        from idp.cli import initialize
         from idp.config import load_settings
+        from idp.instance import initialize
 
         self.port = free_port()
         self.issuer = f"http://127.0.0.1:{self.port}"
@@ -108,7 +108,7 @@ class Yitong:
         }
         settings = load_settings(environ=self.env)
         self.services = build_services(settings)
-        initialize(self.services)
+        initialize(settings.resolved_database_url, self.services.keys)
         self.client_id, self.secret = self._register()
         self.server = gunicorn(
             "yitong",

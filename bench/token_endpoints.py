@@ -89,8 +89,8 @@ class Yitong:
 
     def __init__(self, workdir: Path, log: Path, database_url: str | None) -> None:
         from idp.app import build_services
-        from idp.cli import initialize
         from idp.config import load_settings
+        from idp.instance import initialize
 
         self.port = free_port()
         self.env = {
@@ -104,7 +104,7 @@ class Yitong:
         if database_url:
             self.env["YITONG_DATABASE_URL"] = database_url
         self.services = build_services(load_settings(environ=self.env))
-        initialize(self.services)
+        initialize(self.services.settings.resolved_database_url, self.services.keys)
         self.cc_opaque = self._client("cc-opaque", "opaque")
         self.cc_jwt = self._client("cc-jwt", "jwt")
         self.web = self._client("web", "opaque", code=True)

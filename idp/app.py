@@ -27,7 +27,9 @@ from idp import context
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
+from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
+from idp.errors import InvalidRequestError, ServerError
 from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.devices import KnownDevices
 from idp.interaction.flow import InteractionExpired, InteractionSealer
@@ -36,7 +38,7 @@ from idp.interaction.password_rules import PolicyPasswords
 from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
 from idp.interaction.throttle import Counters, LoginGate
-from idp.interaction.web import init_login_manager
+from idp.interaction.web import init_login_manager, open_interaction
 from idp.logging_setup import install_redaction
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
@@ -160,10 +162,10 @@ def _ui_locales() -> str:
         return ""  # the 413 handler renders a page too; it must not fail on the same body
     if ix:
         try:
-            multi, _started, _extra = context.services().sealer.open(ix)
+            opened = open_interaction(ix)
         except InteractionExpired:
             return ""
-        return str((multi.get("ui_locales") or [""])[0])
+        return str((opened.multi.get("ui_locales") or [""])[0])
     return ""
 
 
@@ -269,11 +271,7 @@ def _install_limits_and_health(app: Flask) -> None:
     def refuse_oversized_query() -> Any:
         if len(request.query_string) > MAX_QUERY_BYTES:
             if _wants_json():
-                resp = jsonify(
-                    {"error": "invalid_request", "error_description": "request URI too long"}
-                )
-                resp.status_code = 414
-                return resp
+                return json_error(InvalidRequestError("request URI too long"), status=414)
             return render_template("error.html", message="Request URI too long", error=None), 414
         return None
 
@@ -327,15 +325,11 @@ def _install_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         code = exc.code or 500
         if _wants_json():
-            error = {405: "invalid_request", 413: "invalid_request", 404: "not_found"}.get(
-                code, "invalid_request"
-            )
-            resp = jsonify({"error": error, "error_description": exc.name})
-            resp.status_code = code
-            resp.headers["Cache-Control"] = "no-store"
+            headers = {}
             if code == 405 and exc.get_response().headers.get("Allow"):
-                resp.headers["Allow"] = exc.get_response().headers["Allow"]
-            return resp
+                headers["Allow"] = exc.get_response().headers["Allow"]
+            error = ServerError(exc.name) if code >= 500 else InvalidRequestError(exc.name)
+            return json_error(error, status=code, headers=headers)
         return render_template("error.html", message=exc.name, error=None), code
 
     @app.errorhandler(Exception)
@@ -343,12 +337,7 @@ def _install_error_handlers(app: Flask) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         context.close_db_session()
         if _wants_json():
-            resp = jsonify(
-                {"error": "server_error", "error_description": "an unexpected error occurred"}
-            )
-            resp.status_code = 500
-            resp.headers["Cache-Control"] = "no-store"
-            return resp
+            return json_error(ServerError("an unexpected error occurred"), status=500)
         return render_template(
             "error.html", message="An unexpected error occurred.", error="server_error"
         ), 500

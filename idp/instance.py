@@ -4,6 +4,9 @@ In development (and tests) a missing secret key or key-encryption key is generat
 the instance directory (mode 0600) and reused, so restarts and workers agree (checklist 118).
 Production never generates: :func:`idp.config.check_settings` already refused to load, and a
 key-encryption-key file marked as generated is refused here too.
+
+:func:`initialize` is the one set-up of an instance's database (``yitong init``, the demo,
+the benchmarks): schema to head, then a signing key for every configured algorithm.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import secrets
 from pathlib import Path
 
 from idp.config import ConfigError, Settings
+from idp.storage.migrate import upgrade
 from keys.crypto import Kek, KekError
+from keys.store import ManagedKeyStore
 
 GENERATED_MARK = "# generated development key: never use in production\n"
 
@@ -90,3 +95,13 @@ def hsm_pin(settings: Settings) -> str:
         raise ConfigError(
             f"YITONG_PKCS11_PIN_FILE: cannot read {settings.pkcs11_pin_file}: {exc.strerror}"
         ) from None
+
+
+def initialize(database_url: str, keystore: ManagedKeyStore) -> list[str]:
+    """Create or upgrade the schema, then make sure every algorithm has its keys.
+
+    Returns the kids of the keys it generated (none when the instance was already set up).
+    """
+    upgrade(database_url)
+    made: list[str] = keystore.ensure_keys()
+    return made

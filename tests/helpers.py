@@ -50,6 +50,24 @@ def csrf_token(html: str) -> str:
     return m.group(1)
 
 
+def login_answer(resp: Any, login: str) -> tuple[Any, ...]:
+    """What a login answer tells the person: status, Retry-After, the error and the form.
+
+    Every CSRF token (the form's field and the passkey button's ``data-csrf``) is left out:
+    they carry a time stamp, so two pages rendered a second apart always differ there.
+    """
+    body = resp.get_data(as_text=True).replace(login, "LOGIN")
+    error = re.findall(r'id="login-error">([^<]*)<', body)
+    fields = []
+    for tag in re.findall(r"<(?:input|select|button|textarea)\b[^>]*>", body):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
+        attrs.pop("data-csrf", None)
+        if attrs.get("name") == "csrf_token":
+            attrs.pop("value", None)
+        fields.append(tuple(sorted(attrs.items())))
+    return resp.status_code, resp.headers.get("Retry-After"), error, fields
+
+
 def hidden(html: str, name: str) -> str:
     m = re.search(rf'name="{name}" value="([^"]*)"', html)
     assert m, f"no hidden field {name}"

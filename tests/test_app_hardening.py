@@ -32,7 +32,7 @@ def test_unknown_path_is_a_friendly_404(client):
     resp = client.get("/nope")
     assert resp.status_code == 404
     assert "<html" in resp.get_data(as_text=True)
-    assert client.get("/.well-known/nope").get_json()["error"] == "not_found"
+    assert client.get("/.well-known/nope").get_json()["error"] == "invalid_request"
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from adapters.base import Identity
+from adapters.base import AdapterUnavailable, Identity, InvalidCredentials, PasswordAuthenticator
 from adapters.ldap import DirectoryListing
 from idp import audit
 from idp.interaction.sessions import Ended, end_user_sessions
+from idp.interaction.throttle import Blocked, LoginGate, staff_entry_key, staff_login_key
 from idp.services import Services
 from idp.storage.models import Token, User, utcnow
 from idp.storage.repo import new_id
@@ -130,6 +131,64 @@ def _attributes(identity: Identity) -> dict[str, Any]:
 
 def _clip(text: str, length: int) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+# ----------------------------------------------------------------------------- login
+class StaffThrottled(Exception):
+    """The lockout gate refused a staff login before the password reached the directory."""
+
+    def __init__(self, blocked: Blocked) -> None:
+        super().__init__(str(blocked))
+        self.blocked = blocked
+
+
+def authenticate_staff(
+    directory: PasswordAuthenticator,
+    gate: LoginGate | None,
+    username: str,
+    password: str,
+    ip: str,
+) -> Identity:
+    """Search-then-bind at a department directory, through the lockout gate.
+
+    The attempt is counted on the directory *entry* the name resolves to (issue 14 item 9):
+    an AD person typing ``sAMAccountName`` or ``userPrincipalName`` uses one counter, so two
+    spellings never double the cap.  The gate reserves the attempt after the search and before
+    the bind, so a refused attempt never reaches the directory's own lockout (checklist 94).
+    A name that resolves to no single entry is counted on the name instead, under the same
+    rule, so an unknown name answers exactly like a known one, locked or not (checklist 83).
+
+    Raises :class:`StaffThrottled` (the gate's refusal, 429), :class:`InvalidCredentials`
+    and :class:`AdapterUnavailable` (not counted).
+    """
+    if gate is None:
+        return directory.authenticate(username, password)
+    reserved: list[str] = []
+
+    def before_bind(entry_key: str) -> None:
+        key = staff_entry_key(directory.id, entry_key)
+        blocked = gate.check(None, username, ip, key=key)
+        if blocked is not None:
+            raise StaffThrottled(blocked)
+        reserved.append(key)
+
+    try:
+        identity = directory.authenticate(username, password, before_bind=before_bind)
+    except InvalidCredentials:
+        if not reserved:
+            name_key = staff_login_key(directory.id, username)
+            blocked = gate.check(None, username, ip, key=name_key)
+            if blocked is not None:
+                raise StaffThrottled(blocked) from None
+        raise  # counted: the reservation stands as the failure
+    except AdapterUnavailable:
+        if reserved:
+            gate.cancel(None, username, ip, key=reserved[0])
+        raise
+    if not reserved:  # an authenticator that skipped the hook would go unthrottled
+        raise AdapterUnavailable(f"directory {directory.id} did not report the entry it bound")
+    gate.record(None, username, ip, success=True, key=reserved[0])
+    return identity
 
 
 # ----------------------------------------------------------------------------- sync

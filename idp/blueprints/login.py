@@ -23,7 +23,12 @@ from idp.interaction import login as signin
 from idp.interaction import mfa
 from idp.interaction.consent import record_consent
 from idp.interaction.flow import InteractionExpired
-from idp.interaction.web import clear_session_cookie, current_user_row, set_session_cookie
+from idp.interaction.web import (
+    clear_session_cookie,
+    current_user_row,
+    open_interaction,
+    set_session_cookie,
+)
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.claims import SCOPE_CLAIMS
@@ -42,8 +47,8 @@ def open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | Non
     """
     if not token:
         return None
-    multi, started, _extra = context.services().sealer.open(token)
-    return multi, started
+    opened = open_interaction(token)
+    return opened.multi, opened.started
 
 
 def ix_context(ix: str | None) -> authz.AuthorizationContext | None:
@@ -278,13 +283,13 @@ def consent() -> Response:
 @bp.route("/consent", methods=["POST"])
 def consent_post() -> Response:
     ix = request.form.get("ix", "")[:MAX_IX]
+    if not ix:
+        return error_page(_("Nothing to consent to."))
     try:
-        opened = open_ix(ix)
+        interaction = open_interaction(ix)
     except InteractionExpired:
         return expired_page()
-    if opened is None:
-        return error_page(_("Nothing to consent to."))
-    multi, started = opened
+    multi = interaction.multi
     if request.form.get("action") != "approve":
         return cancel(ix)
     user = current_user_row()
@@ -296,4 +301,4 @@ def consent_post() -> Response:
     db_session = context.db_session()
     record_consent(db_session, user, client, (multi.get("scope") or [""])[0].split())
     db_session.commit()
-    return process_authorization(multi, started=started, consent_given=True)
+    return process_authorization(multi, interaction=interaction, consent_given=True)

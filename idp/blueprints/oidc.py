@@ -36,8 +36,13 @@ from idp.errors import (
 )
 from idp.interaction import prompts
 from idp.interaction.consent import consent_of
-from idp.interaction.flow import InteractionExpired
-from idp.interaction.web import current_sso, current_user_row
+from idp.interaction.flow import INTERACTION_MAX_AGE, Interaction, InteractionExpired
+from idp.interaction.web import (
+    current_sso,
+    current_user_row,
+    open_interaction,
+    seal_interaction,
+)
 from idp.oauth import authorize as authz
 from idp.oauth import par
 from idp.oauth.authorization import (
@@ -51,6 +56,7 @@ from idp.oauth.authorization import (
 from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.discovery import INTEGRATOR_GUIDE, discovery_document
 from idp.oauth.grants import CLIENT_AUTH_METHODS
+from idp.storage import repo
 from idp.storage.models import Client, utcnow
 
 log = logging.getLogger(__name__)
@@ -66,7 +72,7 @@ def _interaction_redirect(
         "step_up": "second_factor.step_up",
         "consent": "login.consent",
     }
-    ix = context.services().sealer.seal(ctx.sealable(), started)
+    ix = seal_interaction(ctx.sealable(), started)
     args: dict[str, Any] = {}
     if ctx.ui_locales:
         args["ui_locales"] = " ".join(ctx.ui_locales)  # the page language (OIDC Core §3.1.2.1)
@@ -77,15 +83,16 @@ def _interaction_redirect(
 def process_authorization(
     multi: dict[str, list[str]],
     *,
-    started: dt.datetime | None,
+    interaction: Interaction | None,
     consent_given: bool = False,
 ) -> Response:
     """Validate, decide, and either ask the user something or answer the client.
 
     ``multi`` is either what the client sent (internal markers stripped by the route) or the
-    resolved parameters sealed in an interaction token.
+    resolved parameters sealed in the ``interaction`` it continues.
     """
     session = context.db_session()
+    started = interaction.started if interaction is not None else None
     try:
         ctx = validate_request(multi)
     except authz.PageError as exc:
@@ -115,9 +122,19 @@ def process_authorization(
         return _interaction_redirect(ctx, decision, started or now)
 
     assert user is not None and sso is not None
+    if interaction is not None and not _spend(interaction):
+        # The same ix again (a replay at /authorize/resume): one code per interaction.
+        return error_page(_("The sign-in page has expired; start again."), 400)
     code = issue_code(session, ctx, user, sso)
     session.commit()
     return redirect_params(ctx, {"code": code})
+
+
+def _spend(interaction: Interaction) -> bool:
+    """Mark the interaction used (issue 14 item 6); False if it already issued a code."""
+    expires = interaction.started + dt.timedelta(seconds=INTERACTION_MAX_AGE * 2)
+    expires = max(expires, utcnow() + dt.timedelta(seconds=INTERACTION_MAX_AGE))
+    return repo.consume_once(context.db_session(), "interaction", interaction.iid, expires)
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -130,16 +147,16 @@ def authorize() -> Response:
         return resp
     source = request.args if request.method == "GET" else request.form
     multi = authz.strip_internal({k: source.getlist(k) for k in source})
-    return process_authorization(multi, started=None)
+    return process_authorization(multi, interaction=None)
 
 
 @bp.route("/authorize/resume", methods=["GET"])
 def resume() -> Response:
     try:
-        multi, started, _extra = context.services().sealer.open(request.args.get("ix"))
+        interaction = open_interaction(request.args.get("ix"))
     except InteractionExpired:
         return error_page(_("The sign-in page has expired; start again."), 400)
-    return process_authorization(multi, started=started)
+    return process_authorization(interaction.multi, interaction=interaction)
 
 
 # ------------------------------------------------------------------ the integrator guide

@@ -93,7 +93,7 @@ def _render_challenge(
 def _cannot_reach(p: signin.Pending, user: User, ix: str) -> Response:
     """No factor the user has reaches the level: enrol (login, MFA) or explain."""
     if p.mode == "login" and p.target == ACR_MFA:
-        return _render_enrolment(user, selfserve.enrolment_or_new(user), ix)
+        return render_enrolment(user, selfserve.enrolment_or_new(user), ix=ix, at_login=True)
     body = render_template("mfa_unavailable.html", ix=ix, target=p.target, mode=p.mode)
     return make_response(body, 403)
 
@@ -243,17 +243,25 @@ def step_up() -> Response:
 
 
 # ---------------------------------------------------------------------- enrolment at login
-def _render_enrolment(
-    user: User, secret: str, ix: str, *, error: str | None = None, status: int = 200
+def render_enrolment(
+    user: User,
+    secret: str,
+    *,
+    ix: str = "",
+    at_login: bool = False,
+    error: str | None = None,
+    status: int = 200,
 ) -> Response:
+    """The TOTP set-up page (QR code and secret), at login or from the security page."""
+    action = "second_factor.enrol_at_login" if at_login else "security.totp_confirm"
     body = render_template(
         "totp_enrol.html",
         qr=selfserve.totp_qr(user, secret),
         secret=secret,
-        action=url_for("second_factor.enrol_at_login"),
+        action=url_for(action),
         ix=ix,
         error=error,
-        at_login=True,
+        at_login=at_login,
     )
     resp = make_response(body, status)
     resp.headers["Cache-Control"] = "no-store"
@@ -272,7 +280,7 @@ def enrol_at_login() -> Response:
         return see_other(url_for("second_factor.challenge", ix=ix or None))
     secret = selfserve.enrolment_secret(user)
     if secret is None:
-        return _render_enrolment(user, selfserve.new_enrolment(user), ix)
+        return render_enrolment(user, selfserve.new_enrolment(user), ix=ix, at_login=True)
     code = request.form.get("code", "")[:64]
 
     def verify() -> str | None:
@@ -282,7 +290,7 @@ def enrol_at_login() -> Response:
     if attempt.factor is None:
         if attempt.refused is not None and attempt.refused.status == 401:
             wrong = _("The code is wrong. Check the time on your phone.")
-            return _render_enrolment(user, secret, ix, error=wrong, status=401)
+            return render_enrolment(user, secret, ix=ix, at_login=True, error=wrong, status=401)
         return _refusal_page(p, user, ix, attempt)
     db_session = context.db_session()
     audit.record(

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from idp import context
 from idp.blueprints.responses import json_error, safe_next, see_other
-from idp.blueprints.second_factor import json_body, show_recovery_codes
+from idp.blueprints.second_factor import json_body, render_enrolment, show_recovery_codes
 from idp.errors import AccessDeniedError, LoginRequiredError
 from idp.interaction import mfa
 from idp.interaction import self_service as selfserve
@@ -134,29 +134,13 @@ def _guarded() -> tuple[User, SsoSession] | Response:
 
 
 # ---------------------------------------------------------------------- TOTP and recovery codes
-def _render_enrolment(
-    user: User, secret: str, *, error: str | None = None, status: int = 200
-) -> Response:
-    body = render_template(
-        "totp_enrol.html",
-        qr=selfserve.totp_qr(user, secret),
-        secret=secret,
-        action=url_for("security.totp_confirm"),
-        ix="",
-        error=error,
-    )
-    resp = make_response(body, status)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
 @bp.route("/account/security/totp", methods=["POST"])
 def totp_start() -> Response:
     found = _guarded()
     if isinstance(found, Response):
         return found
     user, _sso = found
-    return _render_enrolment(user, selfserve.new_enrolment(user))
+    return render_enrolment(user, selfserve.new_enrolment(user))
 
 
 @bp.route("/account/security/totp/confirm", methods=["POST"])
@@ -169,7 +153,7 @@ def totp_confirm() -> Response:
     if isinstance(outcome, Refused):
         secret = selfserve.enrolment_secret(user)
         if outcome.status == 401 and secret is not None:
-            return _render_enrolment(user, secret, error=outcome.message, status=401)
+            return render_enrolment(user, secret, error=outcome.message, status=401)
         return _refused_page(user, sso, outcome)
     if outcome:
         return show_recovery_codes(outcome, _done())

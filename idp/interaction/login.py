@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from adapters.base import AdapterUnavailable, InvalidCredentials
 from idp import audit, context
 from idp.accounts.people import find_citizen
-from idp.accounts.staff import upsert_staff
+from idp.accounts.staff import StaffThrottled, authenticate_staff, upsert_staff
 from idp.errors import TemporarilyUnavailableError
 from idp.interaction import mfa
 from idp.interaction.sessions import (
@@ -208,21 +208,19 @@ def _staff(creds: Credentials) -> Proven | Refused:
     directory = services.directories.get(creds.department)
     if directory is None:
         return Refused(str(_("Unknown department.")))
-    gate = services.login_gate
-    key = f"{creds.department}:{creds.login_name}"
     ip = context.client_ip()
     context.db_session().commit()  # the gate commits on its own (SQLite write lock)
-    blocked = gate.check(None, key, ip)
-    if blocked is not None:  # throttled before the directory sees the attempt (checklist 94)
-        return _blocked(blocked, citizen=False)
     try:
-        identity = directory.authenticate(creds.login_name, creds.password)
+        # Counted per directory entry, before the bind (issue 14 item 9, checklist 94).
+        identity = authenticate_staff(
+            directory, services.login_gate, creds.login_name, creds.password, ip
+        )
+    except StaffThrottled as exc:
+        return _blocked(exc.blocked, citizen=False)
     except InvalidCredentials:
-        gate.record(None, key, ip, success=False)
         _failure(None, "ldap", creds.department)
         return Refused(generic_failure())
     except AdapterUnavailable:
-        gate.cancel(None, key, ip)
         log.warning("directory %s unavailable", creds.department)
         audit.record_now(
             services.db,
@@ -235,7 +233,6 @@ def _staff(creds: Credentials) -> Proven | Refused:
         raise TemporarilyUnavailableError(
             "the department directory is unavailable; try again later"
         ) from None
-    gate.record(None, key, ip, success=True)  # before the upsert takes the write lock
     user = upsert_staff(context.db_session(), identity)
     if not user.is_active:
         _failure(user.id, "ldap", creds.department)

@@ -197,11 +197,13 @@ def _defs() -> dict[str, PolicyDef]:
         PolicyDef(
             "lockout.max_failures",
             "int",
-            100,
-            "Consecutive failures that lock the account until an operator unlocks it or the "
-            "owner signs in from a known device or with a recovery code (NIST: at most 100).",
+            25,
+            "Consecutive failures through one kind of login name (phone, ID number, e-mail, "
+            "re-entry) that lock it until an operator unlocks the account or the owner signs "
+            "in from a known device or with a recovery code. Four kinds: at most 100 in all "
+            "(NIST).",
             1,
-            100,
+            25,
         ),
         PolicyDef(
             "lockout.ip_free_attempts",

@@ -20,8 +20,20 @@ counted on a key of its own (``dev:<user>:<device>``) instead of the shared acco
 attacker spraying the account from 500 addresses exhausts only the shared key.  Without a
 known device the owner can add a recovery code to the password, or sign in with a passkey.
 
-Unknown login names are counted exactly like accounts (keyed by a digest of the name), so the
-answers never tell whether an account exists (checklist 83).
+**Counters are keyed per kind of name, and never say whether names belong together**
+(checklist 83, PIPL).  A citizen's account has one counter per kind of login name typed
+(``acct:<id>:phone``, ``…:id_number``, ``…:email``): five wrong passwords through the phone
+number lock only the phone number, so the ID number then answers exactly as an unknown name
+does, and nobody learns that the two belong to one person.  Unknown login names are counted
+exactly like accounts (keyed by a digest of the name, same rule), so a locked unknown name
+looks like a locked account.  A staff member's names (``sAMAccountName``,
+``userPrincipalName``) are all names of one directory entry, counted on one key per entry
+(``staff:<digest of directory and entryUUID/objectGUID>``), so a second spelling never
+doubles the cap.
+
+**A lock only stops password checks.**  It never ends a sign-in the owner completed (known
+device, recovery code, passkey) nor the owner's existing grants and tokens (checklist 81
+over 82): the token endpoint does not consult these counters.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from idp.accounts.identifiers import classify_login
 from idp.interaction.policies import PolicyStore
 from idp.storage.db import Database
 from idp.storage.models import Throttle, User, utcnow
@@ -243,17 +256,37 @@ class Counters:
         return Verdict(True, failures)
 
 
+#: The kinds of name a citizen types; each has its own counter (``acct:<id>:<kind>``).
+#: ``session`` is the signed-in person confirming the password again (no name typed).
+CITIZEN_NAME_KINDS = ("phone", "id_number", "email", "session")
+
+
+def _name_kind(login_name: str) -> str:
+    kind = classify_login(login_name)
+    return kind if kind in CITIZEN_NAME_KINDS else "session"
+
+
 def account_key(user: User | None, login_name: str) -> str:
-    """The counter of an account (or of a login name that matches no account)."""
-    if user is not None and user.kind != "staff":
-        return f"acct:{user.id}"
-    if user is not None and user.kind == "staff":
-        username = str((user.attributes or {}).get("preferred_username") or "")
-        return f"login:{_key_digest(f'{user.directory_id}:{username}')}"
-    return f"login:{_key_digest(login_name)}"
+    """The counter an attempt with ``login_name`` is counted on.
+
+    A citizen: one counter per kind of name (see the module docstring).  A staff account: its
+    directory entry.  No account: the name itself, under the same rule, so that counters and
+    answers never tell known names from unknown ones.
+    """
+    if user is None:
+        return f"login:{_key_digest(login_name)}"
+    if user.kind == "staff":
+        return staff_entry_key(user.directory_id or "", user.directory_key or "")
+    return f"acct:{user.id}:{_name_kind(login_name)}"
+
+
+def staff_entry_key(directory_id: str, entry_key: str) -> str:
+    """The counter of one directory entry, whichever of its login names was typed (issue 14/9)."""
+    return f"staff:{_key_digest(f'{directory_id}:{entry_key}')}"
 
 
 def staff_login_key(department: str, username: str) -> str:
+    """The counter of a name that matches no entry of the department's directory."""
     return f"login:{_key_digest(f'{department}:{username}')}"
 
 
@@ -293,57 +326,65 @@ class LoginGate:
             window=p.get_int("lockout.ip_window"),
         )
 
-    def _keys(self, user: User | None, login_name: str, ip: str) -> tuple[str, str | None]:
-        """(account-or-device key, address key or None for a known device)."""
+    def _keys(
+        self, user: User | None, login_name: str, ip: str, key: str | None = None
+    ) -> tuple[str, str | None]:
+        """(account-or-device key, address key or None for a known device).
+
+        ``key`` names the counter outright (a staff entry, an unknown staff name); otherwise it
+        follows from the account and the kind of name typed (:func:`account_key`).
+        """
         if user is not None and self.device_for is not None:
             device = self.device_for(user.id)
             if device:
                 return f"dev:{user.id}:{device}"[:200], None
-        key = (
-            staff_login_key(*login_name.split(":", 1))
-            if ":" in login_name and (user is None or user.kind == "staff")
-            else account_key(user, login_name)
-        )
-        return key, f"ip:{ip}"[:200]
+        return key or account_key(user, login_name), f"ip:{ip}"[:200]
 
     # -------------------------------------------------------------- the hook
-    def check(self, user: User | None, login_name: str, ip: str) -> Blocked | None:
+    def check(
+        self, user: User | None, login_name: str, ip: str, *, key: str | None = None
+    ) -> Blocked | None:
         """Reserve one attempt, or refuse with a message (the same for every account)."""
-        key, ip_key = self._keys(user, login_name, ip)
-        items = [(key, self.account_rule())]
+        account, ip_key = self._keys(user, login_name, ip, key)
+        items = [(account, self.account_rule())]
         if ip_key is not None:
             items.insert(0, (ip_key, self.ip_rule()))
         verdicts = self.counters.reserve_all(items)
         refused = next((v for v in verdicts if not v.allowed), None)
         return self._refusal(refused) if refused is not None else None
 
-    def record(self, user: User | None, login_name: str, ip: str, success: bool) -> None:
+    def record(
+        self,
+        user: User | None,
+        login_name: str,
+        ip: str,
+        success: bool,
+        *,
+        key: str | None = None,
+    ) -> None:
         """After the check: a success clears the account's counter; a failure was counted."""
         if not success:
             return
-        key, ip_key = self._keys(user, login_name, ip)
+        account, ip_key = self._keys(user, login_name, ip, key)
         # Only the counter the attempt was made on: a success on a known device says nothing
         # about the attempts from unknown devices, so the shared account counter keeps them.
-        self.counters.settle(release=(ip_key,) if ip_key is not None else (), reset=(key,))
+        self.counters.settle(release=(ip_key,) if ip_key is not None else (), reset=(account,))
 
-    def cancel(self, user: User | None, login_name: str, ip: str) -> None:
+    def cancel(
+        self, user: User | None, login_name: str, ip: str, *, key: str | None = None
+    ) -> None:
         """The attempt could not be decided (directory down): do not count it."""
-        key, ip_key = self._keys(user, login_name, ip)
-        self.counters.settle(release=(*((ip_key,) if ip_key is not None else ()), key))
+        account, ip_key = self._keys(user, login_name, ip, key)
+        self.counters.settle(release=(*((ip_key,) if ip_key is not None else ()), account))
 
     # -------------------------------------------------------------- other paths
-    def account_locked(self, user: User) -> bool:
-        """True when the account's shared counter reached the hard cap.
-
-        Every token-issuing path that authenticates the user (any grant beyond the code flow)
-        must refuse while this is true (checklist 82).
-        """
-        cap = self.policies.get_int("lockout.max_failures")
-        return self.counters.failures(account_key(user, "")) >= cap
-
     def unlock(self, user: User) -> None:
-        self.counters.reset(account_key(user, ""))
-        self.counters.reset(f"mfa:{user.id}")
+        """Clear every password counter of the account, and its second-factor counter."""
+        if user.kind == "staff":
+            keys: tuple[str, ...] = (account_key(user, ""),)
+        else:
+            keys = tuple(f"acct:{user.id}:{kind}" for kind in CITIZEN_NAME_KINDS)
+        self.counters.settle(reset=(*keys, f"mfa:{user.id}"))
 
     @staticmethod
     def _refusal(verdict: Verdict) -> Blocked:

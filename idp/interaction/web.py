@@ -11,11 +11,15 @@ and it ends through :func:`~idp.interaction.sessions.end_sessions` like every ot
 
 from __future__ import annotations
 
-from flask import g, request
+import datetime as dt
+import secrets
+
+from flask import g, request, session
 from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
 from idp import context
+from idp.interaction.flow import Interaction
 from idp.interaction.policies import session_timeouts_for, user_classes
 from idp.interaction.sessions import (
     SessionTimeouts,
@@ -97,6 +101,28 @@ def set_session_cookie(resp: Response, token: str) -> None:
 def clear_session_cookie(resp: Response) -> None:
     secure = context.settings().issuer.startswith("https://")
     resp.delete_cookie(cookie_name(), path="/", secure=secure, httponly=True, samesite="Lax")
+
+
+BROWSER_KEY = "ixb"
+
+
+def _browser(create: bool) -> str | None:
+    """This browser's interaction binding (a random value in its signed session cookie)."""
+    value = session.get(BROWSER_KEY)
+    if not isinstance(value, str) and create:
+        value = secrets.token_urlsafe(16)
+        session[BROWSER_KEY] = value
+    return value if isinstance(value, str) else None
+
+
+def seal_interaction(multi: dict[str, list[str]], started: dt.datetime) -> str:
+    """An ``ix`` for this browser (see :mod:`idp.interaction.flow`)."""
+    return context.services().sealer.seal(multi, started, browser=_browser(create=True) or "")
+
+
+def open_interaction(token: str | None) -> Interaction:
+    """Open an ``ix`` started in this browser; raises ``InteractionExpired`` otherwise."""
+    return context.services().sealer.open(token, browser=_browser(create=False))
 
 
 def init_login_manager(login_manager: LoginManager) -> None:

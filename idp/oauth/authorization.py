@@ -25,7 +25,7 @@ from idp.oauth.grants import code_expiry
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundPolicy
 from idp.oauth.request_object import open_request_object
-from idp.oauth.tokens import DeadTokenError, check_live, find_token
+from idp.oauth.tokens import DeadTokenError, FoundToken, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, Token, User, utcnow
 
@@ -183,13 +183,19 @@ def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
         return None
     session = context.db_session()
     found = find_token(session, raw, "access")
-    if found is None:
+    alive = live(session, found) if found is not None else None
+    if found is None or alive is None:
         return None
-    row = found.token
+    return found.token, alive[1]
+
+
+def live(session: Session, found: FoundToken) -> tuple[Grant, User | None] | None:
+    """The grant and user of a found token that may still be used, else None
+    (:func:`idp.oauth.tokens.check_live` with this provider's keys and clients)."""
     try:
-        _grant, user = check_live(
+        return check_live(
             session,
-            row,
+            found.token,
             context.services().keys,
             utcnow(),
             grant=found.grant,
@@ -198,4 +204,3 @@ def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
         )
     except DeadTokenError:
         return None
-    return row, user

@@ -30,10 +30,11 @@ from sqlalchemy.orm import Session
 
 from idp import context
 from idp.errors import InvalidRequestError
+from idp.oauth.authorization import live
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
-from idp.oauth.tokens import DeadTokenError, FoundToken, check_live, find_token
+from idp.oauth.tokens import FoundToken, find_token
 from idp.storage import repo
 from idp.storage.models import Client, Token, utcnow
 
@@ -125,18 +126,10 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             return inactive
         row = found.token
         services = context.services()
-        try:
-            grant, user = check_live(
-                session,
-                row,
-                services.keys,
-                utcnow(),
-                grant=found.grant,
-                user=found.user,
-                clients=context.find_client,
-            )
-        except DeadTokenError:
+        alive = live(session, found)
+        if alive is None:
             return inactive
+        grant, user = alive
         owner = context.find_client(row.client_id)
         assert owner is not None  # check_live verified it
         body: dict[str, Any] = {

@@ -87,12 +87,6 @@ USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})
 MAX_RESOURCES = 10
 
 
-def account_is_locked(user: User | None) -> bool:
-    """A locked account gets no tokens on any path, not only at the login form (checklist 82)."""
-    gate = context.services().login_gate
-    return bool(user is not None and gate is not None and gate.account_locked(user))
-
-
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
     """PKCE with S256 only; a verifier without a challenge is a downgrade (RFC 9700 §4.8)."""
 
@@ -225,8 +219,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         self.request.resources = requested_resources(self.request, self.request.client.row)
 
     def authenticate_user(self, authorization_code: _CodeView) -> User | None:
+        # A disabled account is refused; a password lock is not consulted: it stops password
+        # checks from unknown devices, never a sign-in the owner already completed (known
+        # device, recovery code, passkey) nor the owner's grants (checklist 81 over 82).
         user = context.db_session().get(User, authorization_code.row.user_id)
-        if user is None or not user.is_active or account_is_locked(user):
+        if user is None or not user.is_active:
             return None
         return user
 
@@ -337,9 +334,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         except DeadTokenError as exc:
             log.info("refresh refused for grant %s: %s", grant.id, exc)
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
-        if account_is_locked(user):
-            raise InvalidGrantError("the account is locked")
-        # Re-checked on every refresh: a role taken away ends the admin scope (checklist 95).
+        # check_live refused a disabled account; a password lock does not end the owner's
+        # grants (checklist 81 over 82).  Re-checked on every refresh: a role taken away
+        # ends the admin scope (checklist 95).
         scope = grantable_scope(self._narrowed_scope(row), user, grant.acr)
         self.request.refresh_token = row
         self.request.grant = grant

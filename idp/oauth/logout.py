@@ -36,7 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp.oauth.claims import subject_for
-from idp.oauth.outbound import OutboundError, resolve_target
+from idp.oauth.outbound import OutboundError, host_header, pinned_pool, resolve_target
 from idp.storage import repo
 from idp.storage.models import Client, Grant, LogoutDelivery, SsoSession, User, utcnow
 from keys.store import KeyStore
@@ -255,27 +255,14 @@ def post_logout_token(
     and connected to directly, so DNS cannot swap it; no redirects; the body is ignored.
     """
     target = resolve_target(uri, allowlist, private_hosts)
-    common: dict[str, Any] = {"maxsize": 1, "retries": False}
-    pool: urllib3.HTTPConnectionPool
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.address,
-            target.port,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            **common,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, **common)
-    host = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+    pool = pinned_pool(target)
     try:
         resp = pool.urlopen(
             "POST",
             target.path,
             body=urlencode({"logout_token": token}).encode("ascii"),
             headers={
-                "Host": host,
+                "Host": host_header(target),
                 "Content-Type": "application/x-www-form-urlencoded",
                 "User-Agent": "yitong",
                 "Cache-Control": "no-store",

@@ -109,6 +109,30 @@ def resolve_target(
     return _Target(parts.scheme, host, port, path, addresses[0])
 
 
+def pinned_pool(target: _Target) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to the checked address of ``target``, never re-resolved.
+
+    TLS is verified against the host name (SNI and certificate), while the TCP connection
+    goes to the address :func:`resolve_target` checked: DNS cannot swap it (rebinding).
+    The one way every outbound request of ours connects (fetches and logout deliveries).
+    """
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            target.address,
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            maxsize=1,
+            retries=False,
+        )
+    return urllib3.HTTPConnectionPool(target.address, target.port, maxsize=1, retries=False)
+
+
+def host_header(target: _Target) -> str:
+    return target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+
+
 def fetch(
     url: str,
     *,
@@ -120,26 +144,13 @@ def fetch(
 ) -> bytes:
     """GET ``url`` under the SSRF rules above and return at most ``max_bytes`` of body."""
     target = resolve_target(url, allowlist, private_hosts)
-    pool: urllib3.HTTPConnectionPool
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.address,
-            target.port,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            maxsize=1,
-            retries=False,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.address, target.port, maxsize=1, retries=False)
-    host_header = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
+    pool = pinned_pool(target)
     deadline = time.monotonic() + timeout
     try:
         resp = pool.urlopen(
             "GET",
             target.path,
-            headers={"Host": host_header, "Accept": accept, "User-Agent": "yitong"},
+            headers={"Host": host_header(target), "Accept": accept, "User-Agent": "yitong"},
             redirect=False,
             preload_content=False,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),

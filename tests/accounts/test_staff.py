@@ -21,7 +21,7 @@ from adapters.base import AdapterUnavailable, Identity
 from adapters.ldap import LdapDirectory
 from idp import audit
 from idp.accounts.staff import sync_directory, upsert_staff
-from idp.cli_ldap import ldap as ldap_cli
+from idp.cli.ldap import ldap as ldap_cli
 from idp.storage.models import AuditEvent, Grant, SsoSession, Token, User, utcnow
 from idp.storage.repo import digest, new_id, query_token
 from tests.helpers import Citizen, Flow, RegisteredClient

@@ -404,7 +404,7 @@ def test_checklist_90_insecure_settings_need_explicit_permission(slapd_nr: Slapd
         )
     # ldap3's own default is CERT_NONE; ours is CERT_REQUIRED with a hostname check.
     config = DirectoryConfig.from_mapping("x", hrss_table(["ldaps://dc1.example:636"], None))
-    tls = LdapDirectory(config)._tls(config.urls[0])
+    tls = LdapDirectory(config).pool._tls(config.urls[0])
     assert tls is not None
     import ssl
 

@@ -1,7 +1,7 @@
 """The demo's single sign-on in a real browser (issue 2, item 11).
 
 The IdP, the portal and the service run as the separate processes ``yitong demo`` starts
-(same code: :mod:`idp.demo`), on ephemeral ports, with a temporary instance directory and
+(same code: :mod:`examples.launcher`), on ephemeral ports, with a temporary instance directory and
 the run's test database.  Headless Chromium signs in at the portal, opens the service and
 must arrive there signed in as the same ``sub`` without seeing a password field; logging out
 of one relying party then signs the browser out of the other (back-channel logout).
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from idp.demo import DemoLayout, DemoProcesses, DemoState, setup, start
+from examples.launcher import DemoProcesses, start
+from idp.demo import DemoLayout, DemoState, setup
 from tests.conftest import _truncate
 from tests.helpers import make_settings
 from tests.services.browser import reset_browser

@@ -19,7 +19,14 @@ from sqlalchemy import update
 from idp.interaction import mfa
 from idp.storage.models import Throttle
 from tests.conftest import missing
-from tests.helpers import Citizen, Flow, RegisteredClient, csrf_token, hidden
+from tests.helpers import (
+    Citizen,
+    Flow,
+    RegisteredClient,
+    csrf_token,
+    hidden,
+    login_answer,
+)
 from tests.interaction.mfa_kit import (
     code,
     enrol_totp,
@@ -52,8 +59,12 @@ def test_item80_failures_bring_exponential_waits_and_success_resets(
     app: Flask, citizen: Any
 ) -> None:
     set_policy(app, "lockout.free_attempts", 3)
+    # Waits of a minute and more, lifted by _unblock: a 1 s wait could run out between two
+    # requests on a slow machine, and the test would then depend on the clock.
+    set_policy(app, "lockout.base_delay", 60)
+    set_policy(app, "lockout.max_delay", 3600)
     client = app.test_client()
-    key = f"acct:{citizen.id}"
+    key = f"acct:{citizen.id}:email"  # one counter per kind of name typed (issue 14 item 3)
     for _ in range(3):
         assert _post(client, citizen.email, "wrong password 1234567").status_code == 401
     waits = []
@@ -63,7 +74,7 @@ def test_item80_failures_bring_exponential_waits_and_success_resets(
         waits.append(int(refused.headers["Retry-After"]))
         _unblock(app, key)
         assert _post(client, citizen.email, "wrong password 1234567").status_code == 401
-    assert waits == sorted(waits) and waits[-1] >= 4 * waits[0]  # 1 s, 2 s, 4 s, …
+    assert waits == sorted(waits) and waits[-1] >= 4 * waits[0]  # 60 s, 120 s, 240 s
     assert failures(app, key) == 6
     _unblock(app, key)
     assert _post(client, citizen.email, citizen.password).status_code == 303
@@ -83,20 +94,17 @@ def test_item80_hard_cap_locks_the_account_whatever_the_address(app: Flask, citi
     assert locked.status_code == 429
     body = locked.get_data(as_text=True)
     assert 'id="login-error"' in body and 'name="recovery_code"' in body
-    gate = services(app).login_gate
-    from idp.storage.models import User
-
-    with services(app).db.session() as s:
-        user = s.get(User, citizen.id)
-        assert gate.account_locked(user)  # the check every other token-issuing path calls
+    assert failures(app, f"acct:{citizen.id}:email") == 10
 
 
 # ----------------------------------------------------------------------------- item 82
-def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any) -> None:
+def test_item82_fifty_parallel_wrong_passwords_count_exactly_to_the_lock(make_app: Any) -> None:
+    """50 at once against a lock at 25: exactly 25 are counted (and answered as wrong), the
+    other 25 find the lock; none slips past it."""
     app = make_app(rate_limit_login_per_minute=10_000)
     citizen = Citizen.create(app)
     set_policy(app, "lockout.free_attempts", 100)
-    set_policy(app, "lockout.max_failures", 50)
+    set_policy(app, "lockout.max_failures", 25)
     set_policy(app, "lockout.ip_free_attempts", 1000)
     clients = [app.test_client() for _ in range(50)]
     pages = [c.get("/login").get_data(as_text=True) for c in clients]
@@ -118,7 +126,7 @@ def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any
         )
         with lock:
             statuses.append(resp.status_code)
-            if resp.status_code != 401:
+            if resp.status_code not in (401, 429):
                 bodies.append(resp.get_data(as_text=True))
 
     bodies: list[str] = []
@@ -129,14 +137,19 @@ def test_item82_fifty_parallel_wrong_passwords_count_exactly_fifty(make_app: Any
         t.start()
     for t in threads:
         t.join(120)
-    assert statuses == [401] * 50, [re.findall(r'role="alert"[^>]*>([^<]*)', b) for b in bodies]
-    assert failures(app, f"acct:{citizen.id}") == 50
+    assert sorted(statuses) == [401] * 25 + [429] * 25, [
+        re.findall(r'role="alert"[^>]*>([^<]*)', b) for b in bodies
+    ]
+    assert failures(app, f"acct:{citizen.id}:email") == 25
     # The lock engaged at the threshold: the correct password is refused now.
     assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
 
 
 def test_item82_parallel_attempts_never_slip_under_the_threshold(app: Flask, citizen: Any) -> None:
     set_policy(app, "lockout.free_attempts", 3)
+    # A wait far longer than the burst: with the default 1 s, a slow machine let the wait run
+    # out mid-burst and a fourth attempt through (a clock-dependent flake, issue 14 item 13).
+    set_policy(app, "lockout.base_delay", 600)
     set_policy(app, "lockout.ip_free_attempts", 1000)
     clients = [app.test_client() for _ in range(20)]
     pages = [c.get("/login").get_data(as_text=True) for c in clients]
@@ -166,7 +179,7 @@ def test_item82_parallel_attempts_never_slip_under_the_threshold(app: Flask, cit
         t.join(120)
     # Three free attempts, then the first wait: only 3 passwords were ever hashed.
     assert statuses.count(401) == 3 and statuses.count(429) == 17
-    assert failures(app, f"acct:{citizen.id}") == 3
+    assert failures(app, f"acct:{citizen.id}:email") == 3
 
 
 def test_item82_item94_ldap_staff_are_throttled_before_the_directory(
@@ -265,11 +278,6 @@ def test_item81_known_device_login_still_needs_the_second_factor(
 
 
 # ----------------------------------------------------------------------------- item 83
-def _normalized(resp: Any, login: str) -> str:
-    body = resp.get_data(as_text=True).replace(login, "LOGIN")
-    return re.sub(r'name="csrf_token" value="[^"]+"', "", body)
-
-
 def test_item83_unknown_user_and_wrong_password_look_the_same(make_app: Any) -> None:
     app = make_app(rate_limit_login_per_minute=10_000)
     set_policy(app, "lockout.free_attempts", 100)
@@ -280,7 +288,7 @@ def test_item83_unknown_user_and_wrong_password_look_the_same(make_app: Any) -> 
     a = _post(client, citizen.email, "wrong password 1234567")
     b = _post(client, unknown, "wrong password 1234567")
     assert a.status_code == b.status_code == 401
-    assert _normalized(a, citizen.email) == _normalized(b, unknown)
+    assert login_answer(a, citizen.email) == login_answer(b, unknown)
 
     # Timing: interleaved, medians within ±10 % (the dummy hash costs what a real one does).
     # The machine is shared, so a round spoiled by a noisy neighbour is measured again; a real
@@ -335,7 +343,7 @@ def test_item84_a_1mb_password_is_refused_before_hashing(app: Flask, citizen: An
     )
     elapsed = time.perf_counter() - t0
     assert resp.status_code == 400 and elapsed < 0.05, elapsed
-    assert failures(app, f"acct:{citizen.id}") == 0  # not even counted: nothing was tried
+    assert failures(app, f"acct:{citizen.id}:email") == 0  # not even counted: nothing was tried
 
 
 # ----------------------------------------------------------------------------- item 77
@@ -448,17 +456,21 @@ def test_login_page_post_helper_roundtrip(app: Flask, citizen: Any) -> None:
     assert resp.status_code == 303 and hidden is not None
 
 
-def test_item82_a_locked_account_gets_no_tokens_from_refresh_or_code(
-    app: Flask, citizen: Any
-) -> None:
-    """The lock applies on every token-issuing path, not only the login form (checklist 82)."""
-    from tests.helpers import Flow, RegisteredClient
+def test_item81_a_lock_never_cuts_the_owner_off(app: Flask, citizen: Any) -> None:
+    """An attacker's guesses stop password checks only, never the owner's grants.
+
+    This test used to assert the opposite (no refresh, no code redemption once locked, after
+    checklist 82).  Checklist 81 wins over 82 there (issue 14 item 4): the lock stops new
+    password checks from unknown devices; a sign-in the owner completed (known device,
+    recovery code, passkey) and the owner's existing grants keep working.  A *disabled*
+    account is still refused everywhere.
+    """
+    from idp.storage.models import User
 
     client = app.test_client()
     rp = RegisteredClient.create(app)
     flow = Flow(client, rp, scope="openid offline_access")
-    code = flow.run(citizen)["code"]
-    tokens = flow.token(code).get_json()
+    tokens = flow.token(flow.run(citizen)["code"]).get_json()
     pending = Flow(client, rp, scope="openid")
     pending_code = pending.run(citizen)["code"]  # issued before the lock
     set_policy(app, "lockout.free_attempts", 100)
@@ -466,11 +478,103 @@ def test_item82_a_locked_account_gets_no_tokens_from_refresh_or_code(
     other = app.test_client()
     for n in range(3):
         _post(other, citizen.email, "wrong password 1234567", ip=f"198.51.100.{n}")
+    assert _post(other, citizen.email, citizen.password).status_code == 429  # locked
+
     refreshed = client.post(
         "/token",
         data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
         headers=rp.basic(),
     )
-    assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
-    redeemed = pending.token(pending_code)
+    assert refreshed.status_code == 200, refreshed.get_json()
+    assert pending.token(pending_code).status_code == 200
+    # A sign-in completed after the lock on the owner's known device: its code redeems.
+    again = Flow(client, rp, scope="openid")
+    assert again.token(again.run(citizen, prompt="login")["code"]).status_code == 200
+
+    # Disabled is another matter: no tokens on any path.
+    late = Flow(client, rp, scope="openid")
+    late_code = late.run(citizen)["code"]
+    with services(app).db.transaction() as s:
+        s.execute(update(User).where(User.id == citizen.id).values(status="disabled"))
+    # Rotated or not (a confidential client may keep its refresh token).
+    live_refresh = refreshed.get_json().get("refresh_token") or tokens["refresh_token"]
+    refused = client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": live_refresh},
+        headers=rp.basic(),
+    )
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    redeemed = late.token(late_code)
     assert redeemed.status_code == 400 and redeemed.get_json()["error"] == "invalid_grant"
+
+
+# ----------------------------------------------------------------------------- issue 14 item 3
+def _unknown_id_number(citizen: Any) -> str:
+    """A valid resident ID number that belongs to no account of this test."""
+    from tests.helpers import IDS
+
+    return str(next(n for n in reversed(IDS["resident_ids"]) if n != citizen.id_number))
+
+
+def test_item83_a_lock_through_the_phone_says_nothing_about_the_other_names(
+    app: Flask, citizen: Any
+) -> None:
+    """After the phone number is locked, the ID number and e-mail answer like unknown names.
+
+    Otherwise the counter is an oracle: 429 through the ID number but 401 for a stranger's
+    tells the attacker that the phone and the ID number belong to one person (PIPL).
+    """
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 5)
+    client = app.test_client()
+    for _ in range(5):
+        assert _post(client, citizen.phone, "wrong password 1234567").status_code == 401
+    assert _post(client, citizen.phone, "wrong password 1234567").status_code == 429
+    unknown_id = _unknown_id_number(citizen)
+    by_id = _post(client, citizen.id_number, "wrong password 1234567")
+    stranger = _post(client, unknown_id, "wrong password 1234567")
+    assert by_id.status_code == 401
+    assert login_answer(by_id, citizen.id_number) == login_answer(stranger, unknown_id)
+    by_email = _post(client, citizen.email, "wrong password 1234567")
+    stranger = _post(client, "nobody-" + citizen.email, "wrong password 1234567")
+    assert login_answer(by_email, citizen.email) == login_answer(
+        stranger, "nobody-" + citizen.email
+    )
+    # The owner's other names still work with the right password.
+    assert _post(client, citizen.id_number, citizen.password).status_code == 303
+
+
+def test_item83_a_locked_unknown_name_looks_like_a_locked_account(app: Flask, citizen: Any) -> None:
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 5)
+    unknown = "nobody-" + citizen.email
+    client = app.test_client()
+    for name in (citizen.email, unknown):
+        for _ in range(5):
+            assert _post(client, name, "wrong password 1234567").status_code == 401
+    known = _post(client, citizen.email, citizen.password)
+    stranger = _post(client, unknown, citizen.password)
+    assert known.status_code == 429
+    assert login_answer(known, citizen.email) == login_answer(stranger, unknown)
+
+
+# ----------------------------------------------------------------------------- issue 14 item 9
+def test_item80_item94_two_names_of_one_staff_entry_share_one_counter(
+    make_app: Any, slapd_hrss: Any, ldap_test_ca: Any
+) -> None:
+    """``uid`` and ``mail`` (AD: sAMAccountName and userPrincipalName) of one entry: one cap."""
+    from tests.services.slapd import hrss_table
+
+    table = hrss_table(slapd_hrss, ldap_test_ca, login_attribute=["uid", "mail"])
+    app = make_app(directories={"hrss": table})
+    set_policy(app, "lockout.free_attempts", 100)
+    set_policy(app, "lockout.max_failures", 4)
+    client = app.test_client()
+    names = ["wang.fang", "wang.fang@hrss.ln.gov.example"]
+    for n in range(4):
+        resp = _post(client, names[n % 2], "wrong-password-1234", department="hrss")
+        assert resp.status_code == 401
+    mark = slapd_hrss.log_mark()
+    for name in names:  # 2 + 2 failures lock the entry: the cap counts in total
+        assert _post(client, name, "Wf-2017-secret!", department="hrss").status_code == 429
+    assert not [b for b in slapd_hrss.binds_since(mark) if "wang.fang" in b]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from idp import audit
-from idp.cli_keys import KeysCli, keys
+from idp.cli.keys import KeysCli, keys
 from idp.storage.db import Database
 from idp.storage.models import AuditEvent, SigningKey, utcnow
 from keys.crypto import Kek

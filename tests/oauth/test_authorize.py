@@ -496,9 +496,7 @@ def test_item18_acr_values_reach_the_interaction_layer(client, citizen, rp, monk
     assert seen[-1][1] is False
 
 
-def test_item18_essential_acr_claim_reaches_the_interaction_layer(
-    client, citizen, rp, monkeypatch
-):
+def test_item18_essential_acr_claim_reaches_the_interaction_layer(client, citizen, rp, monkeypatch):
     logged_in_flow(client, citizen, rp)
     seen = _capture_acr_hook(monkeypatch, None)
     claims = {"id_token": {"acr": {"essential": True, "value": "urn:yitong:acr:mfa"}}}
@@ -509,9 +507,7 @@ def test_item18_essential_acr_claim_reaches_the_interaction_layer(
     assert seen[-1][2] == claims
 
 
-def test_item18_step_up_with_prompt_none_is_interaction_required(
-    client, citizen, rp, monkeypatch
-):
+def test_item18_step_up_with_prompt_none_is_interaction_required(client, citizen, rp, monkeypatch):
     logged_in_flow(client, citizen, rp)
     _capture_acr_hook(monkeypatch, "urn:yitong:acr:mfa")  # password session, MFA demanded
     flow = Flow(client, rp)

@@ -17,7 +17,6 @@ import pytest
 from jose import jwt as jose_jwt
 from sqlalchemy import select
 
-from idp.storage import repo
 from idp.storage.models import Grant, SsoSession, Token, User
 from tests.helpers import ISSUER, RegisteredClient, csrf_token
 from tests.oauth import tokenkit as kit
@@ -278,9 +277,13 @@ def test_account_events_end_refresh_tokens(client, app, citizen, public_rp, even
         with app.extensions["yitong"].db.transaction() as session:
             session.delete(session.get(User, citizen.id))
     else:
-        with app.extensions["yitong"].db.transaction() as session:
-            repo.revoke_user_grants(session, citizen.id, "admin_terminate", include_offline=True)
-            repo.end_user_sessions(session, citizen.id)
+        from idp.interaction.sessions import end_user_sessions
+
+        services = app.extensions["yitong"]
+        with services.db.transaction() as session:
+            end_user_sessions(
+                session, services, citizen.id, reason="admin_terminate", include_offline=True
+            )
     resp = kit.refresh(client, public_rp, body["refresh_token"])
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant"
     assert kit.userinfo_status(client, body["access_token"]) == 401

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import os
 import stat
 from collections.abc import Iterator
@@ -21,7 +20,9 @@ from typing import Any, NoReturn
 
 import click
 
-from keys.crypto import Kek, KekError
+from idp.cli.common import emit, fail, open_services, out, out_lines
+from idp.rewrap import rewrap_sealed_data
+from keys.crypto import Kek, KekError, KekRing
 from keys.store import SUPPORTED_ALGS, KeyInfo, KeyState, KeyStoreError, ManagedKeyStore
 
 
@@ -34,9 +35,7 @@ class KeysCli:
 
 
 def _fail(message: str) -> NoReturn:
-    from idp.cli import CliError  # imported here: idp.cli imports this module
-
-    raise CliError(message)
+    raise fail(message)
 
 
 def _actor() -> str:
@@ -51,20 +50,15 @@ def _target(ctx: click.Context) -> Iterator[KeysCli]:
     if isinstance(ctx.obj, KeysCli):
         yield ctx.obj
         return
-    from idp.cli import make_app
-
-    app = make_app()
-    try:
-        yield KeysCli(store=app.extensions["yitong"].keys, actor=_actor())
-    finally:
-        app.extensions["yitong"].db.dispose()
+    with open_services() as services:
+        yield KeysCli(store=services.keys, actor=_actor())
 
 
 def _when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
 
 
-def _table(infos: list[KeyInfo]) -> str:
+def _table(infos: list[KeyInfo]) -> list[str]:
     header = ("KID", "ALG", "STATE", "BACKEND", "CREATED", "ACTIVATED", "RETIRED", "REMOVE AFTER")
     rows = [header] + [
         (
@@ -80,11 +74,11 @@ def _table(infos: list[KeyInfo]) -> str:
         for k in infos
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
 
 
 def _emit(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False))
+    emit(data, as_json=True)
 
 
 @click.group("keys")
@@ -104,8 +98,9 @@ def list_keys(ctx: click.Context, as_json: bool, include_removed: bool) -> None:
     if as_json:
         _emit({"keys": [k.as_dict() for k in infos], "next_change": due.isoformat()})
         return
-    click.echo(_table(infos))
-    click.echo(f"\nnext scheduled change: {_when(due) if due.year > 1 else 'now'}")
+    out_lines(_table(infos))
+    out()
+    out(f"next scheduled change: {_when(due) if due.year > 1 else 'now'}")
 
 
 @keys.command()
@@ -128,9 +123,9 @@ def generate(ctx: click.Context, alg: str, activate: bool, as_json: bool) -> Non
     if as_json:
         _emit({"kid": kid, "alg": alg, "state": str(state)})
         return
-    click.echo(f"generated {alg} key {kid} ({state})")
+    out(f"generated {alg} key {kid} ({state})")
     if activate:
-        click.echo(
+        out(
             "warning: it signs before relying parties could have fetched it; those that do not "
             "refetch the JWKS on an unknown kid will reject tokens until their cache expires",
             err=True,
@@ -163,11 +158,9 @@ def rotate(ctx: click.Context, force: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         _emit({"changed": changed, "not_yet": waiting, "next_change": due.isoformat()})
     else:
-        click.echo(
-            f"{len(changed)} key(s) changed" + (": " + ", ".join(changed) if changed else "")
-        )
+        out(f"{len(changed)} key(s) changed" + (": " + ", ".join(changed) if changed else ""))
         for alg in waiting:
-            click.echo(
+            out(
                 f"{alg}: the next key has not been published for a full JWKS cache lifetime "
                 f"yet; it can sign from {_when(ready[alg])} "
                 "(in an emergency: `yitong keys revoke`)",
@@ -193,7 +186,7 @@ def revoke(ctx: click.Context, kid: str, reason: str, yes: bool) -> None:
         except KeyStoreError as exc:
             _fail(str(exc))
         replacement = {k.alg: k.kid for k in target.store.list_keys() if k.state == KeyState.ACTIVE}
-    click.echo(f"revoked {kid}; active keys now: " + ", ".join(
+    out(f"revoked {kid}; active keys now: " + ", ".join(
         f"{alg} {k}" for alg, k in sorted(replacement.items())
     ))  # fmt: skip
 
@@ -206,7 +199,7 @@ def _read_kek(path: str) -> Kek:
     except OSError as exc:
         _fail(f"{path}: {exc.strerror}")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        click.echo(f"warning: {path} is readable by other users; chmod 600 it", err=True)
+        out(f"warning: {path} is readable by other users; chmod 600 it", err=True)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if not lines:
         _fail(f"{path} holds no key")
@@ -243,10 +236,10 @@ def rewrap(
     if as_json:
         _emit({"rewrapped": moved, "kek_id": new.id, "data": data})
         return
-    click.echo(f"{len(moved)} key(s) now sealed with key-encryption key {new.id}")
+    out(f"{len(moved)} key(s) now sealed with key-encryption key {new.id}")
     for what, count in sorted(data.items()):
-        click.echo(f"{count} {what.replace('_', ' ')} re-sealed")
-    click.echo(
+        out(f"{count} {what.replace('_', ' ')} re-sealed")
+    out(
         "next: set YITONG_KEY_ENCRYPTION_KEY (or _FILE) to the new key on every node and "
         "restart them; see docs/keys.md",
     )
@@ -254,9 +247,6 @@ def rewrap(
 
 def _rewrap_sealed_data(target: KeysCli, new: Kek) -> dict[str, int]:
     """Move identity numbers, TOTP seeds and other sealed data too (idp/rewrap.py)."""
-    from idp.rewrap import rewrap_sealed_data
-    from keys.crypto import KekRing
-
     db = getattr(target.store, "db", None)
     if db is None:
         return {}

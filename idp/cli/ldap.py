@@ -1,5 +1,8 @@
 """``yitong ldap``: list, test and sync the department directories (issue 6).
 
+Directory texts (display names, server errors, sample entries) come from outside: they are
+printed through the escaping output helpers of :mod:`idp.cli.common`.
+
 ``test`` is what a department's administrator runs while connecting their directory: it
 shows, server by server, whether the TCP connection, TLS (with the certificate it saw), the
 service bind and a sample search work, and what they found.  ``sync`` disables staff whose
@@ -9,7 +12,6 @@ leaver's sessions and refresh tokens end stays bounded (checklist 92).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +20,8 @@ from typing import Any
 import click
 
 from adapters.base import AdapterError
+from idp.accounts.staff import sync_directory
+from idp.cli.common import emit, fail, open_services, out
 
 
 @contextmanager
@@ -31,23 +35,15 @@ def _services(ctx: click.Context) -> Iterator[Any]:
     if given is not None:
         yield given
         return
-    from idp.cli import app_services
-
-    with app_services() as services:
+    with open_services() as services:
         yield services
-
-
-def _fail(message: str) -> click.ClickException:
-    from idp.cli import CliError
-
-    return CliError(message)
 
 
 def _directory(services: Any, directory_id: str) -> Any:
     directories = services.directories
     if directory_id not in directories:
         known = ", ".join(sorted(directories)) or "none configured"
-        raise _fail(f"no directory {directory_id!r} (known: {known})")
+        raise fail(f"no directory {directory_id!r} (known: {known})")
     return directories[directory_id]
 
 
@@ -68,16 +64,16 @@ def ldap_list(ctx: click.Context, as_json: bool) -> None:
             row["servers"] = directory.status()
             rows.append(row)
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False))
+        emit(rows, as_json=True)
         return
     if not rows:
-        click.echo("no directories configured (see docs/directories.md)")
+        out("no directories configured (see docs/directories.md)")
     for row in rows:
-        click.echo(f"{row['id']}  {row['display_name']}")
-        click.echo(f"    tls: {row['tls']}  bind: {row['bind']}  base: {row['user_base']}")
+        out(f"{row['id']}  {row['display_name']}")
+        out(f"    tls: {row['tls']}  bind: {row['bind']}  base: {row['user_base']}")
         for server in row["servers"]:
             error = f"  last error: {server['last_error']}" if server["last_error"] else ""
-            click.echo(f"    {server['url']}  [{server['state']}]{error}")
+            out(f"    {server['url']}  [{server['state']}]{error}")
 
 
 @ldap.command("test")
@@ -91,13 +87,13 @@ def ldap_test(ctx: click.Context, directory_id: str, sample: int) -> None:
     """
     with _services(ctx) as services:
         directory = _directory(services, directory_id)
-        click.echo(f"directory {directory.id} ({directory.display_name})")
+        out(f"directory {directory.id} ({directory.display_name})")
         steps = directory.check(sample_size=sample)
     failed = False
     for step in steps:
         mark = "ok  " if step.ok else "FAIL"
         failed = failed or not step.ok
-        click.echo(f"  [{mark}] {step.step}: {step.detail}")
+        out(f"  [{mark}] {step.step}: {step.detail}")
     if failed:
         ctx.exit(1)
 
@@ -120,15 +116,13 @@ def ldap_sync(
 
     Never creates accounts.  Without DIRECTORY, syncs every configured directory.
     """
-    from idp.accounts.staff import sync_directory
-
     with _services(ctx) as services:
         if directory_id:
             targets = [_directory(services, directory_id)]
         else:
             targets = list(services.directories.values())
         if not targets:
-            raise _fail("no directories configured")
+            raise fail("no directories configured")
         services.logout.background = False  # deliver before the command exits
         while True:
             failed = False
@@ -137,15 +131,15 @@ def ldap_sync(
                     report = sync_directory(services, directory, actor="cli:ldap-sync", force=force)
                 except AdapterError as exc:
                     failed = True
-                    click.echo(f"{directory.id}: sync failed, nothing changed: {exc}", err=True)
+                    out(f"{directory.id}: sync failed, nothing changed: {exc}", err=True)
                     continue
                 failed = failed or report.aborted is not None
                 if as_json:
-                    click.echo(json.dumps(report.summary(), ensure_ascii=False))
+                    emit(report.summary(), as_json=True)
                 elif report.aborted:
-                    click.echo(f"{directory.id}: sync refused: {report.aborted}", err=True)
+                    out(f"{directory.id}: sync refused: {report.aborted}", err=True)
                 else:
-                    click.echo(
+                    out(
                         f"{directory.id}: {report.listed} entries listed "
                         f"({report.disabled_in_directory} disabled there); "
                         f"{report.staff_checked} staff checked; "

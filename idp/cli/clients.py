@@ -1,0 +1,182 @@
+"""``yitong clients``: register and list OAuth 2.0 / OpenID Connect clients.
+
+Registration checks every option before anything is stored; a refusal names the option and
+why.  Names and URIs are the registrant's text: they are printed through the escaping output
+helper (:func:`idp.cli.common.emit`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from sqlalchemy import select
+
+from idp.cli.common import CliError, emit, open_services
+from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary, create_client
+from idp.oauth.outbound import OutboundPolicy, fetch_json
+from idp.storage.models import Client
+
+
+@click.group("clients")
+def clients() -> None:
+    """Manage OAuth 2.0 / OpenID Connect clients."""
+
+
+def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise CliError(f"--jwks-file: cannot read {path}: {exc.strerror}") from None
+    except ValueError:
+        raise CliError(f"--jwks-file: {path} is not JSON") from None
+    if not isinstance(data, dict):
+        raise CliError(f'--jwks-file: {path} must hold a JWK set {{"keys": [...]}}')
+    return data
+
+
+@clients.command("add")
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="repeatable")
+@click.option("--scope", "scopes", multiple=True, help="repeatable, or space-separated")
+@click.option("--public", "kind", flag_value="public", help="a native or browser app (no secret)")
+@click.option("--confidential", "kind", flag_value="confidential", default=True)
+@click.option(
+    "--first-party", is_flag=True, help="skip the consent page (the province's own portal)"
+)
+@click.option("--client-id", default=None, help="choose the client_id (default: random)")
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]),
+    help="repeatable (default: authorization_code + refresh_token with redirect URIs, "
+    "else client_credentials)",
+)
+@click.option(
+    "--auth-method",
+    type=click.Choice(
+        [
+            "client_secret_basic",
+            "client_secret_post",
+            "client_secret_jwt",
+            "private_key_jwt",
+            "none",
+        ]
+    ),
+    default=None,
+    help="token endpoint authentication (default: client_secret_basic; none for --public)",
+)
+@click.option("--jwks-uri", default=None, help="where the client publishes its public keys")
+@click.option("--jwks-file", default=None, help="file holding the client's public JWK set")
+@click.option(
+    "--id-token-alg",
+    type=click.Choice(["RS256", "PS256", "ES256", "EdDSA"]),
+    default="RS256",
+    show_default=True,
+)
+@click.option(
+    "--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True
+)
+@click.option("--sector-identifier-uri", default=None, help="https URL listing the redirect URIs")
+@click.option(
+    "--access-token-format",
+    type=click.Choice(["opaque", "jwt"]),
+    default="opaque",
+    show_default=True,
+)
+@click.option("--require-par", is_flag=True, help="accept only pushed authorization requests")
+@click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
+@click.option("--backchannel-logout-uri", default=None, help="receives logout tokens (POST)")
+@click.option("--frontchannel-logout-uri", default=None, help="loaded in an iframe at logout")
+@click.option(
+    "--web-origin", "web_origins", multiple=True, help="repeatable; CORS for browser apps"
+)
+@click.option("--resource", "resources", multiple=True, help="repeatable; RFC 8707 audience")
+@click.option("--json", "as_json", is_flag=True)
+def clients_add(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    scopes: tuple[str, ...],
+    kind: str,
+    first_party: bool,
+    client_id: str | None,
+    grant_types: tuple[str, ...],
+    auth_method: str | None,
+    jwks_uri: str | None,
+    jwks_file: str | None,
+    id_token_alg: str,
+    subject_type: str,
+    sector_identifier_uri: str | None,
+    access_token_format: str,
+    require_par: bool,
+    post_logout_uris: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    frontchannel_logout_uri: str | None,
+    web_origins: tuple[str, ...],
+    resources: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Register a client; prints client_id and (once) the secret.
+
+    Every option is checked before anything is stored; a refusal names the option and why.
+    """
+    if jwks_file and jwks_uri:
+        raise CliError("give either --jwks-file or --jwks-uri, not both")
+    scope_list = [s for item in scopes for s in item.split()] or ["openid", "profile"]
+    spec = ClientSpec(
+        name=name,
+        redirect_uris=list(redirect_uris),
+        scopes=scope_list,
+        public=kind == "public",
+        first_party=first_party,
+        client_id=client_id,
+        grant_types=list(grant_types) or None,
+        auth_method=auth_method,
+        jwks=_read_jwks_file(jwks_file),
+        jwks_uri=jwks_uri,
+        id_token_alg=id_token_alg,
+        subject_type=subject_type,
+        sector_identifier_uri=sector_identifier_uri,
+        access_token_format=access_token_format,
+        require_par=require_par,
+        post_logout_redirect_uris=list(post_logout_uris),
+        backchannel_logout_uri=backchannel_logout_uri,
+        frontchannel_logout_uri=frontchannel_logout_uri,
+        web_origins=list(web_origins),
+        resources=list(resources),
+    )
+    with open_services() as services, services.db.transaction() as session:
+        policy = OutboundPolicy.from_settings(services.settings)
+        try:
+            client, secret = create_client(
+                session,
+                spec,
+                actor="cli",
+                kek=services.kek,
+                signing_algorithms=services.settings.signing_algorithms,
+                sector_fetcher=lambda uri: fetch_json(uri, policy),
+            )
+        except ClientRegistrationError as exc:
+            raise CliError(exc.message) from None
+        data = {"client_id": client.client_id, "client_secret": secret}
+        emit(
+            data,
+            as_json,
+            [f"client_id: {client.client_id}", f"client_secret: {secret or '(public client)'}"],
+        )
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def clients_list(as_json: bool) -> None:
+    """Every client: id, name and status (names are shown escaped, as given)."""
+    with open_services() as services, services.db.session() as session:
+        rows = [
+            client_summary(c) for c in session.scalars(select(Client).order_by(Client.created_at))
+        ]
+    emit(rows, as_json, [f"{r['client_id']}  {r['client_name']}  {r['status']}" for r in rows])
