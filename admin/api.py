@@ -17,10 +17,31 @@ bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 
 
 def json_body() -> dict[str, Any]:
+    """The body as a JSON object, or ``invalid_request`` 400.
+
+    Bodies are parsed by :mod:`idp.untrusted_json` (Flask's JSON provider): NaN, deep nesting
+    and NUL are refused there, and arrive here as None.
+    """
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise services.AdminInputError("the request body must be a JSON object")
     return data
+
+
+def optional_json_body() -> dict[str, Any]:
+    """Like :func:`json_body`, but an empty body is an empty object."""
+    if not request.get_data(cache=True):
+        return {}
+    return json_body()
+
+
+def string_list(value: Any, what: str, choices: tuple[str, ...] | None = None) -> list[str]:
+    """``value`` as a list of strings (from ``choices``, if given), else ``invalid_request``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise services.AdminInputError(f"{what} must be a list of strings")
+    if choices is not None and not set(value) <= set(choices):
+        raise services.AdminInputError(f"{what} must be a list of {', '.join(choices)}")
+    return value
 
 
 @bp.errorhandler(services.AdminInputError)
@@ -112,9 +133,7 @@ def generate_key() -> tuple[Response, int]:
 @bp.route("/keys/rotate", methods=["POST"])
 @require_role("security-admin", fresh_mfa=True)
 def rotate_keys() -> Response:
-    force = (request.get_json(silent=True) or {}).get("force", [])
-    if not isinstance(force, list) or not set(force) <= set(SUPPORTED_ALGS):
-        raise services.AdminInputError(f"force must be a list of {', '.join(SUPPORTED_ALGS)}")
+    force = string_list(optional_json_body().get("force", []), "force", tuple(SUPPORTED_ALGS))
     try:
         changed = _keystore().rotate(actor=principal().actor, force=force)
     except KeyStoreError as exc:
@@ -125,7 +144,7 @@ def rotate_keys() -> Response:
 @bp.route("/keys/<kid>/revoke", methods=["POST"])
 @require_role("security-admin", fresh_mfa=True)
 def revoke_key(kid: str) -> Response:
-    reason = (request.get_json(silent=True) or {}).get("reason", "")
+    reason = optional_json_body().get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise services.AdminInputError("reason must be text of at most 500 characters")
     store = _keystore()
