@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from admin import services
 from admin.auth import principal, require_role
 from idp import context
+from idp.blueprints.responses import json_error
 from keys.store import SUPPORTED_ALGS, KeyNotFoundError, KeyState, KeyStoreError, ManagedKeyStore
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
@@ -45,8 +46,8 @@ def string_list(value: Any, what: str, choices: tuple[str, ...] | None = None) -
 
 
 @bp.errorhandler(services.AdminInputError)
-def _bad_input(exc: services.AdminInputError) -> tuple[Response, int]:
-    return jsonify({"error": exc.error, "error_description": exc.message}), exc.status
+def _bad_input(exc: services.AdminInputError) -> Response:
+    return json_error(exc.as_error(), status=exc.status)
 
 
 @bp.route("/clients", methods=["GET"])
@@ -91,15 +92,13 @@ def _keystore() -> ManagedKeyStore:
     context.db_session().commit()
     store = context.services().keys
     if not isinstance(store, ManagedKeyStore):
-        raise services.AdminInputError(
-            "this key store cannot be managed", error="not_supported", status=501
-        )
+        raise services.AdminInputError("this key store cannot be managed", status=501)
     return store
 
 
 def _key_error(exc: KeyStoreError) -> services.AdminInputError:
     if isinstance(exc, KeyNotFoundError):
-        return services.AdminInputError(str(exc), error="not_found", status=404)
+        return services.AdminInputError(str(exc), status=404)
     return services.AdminInputError(str(exc))
 
 

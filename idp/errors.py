@@ -176,11 +176,39 @@ class SlowDownError(ProtocolError):
     status_code = 429
 
 
-class InsufficientScopeError(OAuth2Error):  # type: ignore[misc]
+class InsufficientScopeError(ProtocolError):
     """``insufficient_scope`` (RFC 6750 §3.1): the token lacks a scope or role it needs."""
 
     error = "insufficient_scope"
     status_code = 403
+
+
+class InsufficientUserAuthenticationError(ProtocolError):
+    """``insufficient_user_authentication`` (RFC 9470 §3): the login behind the token is too
+    weak or too old for this call."""
+
+    error = "insufficient_user_authentication"
+    status_code = 403
+
+
+class InvalidRedirectUriError(ProtocolError):
+    """``invalid_redirect_uri`` (RFC 7591 §3.2.2): a redirect URI breaks the rules."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadataError(ProtocolError):
+    """``invalid_client_metadata`` (RFC 7591 §3.2.2): other client metadata is refused."""
+
+    error = "invalid_client_metadata"
+
+
+def error_class(code: str) -> type[OAuth2Error]:
+    """The class of an RFC error code named by a lower layer (``invalid_request`` if unknown)."""
+    for cls in (InvalidRedirectUriError, InvalidClientMetadataError, InvalidScopeError):
+        if cls.error == code:
+            return cls
+    return InvalidRequestError
 
 
 class CasError(Exception):
@@ -238,9 +266,12 @@ __all__ = [
     "CasUnauthorizedServiceProxyError",
     "ConsentRequiredError",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "InteractionRequiredError",
     "InvalidClientError",
+    "InvalidClientMetadataError",
     "InvalidGrantError",
+    "InvalidRedirectUriError",
     "InvalidRequestError",
     "InvalidRequestObjectError",
     "InvalidRequestUriError",

@@ -218,7 +218,7 @@ def test_item98_security_admins_read_and_change_policies_audited(app: Flask) -> 
         json={"lockout.max_failures": 24, "password.min_length": 3},
         headers=headers,
     )
-    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_policy"
+    assert bad.status_code == 400 and bad.get_json()["error"] == "invalid_request"
     with services(app).db.session() as s:
         row = s.get(Policy, "lockout.max_failures")
         assert row is not None and row.value == 20
