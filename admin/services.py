@@ -31,6 +31,13 @@ from idp.cas.registry import (
     list_services,
     service_summary,
 )
+from idp.errors import (
+    InvalidClientMetadataError,
+    InvalidRequestError,
+    OAuth2Error,
+    TemporarilyUnavailableError,
+    error_class,
+)
 from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
 from idp.oauth.clients import create_client as _create_client
@@ -39,11 +46,23 @@ from idp.storage.models import Client, DirectoryConfig, LegalEntity, Mandate, Us
 
 
 class AdminInputError(Exception):
-    def __init__(self, message: str, *, error: str = "invalid_request", status: int = 400) -> None:
+    """Refused admin input: ``invalid_request`` with ``status`` (404 for what does not exist),
+    or ``temporarily_unavailable`` when an outside system is down.  RFC error codes only."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error: type[OAuth2Error] = InvalidRequestError,
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.error = error
         self.status = status
+        self.error = error
+
+    def as_error(self) -> OAuth2Error:
+        return self.error(self.message)
 
 
 def list_clients(session: Session) -> list[dict[str, Any]]:
@@ -71,7 +90,7 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
     if unknown:
         raise AdminInputError(
             f"unknown client metadata: {', '.join(sorted(unknown))}",
-            error="invalid_client_metadata",
+            error=InvalidClientMetadataError,
         )
     try:
         method = data.get("token_endpoint_auth_method", "client_secret_basic")
@@ -103,11 +122,11 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
         )
     except ClientRegistrationError as exc:
         session.rollback()
-        raise AdminInputError(exc.message, error=exc.error) from None
+        raise AdminInputError(exc.message, error=error_class(exc.error)) from None
     except (TypeError, ValueError) as exc:
         session.rollback()
         raise AdminInputError(
-            f"malformed client metadata: {exc}", error="invalid_client_metadata"
+            f"malformed client metadata: {exc}", error=InvalidClientMetadataError
         ) from None
     client.status = "pending"
     session.commit()
@@ -122,7 +141,7 @@ def set_client_status(
 ) -> dict[str, Any]:
     client = session.get(Client, client_id)
     if client is None:
-        raise AdminInputError("no such client", error="not_found", status=404)
+        raise AdminInputError("no such client", status=404)
     old = client.status
     client.status = status
     audit.record(
@@ -177,7 +196,7 @@ def put_directory(
     try:
         validate_table(directory_id, table)
     except AdapterConfigError as exc:
-        raise AdminInputError(str(exc), error="invalid_directory_config") from None
+        raise AdminInputError(str(exc)) from None
     stored = seal_config(context.services().kek, directory_id, table)
     row = session.get(DirectoryConfig, directory_id)
     action = "directory.update" if row is not None else "directory.create"
@@ -201,7 +220,6 @@ def delete_directory(session: Session, directory_id: str, who: AdminPrincipal) -
     if row is None:
         raise AdminInputError(
             "no such directory (settings-file directories cannot be deleted here)",
-            error="not_found",
             status=404,
         )
     session.delete(row)
@@ -231,7 +249,7 @@ def set_policies(
         _policy_store().set_many(session, changes, actor=who.actor, ip=ip)
     except PolicyError as exc:
         session.rollback()
-        raise AdminInputError(str(exc), error="invalid_policy") from None
+        raise AdminInputError(str(exc)) from None
     session.commit()
     return list_policies()
 
@@ -242,7 +260,7 @@ def _user(session: Session, user_id: str) -> Any:
 
     user = session.get(User, user_id)
     if user is None:
-        raise AdminInputError("no such account", error="not_found", status=404)
+        raise AdminInputError("no such account", status=404)
     return user
 
 
@@ -285,20 +303,20 @@ def end_of_day(value: str) -> dt.datetime:
 def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
     entity = find_entity(session, services.vault, str(ref or ""))
     if entity is None:
-        raise AdminInputError(f"no company {ref!r}", error="not_found", status=404)
+        raise AdminInputError(f"no company {ref!r}", status=404)
     return entity
 
 
 def _account(session: Session, services: Services, ref: str) -> User:
     user = find_account(session, str(ref or ""), vault=services.vault)
     if user is None:
-        raise AdminInputError(f"no account {ref!r}", error="not_found", status=404)
+        raise AdminInputError(f"no account {ref!r}", status=404)
     return user
 
 
 def _entity_input(exc: EntityError) -> AdminInputError:
     if isinstance(exc, RegistryUnavailableError):
-        return AdminInputError(exc.message, error="temporarily_unavailable", status=503)
+        return AdminInputError(exc.message, status=503, error=TemporarilyUnavailableError)
     return AdminInputError(f"{exc.field}: {exc.message}")
 
 
@@ -401,9 +419,7 @@ def revoke_mandate(
     agent = _account(session, services, user_ref)
     mandate = standing_mandate(session, entity, agent)
     if mandate is None:
-        raise AdminInputError(
-            "this account holds no mandate for this company", error="not_found", status=404
-        )
+        raise AdminInputError("this account holds no mandate for this company", status=404)
     revoked = end_mandate(session, mandate, by=None, actor=actor)
     session.commit()
     return {**mandate_summary(mandate), "grants_revoked": len(revoked)}
