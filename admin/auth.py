@@ -43,8 +43,11 @@ def _deny(status: int, error: str, description: str) -> Response:
     return resp
 
 
-def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
-    """Decorator: the caller's account must hold ``role`` (and a fresh MFA, if asked)."""
+def require_role(*roles: str, fresh_mfa: bool = False) -> Callable[[F], F]:
+    """Decorator: the caller's account must hold one of ``roles`` (and a fresh MFA, if asked).
+
+    Where a role applies (a department admin's department) is the service layer's check.
+    """
 
     def wrap(view: F) -> F:
         @functools.wraps(view)
@@ -55,8 +58,8 @@ def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
             token, user = found
             if user is None or "admin" not in token.scope.split():
                 return _deny(403, "insufficient_scope", "the admin scope is required")
-            if role not in (user.roles or []):
-                return _deny(403, "forbidden", f"the {role} role is required")
+            if not set(roles).intersection(user.roles or []):
+                return _deny(403, "forbidden", f"the {' or '.join(roles)} role is required")
             grant = context.db_session().get(Grant, token.grant_id)
             assert grant is not None
             if fresh_mfa:

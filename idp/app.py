@@ -36,6 +36,7 @@ from idp.blueprints import (
     login,
     logout,
     oidc,
+    registration,
     second_factor,
     security,
 )
@@ -73,6 +74,7 @@ API_PREFIXES = (
     "/revoke",
     "/par",
     "/admin/api",
+    "/connect/register",
 )
 
 
@@ -258,9 +260,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         logout.bp,
         entities.bp,
         cas.bp,
+        registration.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
+    csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     guards.install(app)

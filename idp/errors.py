@@ -92,6 +92,18 @@ class InsufficientScopeError(OAuth2Error):  # type: ignore[misc]
     status_code = 403
 
 
+class InvalidRedirectUriError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_redirect_uri`` (RFC 7591 §3.2.2): a redirect URI is refused."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadataError(OAuth2Error):  # type: ignore[misc]
+    """``invalid_client_metadata`` (RFC 7591 §3.2.2): a metadata field is invalid."""
+
+    error = "invalid_client_metadata"
+
+
 class CasError(Exception):
     """A CAS validation failure, named by its CAS protocol 3.0 code (§2.5.3).
 
@@ -149,7 +161,9 @@ __all__ = [
     "InsufficientScopeError",
     "InteractionRequiredError",
     "InvalidClientError",
+    "InvalidClientMetadataError",
     "InvalidGrantError",
+    "InvalidRedirectUriError",
     "InvalidRequestError",
     "InvalidRequestObjectError",
     "InvalidRequestUriError",
