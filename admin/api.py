@@ -11,21 +11,43 @@ from flask import Blueprint, Response, jsonify, request
 from admin import services
 from admin.auth import principal, require_role
 from idp import context
+from idp.blueprints.responses import json_error
 from keys.store import SUPPORTED_ALGS, KeyNotFoundError, KeyState, KeyStoreError, ManagedKeyStore
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 
 
 def json_body() -> dict[str, Any]:
+    """The body as a JSON object, or ``invalid_request`` 400.
+
+    Bodies are parsed by :mod:`idp.untrusted_json` (Flask's JSON provider): NaN, deep nesting
+    and NUL are refused there, and arrive here as None.
+    """
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise services.AdminInputError("the request body must be a JSON object")
     return data
 
 
+def optional_json_body() -> dict[str, Any]:
+    """Like :func:`json_body`, but an empty body is an empty object."""
+    if not request.get_data(cache=True):
+        return {}
+    return json_body()
+
+
+def string_list(value: Any, what: str, choices: tuple[str, ...] | None = None) -> list[str]:
+    """``value`` as a list of strings (from ``choices``, if given), else ``invalid_request``."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise services.AdminInputError(f"{what} must be a list of strings")
+    if choices is not None and not set(value) <= set(choices):
+        raise services.AdminInputError(f"{what} must be a list of {', '.join(choices)}")
+    return value
+
+
 @bp.errorhandler(services.AdminInputError)
-def _bad_input(exc: services.AdminInputError) -> tuple[Response, int]:
-    return jsonify({"error": exc.error, "error_description": exc.message}), exc.status
+def _bad_input(exc: services.AdminInputError) -> Response:
+    return json_error(exc.as_error(), status=exc.status)
 
 
 def caller() -> services.Caller:
@@ -155,15 +177,13 @@ def _keystore() -> ManagedKeyStore:
     context.db_session().commit()
     store = context.services().keys
     if not isinstance(store, ManagedKeyStore):
-        raise services.AdminInputError(
-            "this key store cannot be managed", error="not_supported", status=501
-        )
+        raise services.AdminInputError("this key store cannot be managed", status=501)
     return store
 
 
 def _key_error(exc: KeyStoreError) -> services.AdminInputError:
     if isinstance(exc, KeyNotFoundError):
-        return services.AdminInputError(str(exc), error="not_found", status=404)
+        return services.AdminInputError(str(exc), status=404)
     return services.AdminInputError(str(exc))
 
 
@@ -197,9 +217,7 @@ def generate_key() -> tuple[Response, int]:
 @bp.route("/keys/rotate", methods=["POST"])
 @require_role("security-admin", fresh_mfa=True)
 def rotate_keys() -> Response:
-    force = (request.get_json(silent=True) or {}).get("force", [])
-    if not isinstance(force, list) or not set(force) <= set(SUPPORTED_ALGS):
-        raise services.AdminInputError(f"force must be a list of {', '.join(SUPPORTED_ALGS)}")
+    force = string_list(optional_json_body().get("force", []), "force", tuple(SUPPORTED_ALGS))
     try:
         changed = _keystore().rotate(actor=principal().actor, force=force)
     except KeyStoreError as exc:
@@ -210,7 +228,7 @@ def rotate_keys() -> Response:
 @bp.route("/keys/<kid>/revoke", methods=["POST"])
 @require_role("security-admin", fresh_mfa=True)
 def revoke_key(kid: str) -> Response:
-    reason = (request.get_json(silent=True) or {}).get("reason", "")
+    reason = optional_json_body().get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise services.AdminInputError("reason must be text of at most 500 characters")
     store = _keystore()

@@ -33,6 +33,14 @@ from idp.cas.registry import (
     list_services,
     service_summary,
 )
+from idp.errors import (
+    InsufficientScopeError,
+    InvalidClientMetadataError,
+    InvalidRequestError,
+    OAuth2Error,
+    TemporarilyUnavailableError,
+    error_class,
+)
 from idp.interaction.policies import PolicyStore
 from idp.oauth.clients import ClientRegistrationError, client_summary
 from idp.oauth.clients import create_client as _create_client
@@ -55,11 +63,23 @@ from idp.storage.repo import digest, new_id, new_secret, revoke_client_grants
 
 
 class AdminInputError(Exception):
-    def __init__(self, message: str, *, error: str = "invalid_request", status: int = 400) -> None:
+    """Refused admin input: ``invalid_request`` with ``status`` (404 for what does not exist),
+    or ``temporarily_unavailable`` when an outside system is down.  RFC error codes only."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error: type[OAuth2Error] = InvalidRequestError,
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.error = error
         self.status = status
+        self.error = error
+
+    def as_error(self) -> OAuth2Error:
+        return self.error(self.message)
 
 
 # ------------------------------------------------------------------ who is asking (issue 11)
@@ -92,7 +112,9 @@ class Caller:
 
     def require(self, role: str) -> None:
         if role not in self.roles:
-            raise AdminInputError(f"the {role} role is required", error="forbidden", status=403)
+            raise AdminInputError(
+                f"the {role} role is required", error=InsufficientScopeError, status=403
+            )
 
 
 OPERATOR = Caller(actor="cli", roles=frozenset(ROLES))
@@ -115,7 +137,7 @@ def caller_of(session: Session, who: AdminPrincipal) -> Caller:
 
 def _forbidden() -> AdminInputError:
     return AdminInputError(
-        "this client belongs to another department", error="forbidden", status=403
+        "this client belongs to another department", error=InsufficientScopeError, status=403
     )
 
 
@@ -133,7 +155,7 @@ def _summary(client: Client) -> dict[str, Any]:
 def _client(session: Session, client_id: str, who: Caller, *, write: bool) -> Client:
     client = session.get(Client, client_id) if len(client_id) <= 64 else None
     if client is None:
-        raise AdminInputError("no such client", error="not_found", status=404)
+        raise AdminInputError("no such client", status=404)
     if not (who.may_write if write else who.may_read)(client.department_id):
         raise _forbidden()
     return client
@@ -152,7 +174,7 @@ def _department_for(session: Session, requested: Any, who: Caller) -> str | None
             raise AdminInputError("name the department the client belongs to")
         return None
     if not isinstance(requested, str) or session.get(Department, requested) is None:
-        raise AdminInputError("no such department", error="not_found", status=404)
+        raise AdminInputError("no such department", status=404)
     if not who.may_write(requested):
         raise _forbidden()
     return requested
@@ -177,11 +199,11 @@ def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[s
         )
     except ClientRegistrationError as exc:
         session.rollback()
-        raise AdminInputError(exc.message, error=exc.error) from None
+        raise AdminInputError(exc.message, error=error_class(exc.error)) from None
     except (TypeError, ValueError) as exc:
         session.rollback()
         raise AdminInputError(
-            f"malformed client metadata: {exc}", error="invalid_client_metadata"
+            f"malformed client metadata: {exc}", error=InvalidClientMetadataError
         ) from None
     client.status = "pending"
     session.commit()
@@ -339,11 +361,11 @@ def issue_registration_token(
 ) -> dict[str, Any]:
     """An RFC 7591 initial access token for a department; the value is returned once."""
     if not isinstance(department, str) or session.get(Department, department) is None:
-        raise AdminInputError("no such department", error="not_found", status=404)
+        raise AdminInputError("no such department", status=404)
     if not who.roles & {"security-admin", "department-admin"} or not who.may_write(department):
         raise AdminInputError(
             "only a security admin or this department's admin may issue tokens",
-            error="forbidden",
+            error=InsufficientScopeError,
             status=403,
         )
     if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= MAX_TOKEN_USES:
@@ -422,7 +444,7 @@ def put_directory(
     try:
         validate_table(directory_id, table)
     except AdapterConfigError as exc:
-        raise AdminInputError(str(exc), error="invalid_directory_config") from None
+        raise AdminInputError(str(exc)) from None
     stored = seal_config(context.services().kek, directory_id, table)
     row = session.get(DirectoryConfig, directory_id)
     action = "directory.update" if row is not None else "directory.create"
@@ -446,7 +468,6 @@ def delete_directory(session: Session, directory_id: str, who: AdminPrincipal) -
     if row is None:
         raise AdminInputError(
             "no such directory (settings-file directories cannot be deleted here)",
-            error="not_found",
             status=404,
         )
     session.delete(row)
@@ -476,7 +497,7 @@ def set_policies(
         _policy_store().set_many(session, changes, actor=who.actor, ip=ip)
     except PolicyError as exc:
         session.rollback()
-        raise AdminInputError(str(exc), error="invalid_policy") from None
+        raise AdminInputError(str(exc)) from None
     session.commit()
     return list_policies()
 
@@ -487,7 +508,7 @@ def _user(session: Session, user_id: str) -> Any:
 
     user = session.get(User, user_id)
     if user is None:
-        raise AdminInputError("no such account", error="not_found", status=404)
+        raise AdminInputError("no such account", status=404)
     return user
 
 
@@ -530,20 +551,20 @@ def end_of_day(value: str) -> dt.datetime:
 def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
     entity = find_entity(session, services.vault, str(ref or ""))
     if entity is None:
-        raise AdminInputError(f"no company {ref!r}", error="not_found", status=404)
+        raise AdminInputError(f"no company {ref!r}", status=404)
     return entity
 
 
 def _account(session: Session, services: Services, ref: str) -> User:
     user = find_account(session, str(ref or ""), vault=services.vault)
     if user is None:
-        raise AdminInputError(f"no account {ref!r}", error="not_found", status=404)
+        raise AdminInputError(f"no account {ref!r}", status=404)
     return user
 
 
 def _entity_input(exc: EntityError) -> AdminInputError:
     if isinstance(exc, RegistryUnavailableError):
-        return AdminInputError(exc.message, error="temporarily_unavailable", status=503)
+        return AdminInputError(exc.message, status=503, error=TemporarilyUnavailableError)
     return AdminInputError(f"{exc.field}: {exc.message}")
 
 
@@ -646,9 +667,7 @@ def revoke_mandate(
     agent = _account(session, services, user_ref)
     mandate = standing_mandate(session, entity, agent)
     if mandate is None:
-        raise AdminInputError(
-            "this account holds no mandate for this company", error="not_found", status=404
-        )
+        raise AdminInputError("this account holds no mandate for this company", status=404)
     revoked = end_mandate(session, mandate, by=None, actor=actor)
     session.commit()
     return {**mandate_summary(mandate), "grants_revoked": len(revoked)}

@@ -57,6 +57,7 @@ from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.request_guards import install_request_guards
 from idp.services import Services
 from idp.storage.db import Database
 from keys.crypto import Kek, KekRing
@@ -219,6 +220,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
+    install_request_guards(app)
     services = build_services(settings)
     _check_keys(services)
     app.extensions["yitong"] = services

@@ -6,7 +6,7 @@
   MOD 31 check character), whose characters 9-17 are the organization code of GB 11714-1997
   with its own MOD 11 check character.
 - Mainland mobile numbers (11 digits starting with 1[3-9], an optional +86 prefix).
-- E-mail addresses (a syntactic check; the domain is lower-cased, the local part kept).
+- E-mail addresses (a syntactic check; the whole address is lower-cased).
 """
 
 from __future__ import annotations
@@ -118,12 +118,17 @@ _EMAIL = re.compile(
 
 
 def normalize_email(raw: str) -> str:
-    """Return the address with its domain lower-cased (the local part is case-sensitive)."""
+    """Return the address lower-cased: the form it is stored and looked up in.
+
+    RFC 5321 §2.4 lets a mail server treat the local part case-sensitively, but no provider
+    in use does, and people type ``Li.Wei@`` and ``li.wei@`` for the same mailbox.  Keeping
+    the local part's case let one mailbox hold two accounts (and a lookup miss the account
+    it owns), so the whole address is folded, for storage and for every lookup alike.
+    """
     value = unicodedata.normalize("NFKC", raw or "").strip()
     if len(value) > 254 or not _EMAIL.match(value):
         raise IdentifierError("e-mail address is not valid")
-    local, _, domain = value.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return value.lower()
 
 
 def classify_login(raw: str) -> str:

@@ -34,6 +34,8 @@ AUTH_METHODS = (
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+#: The authentication methods that use a client secret (RFC 6749 §2.3.1, OIDC Core §9).
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -486,7 +488,10 @@ def create_client(
     # BCP §4.15: a client_id must not be mistaken for another client or a user's subject.
     if session.get(Client, client_id) is not None or session.get(User, client_id) is not None:
         raise ClientRegistrationError("client_id is already taken")
-    secret = None if spec.public else new_secret(32)
+    # Only the shared-secret methods get a secret.  A private_key_jwt (or none) client never
+    # uses one, and an unused secret is still a credential that can leak from wherever it was
+    # handed over (RFC 7591 §3.2.1: client_secret only "if issued").
+    secret = new_secret(32) if auth_method in SECRET_METHODS else None
     # client_secret_jwt verifies an HMAC, so the secret itself is kept, encrypted under the
     # key-encryption key with the client_id as associated data (idp.oauth.client_auth).
     secret_ciphertext = None

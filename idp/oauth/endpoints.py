@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 from authlib.consts import default_json_headers
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import update
@@ -31,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from idp import context
 from idp.accounts.mandates import authority_claim
+from idp.errors import InvalidRequestError
 from idp.oauth.authorization import live
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient

@@ -33,6 +33,7 @@ from idp.errors import (
     InvalidRedirectUriError,
     InvalidTokenError,
     OAuth2Error,
+    error_class,
 )
 from idp.oauth.clients import (
     ClientRegistrationError,
@@ -79,10 +80,9 @@ _SERVER_ONLY = frozenset(
 
 
 def as_oauth_error(exc: ClientRegistrationError) -> OAuth2Error:
-    """The RFC 7591 error class for a refused registration."""
-    if exc.error == "invalid_redirect_uri":
-        return InvalidRedirectUriError(exc.message)
-    return InvalidClientMetadataError(exc.message)
+    """The RFC 7591 error for a refused registration (its description made ASCII-safe)."""
+    cls = error_class(exc.error)
+    return (cls if cls is InvalidRedirectUriError else InvalidClientMetadataError)(exc.message)
 
 
 def _text(data: dict[str, Any], name: str, default: str | None) -> str | None:

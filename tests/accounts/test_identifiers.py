@@ -92,8 +92,9 @@ def test_bad_phones_are_refused(raw: str) -> None:
         normalize_phone(raw)
 
 
-def test_email_domain_is_lowercased_local_part_kept() -> None:
-    assert normalize_email(" Li.Wei@Example.CN ") == "Li.Wei@example.cn"
+def test_email_is_lowercased_whole() -> None:
+    # Lower-cased whole: Li.Wei@ and li.wei@ are one mailbox, so one account (item 10).
+    assert normalize_email(" Li.Wei@Example.CN ") == "li.wei@example.cn"
     for bad in ["no-at", "a@b", "a b@example.cn", "@example.cn", "x@-bad.cn"]:
         with pytest.raises(IdentifierError):
             normalize_email(bad)

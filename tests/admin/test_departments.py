@@ -67,7 +67,7 @@ def test_department_admin_registers_pending_client_of_its_department(client, app
     assert resp.status_code == 403
     # It cannot register a client for another department.
     resp = register(client, depts["tax"], department="health")
-    assert resp.status_code == 403 and resp.get_json()["error"] == "forbidden"
+    assert resp.status_code == 403 and resp.get_json()["error"] == "insufficient_scope"
     assert (
         client.get("/admin/api/clients", headers=bearer(depts["tax"])).get_json()[0]["client_id"]
         == data["client_id"]
