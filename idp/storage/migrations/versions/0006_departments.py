@@ -4,7 +4,7 @@ The free-text ``clients.department`` (never checked against anything) gives way 
 ``clients.department_id``, a reference to a department.
 
 Revision ID: 0006_departments
-Revises: 0004_cas
+Revises: 0005_email_lower
 Create Date: 2026-12-05 09:00:00
 """
 from alembic import op
@@ -13,7 +13,7 @@ import idp.storage.models
 
 
 revision = '0006_departments'
-down_revision = '0004_cas'
+down_revision = '0005_email_lower'
 branch_labels = None
 depends_on = None
 
