@@ -50,25 +50,110 @@ def _bad_input(exc: services.AdminInputError) -> Response:
     return json_error(exc.as_error(), status=exc.status)
 
 
+def caller() -> services.Caller:
+    """The signed-in admin's roles and departments, read from the account at this call."""
+    return services.caller_of(context.db_session(), principal())
+
+
+# ------------------------------------------------------------------ clients and departments (issue 11)
+# Every admin role may read clients; which ones is the service layer's call (a department
+# admin sees its departments' only).  Approval is a security admin's alone.
+READERS = ("security-admin", "client-admin", "department-admin", "auditor")
+WRITERS = ("security-admin", "client-admin", "department-admin")
+
+
 @bp.route("/clients", methods=["GET"])
-@require_role("client-admin")
+@require_role(*READERS)
 def list_clients() -> Response:
-    return jsonify(services.list_clients(context.db_session()))
+    return jsonify(services.list_clients(context.db_session(), caller()))
 
 
 @bp.route("/clients", methods=["POST"])
-@require_role("client-admin")
+@require_role(*WRITERS)
 def create_client() -> tuple[Response, int]:
-    result = services.create_client(context.db_session(), json_body(), principal())
+    """Body: RFC 7591 client metadata, and ``department`` (a department admin's by default)."""
+    result = services.create_client(context.db_session(), json_body(), caller())
     return jsonify(result), 201
+
+
+@bp.route("/clients/<client_id>", methods=["GET"])
+@require_role(*READERS)
+def show_client(client_id: str) -> Response:
+    return jsonify(services.show_client(context.db_session(), client_id, caller()))
+
+
+@bp.route("/clients/<client_id>", methods=["DELETE"])
+@require_role(*WRITERS)
+def delete_client(client_id: str) -> Response:
+    return jsonify(services.delete_client(context.db_session(), client_id, caller()))
 
 
 @bp.route("/clients/<client_id>/approve", methods=["POST"])
 @require_role("security-admin")
 def approve_client(client_id: str) -> Response:
     return jsonify(
-        services.set_client_status(context.db_session(), client_id, "approved", principal())
+        services.set_client_status(context.db_session(), client_id, "approved", caller())
     )
+
+
+@bp.route("/clients/<client_id>/disable", methods=["POST"])
+@require_role(*WRITERS)
+def disable_client(client_id: str) -> Response:
+    return jsonify(
+        services.set_client_status(context.db_session(), client_id, "disabled", caller())
+    )
+
+
+@bp.route("/departments", methods=["GET"])
+@require_role(*READERS)
+def list_departments() -> Response:
+    return jsonify(services.list_departments(context.db_session(), caller()))
+
+
+@bp.route("/departments", methods=["POST"])
+@require_role("security-admin")
+def add_department() -> tuple[Response, int]:
+    """Body: ``{"id", "name"}``."""
+    body = json_body()
+    result = services.add_department(
+        context.db_session(), body.get("id"), body.get("name"), caller()
+    )
+    return jsonify(result), 201
+
+
+@bp.route("/admins", methods=["POST", "DELETE"])
+@require_role("security-admin")
+def admins() -> Response:
+    """Grant (POST) or revoke (DELETE) ``{"user", "role", "department"?}``."""
+    body = json_body()
+    change = services.grant_role if request.method == "POST" else services.revoke_role
+    return jsonify(
+        change(
+            context.db_session(),
+            context.services(),
+            str(body.get("user", "")),
+            body.get("role"),
+            body.get("department"),
+            caller(),
+        )
+    )
+
+
+@bp.route("/registration-tokens", methods=["POST"])
+@require_role("security-admin", "department-admin")
+def issue_registration_token() -> tuple[Response, int]:
+    """Body: ``{"department", "uses"?: 1, "expires_in"?: 86400}``; the token is shown once."""
+    body = json_body()
+    result = services.issue_registration_token(
+        context.db_session(),
+        body.get("department"),
+        body.get("uses", 1),
+        body.get("expires_in", 86400),
+        caller(),
+    )
+    resp = jsonify(result)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp, 201
 
 
 @bp.route("/audit/verify", methods=["GET"])

@@ -60,8 +60,11 @@ def _max_auth_age() -> dt.timedelta:
     return min(ADMIN_MAX_AUTH_AGE, dt.timedelta(seconds=seconds))
 
 
-def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
-    """Decorator: the caller's account must hold ``role`` (and a fresh MFA, if asked)."""
+def require_role(*roles: str, fresh_mfa: bool = False) -> Callable[[F], F]:
+    """Decorator: the caller's account must hold one of ``roles`` (and a fresh MFA, if asked).
+
+    Where a role applies (a department admin's department) is the service layer's check.
+    """
 
     def wrap(view: F) -> F:
         @functools.wraps(view)
@@ -72,8 +75,8 @@ def require_role(role: str, *, fresh_mfa: bool = False) -> Callable[[F], F]:
             token, user = found
             if user is None or ADMIN_SCOPE not in token.scope.split():
                 return _deny(InsufficientScopeError("the admin scope is required"))
-            if role not in (user.roles or []):
-                return _deny(InsufficientScopeError(f"the {role} role is required"))
+            if not set(roles).intersection(user.roles or []):
+                return _deny(InsufficientScopeError(f"the {' or '.join(roles)} role is required"))
             grant = context.db_session().get(Grant, token.grant_id)
             if grant is None:
                 return _deny(InvalidTokenError("a valid admin access token is required"))

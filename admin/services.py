@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from admin.auth import AdminPrincipal
+from admin.auth import ROLES, AdminPrincipal
 from idp import audit, context
 from idp.accounts.entities import (
     EntityError,
@@ -32,6 +34,7 @@ from idp.cas.registry import (
     service_summary,
 )
 from idp.errors import (
+    InsufficientScopeError,
     InvalidClientMetadataError,
     InvalidRequestError,
     OAuth2Error,
@@ -39,10 +42,24 @@ from idp.errors import (
     error_class,
 )
 from idp.interaction.policies import PolicyStore
-from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary
+from idp.oauth.clients import ClientRegistrationError, client_summary
 from idp.oauth.clients import create_client as _create_client
+from idp.oauth.outbound import OutboundPolicy, fetch_json
+from idp.oauth.registration import delete_client as _delete_client
+from idp.oauth.registration import spec_from_metadata
 from idp.services import Services
-from idp.storage.models import Client, DirectoryConfig, LegalEntity, Mandate, User
+from idp.storage.models import (
+    AdminRole,
+    Client,
+    Department,
+    DirectoryConfig,
+    LegalEntity,
+    Mandate,
+    RegistrationToken,
+    User,
+    utcnow,
+)
+from idp.storage.repo import digest, new_id, new_secret, revoke_client_grants
 
 
 class AdminInputError(Exception):
@@ -65,60 +82,120 @@ class AdminInputError(Exception):
         return self.error(self.message)
 
 
-def list_clients(session: Session) -> list[dict[str, Any]]:
-    return [client_summary(c) for c in session.scalars(select(Client).order_by(Client.created_at))]
+# ------------------------------------------------------------------ who is asking (issue 11)
+#: Roles that see every department's clients; ``department-admin`` sees only its own.
+UNSCOPED_READERS = frozenset({"security-admin", "client-admin", "auditor"})
+UNSCOPED_WRITERS = frozenset({"security-admin", "client-admin"})
 
 
-def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -> dict[str, Any]:
-    """Register a client from RFC 7591 metadata; new clients wait for a security admin's approval."""
-    known = {
-        "client_name",
-        "redirect_uris",
-        "scope",
-        "token_endpoint_auth_method",
-        "grant_types",
-        "post_logout_redirect_uris",
-        "backchannel_logout_uri",
-        "frontchannel_logout_uri",
-        "jwks",
-        "jwks_uri",
-        "id_token_signed_response_alg",
-        "subject_type",
-        "sector_identifier_uri",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise AdminInputError(
-            f"unknown client metadata: {', '.join(sorted(unknown))}",
-            error=InvalidClientMetadataError,
+@dataclass(frozen=True)
+class Caller:
+    """Who asks, with what roles, for which departments (a department admin's only).
+
+    Built per call from the account (:func:`caller_of`), never from the token; the command
+    line is :data:`OPERATOR`, who may do everything.
+    """
+
+    actor: str
+    roles: frozenset[str]
+    departments: frozenset[str] = frozenset()
+
+    def may_read(self, department_id: str | None) -> bool:
+        if self.roles & UNSCOPED_READERS:
+            return True
+        return "department-admin" in self.roles and department_id in self.departments
+
+    def may_write(self, department_id: str | None) -> bool:
+        if self.roles & UNSCOPED_WRITERS:
+            return True
+        return "department-admin" in self.roles and department_id in self.departments
+
+    def require(self, role: str) -> None:
+        if role not in self.roles:
+            raise AdminInputError(
+                f"the {role} role is required", error=InsufficientScopeError, status=403
+            )
+
+
+OPERATOR = Caller(actor="cli", roles=frozenset(ROLES))
+
+
+def caller_of(session: Session, who: AdminPrincipal) -> Caller:
+    """The caller behind an admin token: roles and departments as the account holds them now."""
+    roles = frozenset(who.user.roles or ()) & frozenset(ROLES)
+    departments = frozenset(
+        d
+        for d in session.scalars(
+            select(AdminRole.department_id).where(
+                AdminRole.user_id == who.user.id, AdminRole.role == "department-admin"
+            )
         )
+        if d is not None
+    )
+    return Caller(actor=who.actor, roles=roles, departments=departments)
+
+
+def _forbidden() -> AdminInputError:
+    return AdminInputError(
+        "this client belongs to another department", error=InsufficientScopeError, status=403
+    )
+
+
+# ------------------------------------------------------------------ clients
+def list_clients(session: Session, who: Caller) -> list[dict[str, Any]]:
+    """The clients ``who`` may see: all of them, or their departments' only."""
+    rows = session.scalars(select(Client).order_by(Client.created_at))
+    return [_summary(c) for c in rows if who.may_read(c.department_id)]
+
+
+def _summary(client: Client) -> dict[str, Any]:
+    return {**client_summary(client), "department": client.department_id}
+
+
+def _client(session: Session, client_id: str, who: Caller, *, write: bool) -> Client:
+    client = session.get(Client, client_id) if len(client_id) <= 64 else None
+    if client is None:
+        raise AdminInputError("no such client", status=404)
+    if not (who.may_write if write else who.may_read)(client.department_id):
+        raise _forbidden()
+    return client
+
+
+def show_client(session: Session, client_id: str, who: Caller) -> dict[str, Any]:
+    return _summary(_client(session, client_id, who, write=False))
+
+
+def _department_for(session: Session, requested: Any, who: Caller) -> str | None:
+    """The department a new client belongs to: asked for, or a department admin's only one."""
+    if requested is None and not who.roles & UNSCOPED_WRITERS and len(who.departments) == 1:
+        requested = next(iter(who.departments))
+    if requested is None:
+        if not who.roles & UNSCOPED_WRITERS:
+            raise AdminInputError("name the department the client belongs to")
+        return None
+    if not isinstance(requested, str) or session.get(Department, requested) is None:
+        raise AdminInputError("no such department", status=404)
+    if not who.may_write(requested):
+        raise _forbidden()
+    return requested
+
+
+def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[str, Any]:
+    """Register a client from RFC 7591 metadata (plus ``department``); it waits for approval."""
+    data = dict(data)
+    department = _department_for(session, data.pop("department", None), who)
+    services = context.services()
+    policy = OutboundPolicy.from_settings(services.settings)
     try:
-        method = data.get("token_endpoint_auth_method", "client_secret_basic")
-        spec = ClientSpec(
-            name=str(data.get("client_name", "")),
-            redirect_uris=list(data.get("redirect_uris", [])),
-            scopes=str(data.get("scope", "openid profile")).split(),
-            public=method == "none",
-            grant_types=data.get("grant_types"),
-            auth_method=method,
-            post_logout_redirect_uris=list(data.get("post_logout_redirect_uris", [])),
-            backchannel_logout_uri=data.get("backchannel_logout_uri"),
-            frontchannel_logout_uri=data.get("frontchannel_logout_uri"),
-            jwks=data.get("jwks"),
-            jwks_uri=data.get("jwks_uri"),
-            id_token_alg=data.get("id_token_signed_response_alg", "RS256"),
-            subject_type=data.get("subject_type", "public"),
-            sector_identifier_uri=data.get("sector_identifier_uri"),
-            department=(who.user.attributes or {}).get("department"),
-        )
-        from idp import context
-
+        spec = spec_from_metadata(data, department_id=department, strict=True)
         client, secret = _create_client(
             session,
             spec,
             actor=who.actor,
-            kek=context.services().kek,
-            signing_algorithms=context.settings().signing_algorithms,
+            kek=services.kek,
+            signing_algorithms=services.settings.signing_algorithms,
+            sector_fetcher=lambda uri: fetch_json(uri, policy),
+            jwks_fetcher=lambda uri: fetch_json(uri, policy),
         )
     except ClientRegistrationError as exc:
         session.rollback()
@@ -130,29 +207,200 @@ def create_client(session: Session, data: dict[str, Any], who: AdminPrincipal) -
         ) from None
     client.status = "pending"
     session.commit()
-    out = client_summary(client)
+    out = _summary(client)
     if secret:
         out["client_secret"] = secret
     return out
 
 
-def set_client_status(
-    session: Session, client_id: str, status: str, who: AdminPrincipal
-) -> dict[str, Any]:
-    client = session.get(Client, client_id)
-    if client is None:
-        raise AdminInputError("no such client", status=404)
+def set_client_status(session: Session, client_id: str, status: str, who: Caller) -> dict[str, Any]:
+    """Approve (security admins only) or disable a client; disabling kills its tokens."""
+    if status not in ("approved", "disabled"):
+        raise AdminInputError("status must be approved or disabled")
+    if status == "approved":
+        who.require("security-admin")
+    client = _client(session, client_id, who, write=True)
     old = client.status
     client.status = status
+    revoked: list[str] = []
+    if status == "disabled":
+        revoked = revoke_client_grants(session, client_id, "client_disabled")
     audit.record(
         session,
         "client.status",
         actor=who.actor,
         target=client_id,
-        details={"old": old, "new": status},
+        details={"old": old, "new": status, "grants_revoked": len(revoked)},
     )
     session.commit()
-    return client_summary(client)
+    return _summary(client)
+
+
+def delete_client(session: Session, client_id: str, who: Caller) -> dict[str, Any]:
+    client = _client(session, client_id, who, write=True)
+    _delete_client(session, client, actor=who.actor)
+    session.commit()
+    return {"deleted": client_id}
+
+
+# ------------------------------------------------------------------ departments and admins
+_DEPARTMENT_ID = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def department_summary(row: Department) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name}
+
+
+def list_departments(session: Session, who: Caller) -> list[dict[str, Any]]:
+    rows = session.scalars(select(Department).order_by(Department.id))
+    return [department_summary(d) for d in rows if who.may_read(d.id)]
+
+
+def add_department(session: Session, dept_id: Any, name: Any, who: Caller) -> dict[str, Any]:
+    """A new department (security admins): id of lower-case letters, digits, ``-``, ``_``."""
+    who.require("security-admin")
+    if not isinstance(dept_id, str) or not _DEPARTMENT_ID.fullmatch(dept_id):
+        raise AdminInputError("department id must be 1-64 lower-case letters, digits, - or _")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise AdminInputError("department name is required (at most 200 characters)")
+    if session.get(Department, dept_id) is not None:
+        raise AdminInputError("this department exists already", status=409)
+    row = Department(id=dept_id, name=" ".join(name.split()))
+    session.add(row)
+    audit.record(session, "department.create", actor=who.actor, target=dept_id)
+    session.commit()
+    return department_summary(row)
+
+
+def _role_and_department(session: Session, role: Any, department: Any) -> str | None:
+    if role not in ROLES:
+        raise AdminInputError(f"role must be one of {', '.join(ROLES)}")
+    if role == "department-admin":
+        if not isinstance(department, str) or session.get(Department, department) is None:
+            raise AdminInputError("a department-admin needs an existing --department")
+        return department
+    if department is not None:
+        raise AdminInputError(f"the {role} role is not scoped to a department")
+    return None
+
+
+def grant_role(
+    session: Session, services: Services, user_ref: str, role: Any, department: Any, who: Caller
+) -> dict[str, Any]:
+    """Give an account an admin role (security admins); department admins get a department."""
+    who.require("security-admin")
+    user = _account(session, services, user_ref)
+    dept = _role_and_department(session, role, department)
+    held = session.scalar(
+        select(AdminRole).where(
+            AdminRole.user_id == user.id,
+            AdminRole.role == role,
+            AdminRole.department_id.is_(None) if dept is None else AdminRole.department_id == dept,
+        )
+    )
+    if held is None:
+        session.add(AdminRole(user_id=user.id, role=role, department_id=dept, granted_by=who.actor))
+    user.roles = sorted(set(user.roles or ()) | {role})
+    audit.record(
+        session,
+        "admin.grant",
+        actor=who.actor,
+        target=user.id,
+        details={"role": role, "department": dept},
+    )
+    session.commit()
+    return admin_summary(session, user)
+
+
+def revoke_role(
+    session: Session, services: Services, user_ref: str, role: Any, department: Any, who: Caller
+) -> dict[str, Any]:
+    """Take an admin role away (for one department, or all of it); at once, at every call."""
+    who.require("security-admin")
+    user = _account(session, services, user_ref)
+    if role not in ROLES:
+        raise AdminInputError(f"role must be one of {', '.join(ROLES)}")
+    stmt = select(AdminRole).where(AdminRole.user_id == user.id, AdminRole.role == role)
+    if department is not None:
+        stmt = stmt.where(AdminRole.department_id == department)
+    for row in session.scalars(stmt):
+        session.delete(row)
+    session.flush()
+    left = session.scalar(
+        select(AdminRole.id).where(AdminRole.user_id == user.id, AdminRole.role == role)
+    )
+    if left is None:
+        user.roles = sorted(set(user.roles or ()) - {role})
+    audit.record(
+        session,
+        "admin.revoke",
+        actor=who.actor,
+        target=user.id,
+        details={"role": role, "department": department},
+    )
+    session.commit()
+    return admin_summary(session, user)
+
+
+def admin_summary(session: Session, user: User) -> dict[str, Any]:
+    rows = session.scalars(select(AdminRole).where(AdminRole.user_id == user.id))
+    return {
+        "user": user.id,
+        "roles": sorted(set(user.roles or ()) & set(ROLES)),
+        "departments": sorted({r.department_id for r in rows if r.department_id}),
+    }
+
+
+# ------------------------------------------------------------------ initial access tokens
+MAX_TOKEN_USES = 1000
+MAX_TOKEN_LIFETIME = 30 * 86400
+
+
+def issue_registration_token(
+    session: Session, department: Any, uses: Any, expires_in: Any, who: Caller
+) -> dict[str, Any]:
+    """An RFC 7591 initial access token for a department; the value is returned once."""
+    if not isinstance(department, str) or session.get(Department, department) is None:
+        raise AdminInputError("no such department", status=404)
+    if not who.roles & {"security-admin", "department-admin"} or not who.may_write(department):
+        raise AdminInputError(
+            "only a security admin or this department's admin may issue tokens",
+            error=InsufficientScopeError,
+            status=403,
+        )
+    if not isinstance(uses, int) or isinstance(uses, bool) or not 1 <= uses <= MAX_TOKEN_USES:
+        raise AdminInputError(f"uses must be a whole number from 1 to {MAX_TOKEN_USES}")
+    if (
+        not isinstance(expires_in, int)
+        or isinstance(expires_in, bool)
+        or not 60 <= expires_in <= MAX_TOKEN_LIFETIME
+    ):
+        raise AdminInputError(f"expires_in must be 60 to {MAX_TOKEN_LIFETIME} seconds")
+    raw = new_secret(32)
+    row = RegistrationToken(
+        id=new_id(),
+        digest=digest(raw),
+        department_id=department,
+        uses_left=uses,
+        expires_at=utcnow() + dt.timedelta(seconds=expires_in),
+        created_by=who.actor,
+    )
+    session.add(row)
+    audit.record(
+        session,
+        "registration_token.issue",
+        actor=who.actor,
+        target=row.id,
+        details={"department": department, "uses": uses, "expires_in": expires_in},
+    )
+    session.commit()
+    return {
+        "token": raw,
+        "id": row.id,
+        "department": department,
+        "uses": uses,
+        "expires_at": row.expires_at.isoformat(),
+    }
 
 
 # ------------------------------------------------------------------ department directories

@@ -37,6 +37,7 @@ from idp.blueprints import (
     logout,
     oidc,
     recovery,
+    registration,
     second_factor,
     security,
 )
@@ -75,6 +76,7 @@ API_PREFIXES = (
     "/revoke",
     "/par",
     "/admin/api",
+    "/connect/register",
 )
 
 
@@ -264,9 +266,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         entities.bp,
         cas.bp,
         recovery.bp,
+        registration.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
+    csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     guards.install(app)

@@ -182,6 +182,62 @@ class Mandate(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+# ----------------------------------------------------------------------------- departments
+class Department(Base):
+    """A government department: it owns clients and has department admins (issue 11)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AdminRole(Base):
+    """An admin role held by an account, scoped to a department for ``department-admin``.
+
+    ``User.roles`` says *whether* an account holds a role (the admin API checks it at every
+    call); these rows say *where* a department-scoped role applies.  A ``department-admin``
+    without a row here administers no department at all.
+    """
+
+    __tablename__ = "admin_roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    department_id: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="CASCADE"), nullable=True
+    )
+    granted_by: Mapped[str] = mapped_column(String(200), default="")
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "department_id", name="uq_admin_roles_grant"),
+    )
+
+
+class RegistrationToken(Base):
+    """An RFC 7591 initial access token issued to a department; kept only as a digest.
+
+    ``uses_left`` is spent by an atomic compare-and-set (:func:`idp.storage.repo.spend_use`),
+    so a single-use token registers one client however many requests race for it.
+    """
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    department_id: Mapped[str] = mapped_column(
+        ForeignKey("departments.id", ondelete="CASCADE"), index=True
+    )
+    uses_left: Mapped[int] = mapped_column(Integer, default=1)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
 # ----------------------------------------------------------------------------- clients
 class Client(Base):
     """A department's service registered as an OAuth 2.0 / OpenID Connect client.
@@ -219,7 +275,12 @@ class Client(Base):
     default_acr_values: Mapped[list[Any]] = mapped_column(default=list)
     allowed_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     resources: Mapped[list[Any]] = mapped_column(default=list)
-    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The department that owns the client (issue 11): its admins see and change it, no others.
+    department_id: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    # RFC 7592: the digest of the registration access token of a dynamically registered client.
+    registration_access_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
