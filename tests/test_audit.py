@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import pytest
 from sqlalchemy import delete, update
 
@@ -70,3 +73,90 @@ def test_logins_and_client_changes_are_recorded(services, rp, citizen):
     with services.db.session() as session:
         actions = [e.action for e in session.query(AuditEvent).order_by(AuditEvent.seq)]
     assert "client.create" in actions and "user.register" in actions
+
+
+# ------------------------------------------------------------ every stored field (issue 14 12b)
+#: The columns of the model, not a hand-kept list: a column added to ``audit_events`` joins
+#: the parametrization below and fails it unless ``idp.audit`` hashes it.
+COLUMNS = [column.name for column in AuditEvent.__table__.columns]
+
+
+def _fill_every_field(services, n=4) -> int:
+    """Append n entries with every nullable field set, so tampering always changes a value."""
+    with services.db.transaction() as session:
+        first = audit.count(session) + 1
+        for i in range(n):
+            audit.record(
+                session,
+                "test.event",
+                actor=f"user{i}",
+                target=f"target{i}",
+                outcome="success",
+                ip=f"203.0.113.{i + 1}",
+                details={"i": i, "scopes": ["openid"]},
+            )
+    return first
+
+
+def _tampered(value: Any, column: str) -> Any:
+    """A different value of the same type and size (digests stay 64 characters)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 10_000  # seq: the entry moves away, leaving a gap
+    if isinstance(value, str):
+        return value[:-1] + ("0" if value[-1:] != "0" else "1")
+    if isinstance(value, dt.datetime):
+        return value + dt.timedelta(microseconds=1)
+    if isinstance(value, dict):
+        return {**value, "i": "tampered"}
+    raise AssertionError(
+        f"no way to tamper audit column {column!r} ({type(value).__name__}): teach _tampered "
+        "and make sure idp.audit hashes the column"
+    )
+
+
+def test_hashed_and_chain_fields_name_every_column():
+    assert sorted(COLUMNS) == sorted(audit.HASHED_FIELDS + audit.CHAIN_FIELDS)
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_tampering_any_stored_field_is_named(services, column):
+    """Edit one column of one entry straight in the database: verify names that entry."""
+    first = _fill_every_field(services)
+    victim = first + 2
+    with services.db.transaction() as session:
+        before = getattr(session.get(AuditEvent, victim), column)
+        assert before is not None, f"fill left {column} empty: the test would prove nothing"
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.seq == victim)
+            .values({column: _tampered(before, column)})
+        )
+    with services.db.session() as session:
+        result = audit.verify(session)
+    assert not result.ok, f"an edited {column} went unnoticed"
+    assert result.seq == victim, result
+    assert result.count == victim - 1
+
+
+def test_canonical_form_is_unchanged():
+    """Chains written before HASHED_FIELDS existed still verify: the digest is byte-identical."""
+    event = AuditEvent(
+        seq=7,
+        at=dt.datetime(2026, 3, 1, 8, 30, 15, 123456, tzinfo=dt.UTC),
+        actor="user:42",
+        action="consent.grant",
+        target="client-一通",
+        outcome="success",
+        ip="203.0.113.9",
+        details={"scopes": ["openid", "profile"], "n": 3},
+    )
+    prev = "ab" * 32
+    assert audit._digest(event, prev) == (
+        "a95017f4c1f22e914a4c306a35236742c39607017338a47a22adca2c01d2e1ca"
+    )
+    event.target, event.ip, event.details = None, None, {}
+    assert audit._digest(event, prev) == (
+        "6a1d0e58e793678a5328dc3d3448255fa23992f85bd7b0f15feecbf19ce6360c"
+    )
