@@ -45,6 +45,7 @@ import argparse
 import ast
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -582,8 +583,12 @@ def run_module(module: str, args: argparse.Namespace) -> list[Mutant]:
         )
         print(f"   traced {len(cov.tests)} tests in {time.monotonic() - started:.0f}s", flush=True)
         deadline = time.monotonic() + args.budget if args.budget else None
+        order = list(mutants)
+        if args.budget:
+            # A run cut short by its budget should sample the whole module, not its first part.
+            random.Random(0).shuffle(order)
         try:
-            for m in mutants:
+            for m in order:
                 if deadline is not None and time.monotonic() > deadline:
                     m.status = "not run (budget)"
                     continue
@@ -630,7 +635,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every module in MODULE_TESTS")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--function", action="append", help="only mutants in this function")
-    parser.add_argument("--budget", type=float, default=0, help="seconds per module (0: none)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=0,
+        help="seconds per module (0: none); with a budget the mutants run in a shuffled order",
+    )
     args = parser.parse_args(argv)
     modules = list(MODULE_TESTS) if args.all else (args.modules or DEFAULT_MODULES)
     unknown = [m for m in modules if m not in MODULE_TESTS]

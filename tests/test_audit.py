@@ -173,6 +173,7 @@ def test_canonical_form_is_unchanged():
         ip="203.0.113.9",
         details={"scopes": ["openid", "profile"], "n": 3},
     )
+    assert audit.GENESIS == "0" * 64  # what the first entry of every existing chain follows
     prev = "ab" * 32
     assert audit._digest(event, prev) == (
         "a95017f4c1f22e914a4c306a35236742c39607017338a47a22adca2c01d2e1ca"
