@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
@@ -182,3 +183,48 @@ def test_canonical_form_is_unchanged():
     assert audit._digest(event, prev) == (
         "6a1d0e58e793678a5328dc3d3448255fa23992f85bd7b0f15feecbf19ce6360c"
     )
+
+
+# ------------------------------------------------------------ concurrent appenders (PostgreSQL)
+def test_a_second_appender_waits_for_the_first_instead_of_failing(services):
+    """PostgreSQL: ``record`` takes an advisory lock so a concurrent writer waits and follows.
+
+    Without the lock the second transaction reads the same last entry, takes the same number
+    and fails on the primary key when the first commits: a consent or login recorded inside a
+    request would then fail with a 500 under load.  (A mutation run found no test for this.)
+    SQLite serialises writers by itself (``BEGIN IMMEDIATE``); there the test has nothing to
+    show.
+    """
+    db = services.db
+    if db.is_sqlite:
+        pytest.skip("PostgreSQL only: SQLite has a single writer")
+    from sqlalchemy import text
+
+    outcome: list[object] = []
+
+    def second() -> None:
+        try:
+            with db.transaction() as session:
+                outcome.append(audit.record(session, "test.second", actor="b").seq)
+        except Exception as exc:  # reported below, not swallowed
+            outcome.append(exc)
+
+    with db.transaction() as first:
+        first_seq = audit.record(first, "test.first", actor="a").seq
+        worker = threading.Thread(target=second)
+        worker.start()
+        # Wait (not sleep-and-hope) until the second writer is blocked on a lock we hold.
+        with db.engine.connect() as probe:
+            for _ in range(2000):
+                waiting = probe.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ).scalar_one()
+                if waiting:
+                    break
+                worker.join(0.005)
+            else:
+                raise AssertionError("the second writer never waited for the first")
+    worker.join(30)
+    assert outcome == [first_seq + 1]
+    with db.session() as session:
+        assert audit.verify(session).ok
