@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.storage.models import AuditEvent
@@ -108,7 +109,7 @@ def _fill_every_field(services, n=4) -> int:
     with services.db.transaction() as session:
         first = audit.count(session) + 1
         for i in range(n):
-            audit.record(
+            event = audit.record(
                 session,
                 "test.event",
                 actor=f"user{i}",
@@ -117,6 +118,7 @@ def _fill_every_field(services, n=4) -> int:
                 ip=f"203.0.113.{i + 1}",
                 details={"i": i, "scopes": ["openid"]},
             )
+            assert event.seq == first + i
     return first
 
 
@@ -228,3 +230,34 @@ def test_a_second_appender_waits_for_the_first_instead_of_failing(services):
     assert outcome == [first_seq + 1]
     with db.session() as session:
         assert audit.verify(session).ok
+
+
+# ------------------------------------------------------------ record_now (own transaction)
+def test_record_now_retries_when_the_number_was_taken(services, monkeypatch):
+    """A concurrent writer took the number: record_now tries again in a fresh transaction."""
+    real = audit.record
+    calls: list[str] = []
+
+    def taken_once(session, action, **kwargs):
+        calls.append(action)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+        return real(session, action, **kwargs)
+
+    monkeypatch.setattr(audit, "record", taken_once)
+    audit.record_now(services.db, "test.retry", actor="a", details={"n": 1})
+    assert calls == ["test.retry", "test.retry"]
+    with services.db.session() as session:
+        stored = session.query(AuditEvent).filter_by(action="test.retry").one()
+        assert stored.details == {"n": 1} and audit.verify(session).ok
+
+
+def test_record_now_gives_up_loudly(services, monkeypatch):
+    """Never drop an audit entry silently: after the retries it raises."""
+
+    def always_taken(session, action, **kwargs):
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    monkeypatch.setattr(audit, "record", always_taken)
+    with pytest.raises(RuntimeError, match="audit trail"):
+        audit.record_now(services.db, "test.lost", actor="a")
