@@ -27,8 +27,8 @@ How it works, per module:
    a bare condition negated, ``True``/``False`` swapped, integers changed by one, ``+``/``-``
    swapped, ``return x`` made ``return None``, a ``raise`` removed, a call statement removed,
    one entry dropped from a literal tuple, list or set (allow- and deny-lists).
-   Docstrings, annotations, ``TYPE_CHECKING`` blocks, string constants and logging calls are
-   left alone (changing them says nothing about security).
+   Docstrings, annotations, ``Literal[...]`` types, ``TYPE_CHECKING`` blocks, string
+   constants and logging calls are left alone (changing them says nothing about security).
 4. Each mutant runs only the tests that executed one of its lines (all of the subset for a
    module-level line, which runs at import), fastest first, stopping at the first failure.
    A failure or a time-out kills the mutant; a pass means it survived; a mutant on a line no
@@ -208,6 +208,14 @@ def _is_type_checking(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
+def _is_literal_type(node: ast.AST) -> bool:
+    """``Literal[...]`` only informs the type checker: changing it changes nothing at run time."""
+    return isinstance(node, ast.Subscript) and ast.unparse(node.value) in (
+        "Literal",
+        "typing.Literal",
+    )
+
+
 def _is_log_call(call: ast.Call) -> bool:
     func = call.func
     return (
@@ -223,7 +231,7 @@ def _walk(tree: ast.Module) -> Iterator[tuple[ast.AST, ast.AST | None, str, int 
     def visit(
         node: ast.AST, parent: ast.AST | None, fld: str, idx: int | None, func: str
     ) -> Iterator[tuple[ast.AST, ast.AST | None, str, int | None, str]]:
-        if _is_docstring(node, parent) or _is_type_checking(node):
+        if _is_docstring(node, parent) or _is_type_checking(node) or _is_literal_type(node):
             return
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             func = node.name if func == "<module>" else f"{func}.{node.name}"
