@@ -610,6 +610,7 @@ def run_module(module: str, args: argparse.Namespace) -> list[Mutant]:
                 chosen = cov.tests_for(m.line, m.end_line)
                 if not chosen:
                     m.status = "not covered"
+                    m.after = mutated_source(source, m.number)[1]
                     print(f"   #{m.number} L{m.line} {m.kind}: not covered", flush=True)
                     continue
                 mutated, m.after = mutated_source(source, m.number)

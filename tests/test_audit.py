@@ -27,6 +27,7 @@ def test_intact_chain_verifies(services):
     first = fill(services)
     with services.db.session() as session:
         result = audit.verify(session)
+        assert audit.count(session) == result.count
     assert result.ok and result.count == first + 4
 
 
@@ -162,6 +163,10 @@ def test_tampering_any_stored_field_is_named(services, column):
     assert not result.ok, f"an edited {column} went unnoticed"
     assert result.seq == victim, result
     assert result.count == victim - 1
+    assert result.problem == {
+        "seq": f"entry {victim} is missing",
+        "prev_digest": f"entry {victim} does not follow entry {victim - 1}",
+    }.get(column, f"entry {victim} was altered")
 
 
 def test_canonical_form_is_unchanged():
