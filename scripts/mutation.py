@@ -11,6 +11,7 @@ Run it with ``make mutation`` (all the modules the issue names) or::
     python scripts/mutation.py idp/audit.py keys/rotation.py     # chosen modules
     python scripts/mutation.py --list idp/oauth/grants.py        # show the mutants only
     python scripts/mutation.py --function verify idp/audit.py    # one function
+    python scripts/mutation.py --only 12,40 idp/audit.py         # re-check two survivors
 
 It is not part of ``make test``: a module takes from seconds (``keys/rotation.py``) to tens of
 minutes (``idp/oauth/authorize.py``) on two cores.
@@ -548,9 +549,12 @@ def run_module(module: str, args: argparse.Namespace) -> list[Mutant]:
             for m in mutants
             if m.function.split(".")[-1] in args.function or m.function in args.function
         ]
+    if args.only:
+        wanted = {int(n) for part in args.only for n in part.split(",")}
+        mutants = [m for m in mutants if m.number in wanted]
     if args.list:
         for m in mutants:
-            print(f"{module}:{m.line} [{m.function}] {m.kind}: {m.before}")
+            print(f"#{m.number} {module}:{m.line} [{m.function}] {m.kind}: {m.before}")
         return mutants
     tests = MODULE_TESTS[module]
     with tempfile.TemporaryDirectory(prefix="yitong-mutation-") as tmp:
@@ -651,6 +655,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="every module in MODULE_TESTS")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--function", action="append", help="only mutants in this function")
+    parser.add_argument(
+        "--only", action="append", help="only these mutant numbers (e.g. 3,17): re-check survivors"
+    )
     parser.add_argument(
         "--budget",
         type=float,
