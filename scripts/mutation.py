@@ -305,7 +305,7 @@ def _changes(node: ast.AST, parent: ast.AST | None) -> list[Change]:
         elif isinstance(node.value, int):
 
             def plus_one(n: ast.AST, *_: Any) -> ast.AST:
-                assert isinstance(n, ast.Constant)
+                assert isinstance(n, ast.Constant) and isinstance(n.value, int)
                 n.value = n.value + 1
                 return n
 
@@ -372,7 +372,7 @@ def enumerate_mutants(source: str) -> list[Mutant]:
     mutants: list[Mutant] = []
     for node, parent, _f, _i, func in _walk(tree):
         for kind, _change in _changes(node, parent):
-            shown = node.test if kind == "negate condition" else node  # type: ignore[attr-defined]
+            shown: Any = node.test if kind == "negate condition" else node  # type: ignore[attr-defined]
             mutants.append(
                 Mutant(
                     number=len(mutants),
@@ -437,7 +437,7 @@ def trace_main(target: str, out: str, pytest_args: list[str]) -> int:
         code = pytest.main(pytest_args, plugins=[Recorder()])
     finally:
         sys.settrace(None)
-        threading.settrace(None)  # type: ignore[arg-type]
+        threading.settrace(None)
     Path(out).write_text(
         json.dumps(
             {
