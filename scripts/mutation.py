@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import inspect
 import json
 import os
 import random
@@ -411,14 +412,22 @@ def trace_main(target: str, out: str, pytest_args: list[str]) -> int:
     lines: dict[str, set[int]] = defaultdict(set)
     durations: dict[str, float] = {}
 
+    def owner(frame: Any) -> str:
+        # The module body and class bodies run once, at import, whichever test happens to
+        # import the module first; a mutant there changes what every test sees, so those
+        # lines belong to the whole subset, not to that one test.
+        if frame.f_code.co_flags & inspect.CO_OPTIMIZED:
+            return current[0]
+        return IMPORT_TIME
+
     def local(frame: Any, event: str, _arg: Any) -> Any:
         if event == "line":
-            lines[current[0]].add(frame.f_lineno)
+            lines[owner(frame)].add(frame.f_lineno)
         return local
 
     def global_trace(frame: Any, event: str, _arg: Any) -> Any:
         if frame.f_code.co_filename == target:
-            lines[current[0]].add(frame.f_lineno)
+            lines[owner(frame)].add(frame.f_lineno)
             return local
         return None
 

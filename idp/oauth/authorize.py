@@ -466,16 +466,6 @@ REDIRECT_CHECKS: list[Check] = [
 ]
 
 
-def requested_claim_names(claims: Mapping[str, Any] | None, target: str) -> list[str]:
-    """Claims asked for by name in the ``claims`` parameter for ``id_token`` or ``userinfo``.
-
-    Released only if the client may see them (its consented scopes' claims and its
-    ``allowed_claims``); the token side merges them with the scope claims.
-    """
-    members = (claims or {}).get(target) or {}
-    return [name for name in members if isinstance(name, str)]
-
-
 def validate(
     multi: Mapping[str, list[str]],
     find_client: Callable[[str], Client | None],

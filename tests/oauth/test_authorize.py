@@ -783,3 +783,66 @@ def test_disabled_session_is_not_used(client, citizen, rp, services):
     flow = Flow(client, rp)
     assert_redirect_error(flow.authorize(prompt="none"), rp, "login_required", flow.state)
     time.sleep(0)  # keep the import used on every platform
+
+
+# ------------------------------------------------------------------ length limits (mutation run)
+# The limits are the boundary: the longest value allowed passes, one more character is refused.
+def test_longest_allowed_parameter_passes_and_one_more_is_refused(client, rp):
+    """MAX_PARAM_LENGTH (4096) for any parameter, an extension parameter included."""
+    flow = Flow(client, rp)
+    assert goes_to_login(flow.authorize(x_extension="a" * 4096))
+    resp = flow.authorize(x_extension="a" * 4097)
+    params = assert_redirect_error(resp, rp, "invalid_request", flow.state)
+    assert "x_extension is too long" in params["error_description"]
+
+
+def test_longest_allowed_state_passes_and_one_more_is_an_error_page(client, rp):
+    """state has its own limit, checked before anything is redirected (it is echoed)."""
+    assert goes_to_login(Flow(client, rp, state="s" * 4096).authorize())
+    assert_error_page(Flow(client, rp, state="s" * 4097).authorize(), "invalid_request")
+
+
+def test_nonce_length_limits(client, rp):
+    flow = Flow(client, rp)
+    assert goes_to_login(flow.authorize(nonce="n" * 512))
+    resp = flow.authorize(nonce="n" * 513)
+    params = assert_redirect_error(resp, rp, "invalid_request", flow.state)
+    assert "nonce" in params["error_description"]
+    # An empty nonce is not "no nonce": the ID token could not carry it back.
+    assert_redirect_error(flow.authorize(nonce=""), rp, "invalid_request", flow.state)
+
+
+def test_login_hint_length_limit(client, rp):
+    flow = Flow(client, rp)
+    assert goes_to_login(flow.authorize(login_hint="h" * 320))
+    resp = flow.authorize(login_hint="h" * 321)
+    params = assert_redirect_error(resp, rp, "invalid_request", flow.state)
+    assert "login_hint" in params["error_description"]
+
+
+# ------------------------------------------------------------------ id_token_hint with aud list
+def _hint_with_audience(app: Any, id_token: str, aud: Any) -> str:
+    """Our own ID token re-signed by our own key with another ``aud`` (OIDC Core §2: a list
+    is allowed when the token was issued to several parties)."""
+    claims = claims_of(id_token)
+    claims["aud"] = aud
+    alg = jose_jwt.get_unverified_header(id_token)["alg"]
+    return str(app.extensions["yitong"].keys.signing_key(alg).sign_jwt(claims))
+
+
+def test_id_token_hint_with_an_audience_list_naming_the_client(app, client, citizen, rp):
+    first, params = logged_in_flow(client, citizen, rp)
+    real = id_token_for(first, params["code"])["id_token"]
+    hint = _hint_with_audience(app, real, ["https://other.gov.example", rp.client_id])
+    flow = Flow(client, rp)
+    resp = flow.authorize(prompt="none", id_token_hint=hint)
+    assert "code" in query_of(resp.headers["Location"]), resp.headers["Location"]
+
+
+def test_id_token_hint_with_an_audience_list_without_the_client(app, client, citizen, rp):
+    first, params = logged_in_flow(client, citizen, rp)
+    real = id_token_for(first, params["code"])["id_token"]
+    hint = _hint_with_audience(app, real, ["https://other.gov.example"])
+    flow = Flow(client, rp)
+    resp = flow.authorize(prompt="none", id_token_hint=hint)
+    assert_redirect_error(resp, rp, "invalid_request", flow.state)

@@ -11,6 +11,7 @@ SQLite and PostgreSQL, and nothing minted after a revocation survives.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 import pytest
@@ -101,6 +102,32 @@ def test_refresh_returns_verifiable_id_token_with_original_auth_time(
     assert "nonce" not in claims
 
 
+def test_duplicate_of_the_rotating_request_is_refused_without_revoking(
+    client, app, citizen, public_rp, monkeypatch
+):
+    """Checklist 39: a request that arrived *before* RT1 was rotated, and presents RT1 only
+    after the rotation committed, is a duplicate of the winner, not a replay: refused, and
+    the grant (RT2) lives on.  "Arrived earlier" is set through the request's start time, the
+    same value the view records first thing, so the test needs no threads and no clock."""
+    import idp.blueprints.oidc as oidc_views
+
+    body = kit.code_tokens(client, public_rp, citizen)
+    rt1 = body["refresh_token"]
+    second = kit.refresh(client, public_rp, rt1)
+    assert second.status_code == 200, second.get_json()
+    rt2 = second.get_json()["refresh_token"]
+    grant_id = rt_grant(app, rt1)
+
+    real_utcnow = oidc_views.utcnow
+    monkeypatch.setattr(oidc_views, "utcnow", lambda: real_utcnow() - dt.timedelta(hours=1))
+    duplicate = kit.refresh(client, public_rp, rt1)
+    monkeypatch.undo()
+    assert duplicate.status_code == 400 and duplicate.get_json()["error"] == "invalid_grant"
+    assert kit.grant_row(app, grant_id).revoked_at is None
+    assert kit.count_live_refresh_tokens(app, grant_id) == 1
+    assert kit.refresh(client, public_rp, rt2).status_code == 200
+
+
 # ------------------------------------------------------------------ confidential clients (no rotation)
 def test_confidential_refresh_token_stays_valid_and_slides(client, app, citizen, rp):
     """Checklist 40: no rotation for confidential clients; the idle expiry slides."""
@@ -114,6 +141,9 @@ def test_confidential_refresh_token_stays_valid_and_slides(client, app, citizen,
         assert kit.userinfo_status(client, resp.get_json()["access_token"]) == 200
     row = kit.token_row(app, rt)
     assert row.last_used_at is not None and row.expires_at >= before
+    # The very token was kept, not rotated behind the client's back (ROTATE_CONFIDENTIAL off).
+    assert row.consumed_at is None and row.revoked_at is None
+    assert kit.count_live_refresh_tokens(app, rt_grant(app, rt)) == 1
 
 
 def test_confidential_refresh_without_client_authentication_is_invalid_client(
@@ -140,14 +170,20 @@ def test_rotating_confidential_clients_is_a_switch(client, app, citizen, rp, mon
 
 
 # ------------------------------------------------------------------ binding to client and scope
-def test_refresh_token_of_another_client_is_invalid_grant(client, app, citizen, rp):
+def test_refresh_token_of_another_client_is_invalid_grant(client, app, citizen, rp, caplog):
     """Checklist 36: C2 presents C1's RT -> invalid_grant, and C1's token is unharmed."""
     rp2 = RegisteredClient.create(
         app, name="Other service", redirect_uris=["https://c2.gov.example/cb"]
     )
     rt = kit.code_tokens(client, rp, citizen)["refresh_token"]
+    caplog.set_level(logging.WARNING, logger="idp.oauth.grants")
     resp = kit.refresh(client, rp2, rt)
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant"
+    # A client holding another client's token is worth a warning (a leak, or a mix-up).
+    assert any("refresh token of another client" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    assert kit.refresh(client, rp2, "unknown-token").get_json()["error"] == "invalid_grant"
+    assert not any("another client" in r.getMessage() for r in caplog.records)
     assert kit.refresh(client, rp, rt).status_code == 200
 
 
