@@ -80,6 +80,10 @@ MODULE_TESTS: dict[str, list[str]] = {
         "tests/oauth/test_refresh.py",
         "tests/oauth/test_code_flow.py",
         "tests/oauth/test_client_credentials.py",
+        # require_pkce_params is called from /authorize, not from the token endpoint.
+        "tests/oauth/test_authorize.py::test_item7_pkce_is_required_for_every_client",
+        "tests/oauth/test_authorize.py::test_item8_only_s256",
+        "tests/oauth/test_authorize.py::test_item9_malformed_code_challenge",
     ],
     "idp/oauth/claims.py": ["tests/oauth/test_id_token.py", "tests/oauth/test_token_endpoint.py"],
     "idp/oauth/client_auth.py": [

@@ -109,7 +109,7 @@ def test_duplicate_of_the_rotating_request_is_refused_without_revoking(
     after the rotation committed, is a duplicate of the winner, not a replay: refused, and
     the grant (RT2) lives on.  "Arrived earlier" is set through the request's start time, the
     same value the view records first thing, so the test needs no threads and no clock."""
-    import idp.blueprints.oidc as oidc_views
+    from idp.storage.models import utcnow
 
     body = kit.code_tokens(client, public_rp, citizen)
     rt1 = body["refresh_token"]
@@ -118,8 +118,7 @@ def test_duplicate_of_the_rotating_request_is_refused_without_revoking(
     rt2 = second.get_json()["refresh_token"]
     grant_id = rt_grant(app, rt1)
 
-    real_utcnow = oidc_views.utcnow
-    monkeypatch.setattr(oidc_views, "utcnow", lambda: real_utcnow() - dt.timedelta(hours=1))
+    monkeypatch.setattr("idp.blueprints.oidc.utcnow", lambda: utcnow() - dt.timedelta(hours=1))
     duplicate = kit.refresh(client, public_rp, rt1)
     monkeypatch.undo()
     assert duplicate.status_code == 400 and duplicate.get_json()["error"] == "invalid_grant"
