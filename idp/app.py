@@ -84,6 +84,7 @@ def build_services(settings: Settings) -> Services:
         directories = DirectoryRegistry(settings.directories, db, kek)
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
+    vault = IdentityVault(kek, derive(secret, b"identity-lookup"))
     return Services(
         settings=settings,
         db=db,
@@ -97,8 +98,8 @@ def build_services(settings: Settings) -> Services:
             min_length=settings.password_min_length,
             max_length=settings.password_max_length,
         ),
-        vault=IdentityVault(kek, derive(secret, b"identity-lookup")),
-        tokens=TokenIssuer(settings, keystore, pairwise_secret),
+        vault=vault,
+        tokens=TokenIssuer(settings, keystore, pairwise_secret, vault),
         secret_key=secret,
         pairwise_secret=pairwise_secret,
         code_secret=derive(secret, b"yitong-mfa-codes"),
