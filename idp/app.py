@@ -24,6 +24,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.base import AdapterConfigError
 from admin.api import register as register_admin_api
 from idp import context
+from idp.accounts.assurance import build_identity_verifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
@@ -85,6 +86,10 @@ def build_services(settings: Settings) -> Services:
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
     vault = IdentityVault(kek, derive(secret, b"identity-lookup"))
+    try:
+        identity_verifier = build_identity_verifier(settings)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Services(
         settings=settings,
         db=db,
@@ -112,6 +117,7 @@ def build_services(settings: Settings) -> Services:
         directories=directories,
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
+        identity_verifier=identity_verifier,
     )
 
 

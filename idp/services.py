@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.base import IdentityVerifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
@@ -51,3 +52,5 @@ class Services:
     directories: DirectoryRegistry  # department directories by id
     clients: ClientSnapshot  # the client table, cached per worker
     logout: LogoutDispatcher  # back-channel logout delivery
+    # The population registry (issue 10); None in production without a configured service.
+    identity_verifier: IdentityVerifier | None = None

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.base import RegistryCheck
+from adapters.base import IdentityVerifier, RegistryCheck
+from adapters.identity import HttpRegistry, LocalRegistry
 from idp import audit
+from idp.config import Settings
 from idp.storage.models import IdentityVerification, User, utcnow
 from idp.storage.repo import new_id
 
@@ -159,3 +162,29 @@ def level_of(session: Session, user_id: str) -> str | None:
     """The highest level recorded for the account (None: never verified, e.g. staff)."""
     rows = verifications_of(session, user_id)
     return rows[0].level if rows else None
+
+
+#: Synthetic registry records shipped for development (never real personal data).
+SYNTHETIC_REGISTRY = Path(__file__).resolve().parents[1] / "data" / "registry-synthetic.json"
+
+
+def build_identity_verifier(settings: Settings) -> IdentityVerifier | None:
+    """The configured population registry: the HTTP service, else a local dataset.
+
+    Production without ``identity_registry_url`` has none (``yitong verify --method
+    registry`` then refuses); elsewhere the bundled synthetic dataset answers.
+    """
+    if settings.identity_registry_url:
+        return HttpRegistry(
+            url=settings.identity_registry_url.rstrip("/"),
+            client_cert=settings.identity_registry_client_cert or None,
+            client_key=settings.identity_registry_client_key or None,
+            ca_file=settings.identity_registry_ca_file or None,
+            connect_timeout=settings.identity_registry_connect_timeout_ms / 1000,
+            read_timeout=settings.identity_registry_read_timeout_ms / 1000,
+        )
+    if settings.identity_registry_dataset:
+        return LocalRegistry.from_file(settings.identity_registry_dataset)
+    if settings.is_production:
+        return None
+    return LocalRegistry.from_file(SYNTHETIC_REGISTRY)

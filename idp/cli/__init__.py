@@ -12,7 +12,19 @@ from __future__ import annotations
 
 import click
 
-from idp.cli import audit, clients, config, demo, keys, ldap, logout, policy, server, users
+from idp.cli import (
+    assurance,
+    audit,
+    clients,
+    config,
+    demo,
+    keys,
+    ldap,
+    logout,
+    policy,
+    server,
+    users,
+)
 from idp.cli.common import CliError
 
 __all__ = ["CliError", "main"]
@@ -34,3 +46,4 @@ main.add_command(demo.demo)
 main.add_command(keys.keys)
 main.add_command(ldap.ldap)
 main.add_command(policy.policy)
+main.add_command(assurance.verify)
