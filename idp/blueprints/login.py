@@ -291,7 +291,7 @@ def consent() -> Response:
 
 def _claims_request(multi: dict[str, list[str]]) -> dict[str, object] | None:
     """The sealed request's ``claims`` parameter (validated at /authorize), parsed."""
-    raw = (multi.get("claims") or [None])[0]
+    raw = (multi.get("claims") or [""])[0]
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:

@@ -106,10 +106,9 @@ def release_labels(
     for target in ("id_token", "userinfo"):
         request = ((claims_request or {}).get(target) or {}).get("verified_claims")
         for element in request if isinstance(request, list) else [request]:
-            wanted = element.get("claims") if isinstance(element, dict) else None
-            if not isinstance(wanted, dict):
+            if not isinstance(element, dict) or not isinstance(element.get("claims"), dict):
                 continue
-            purpose = element.get("purpose")
+            wanted, purpose = element["claims"], element.get("purpose")
             for claim in wanted:
                 if claim not in permitted or f"v:{claim}" in seen:
                     continue
