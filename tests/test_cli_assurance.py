@@ -48,7 +48,7 @@ def test_registration_records_l2_and_verify_registry_records_l3(run: Run, db: An
         assert row.evidence[0]["record"]["source"]["name"] == "local-registry"
         assert row.verifier == "cli"
         actions = session.scalars(select(AuditEvent.action)).all()
-    assert actions.count("identity.verify") == 2
+    assert actions.count("identity.verify") == 1  # L2 is part of user.register
 
 
 def test_verify_refuses_a_registry_mismatch(run: Run, db: Any) -> None:

@@ -119,7 +119,10 @@ def record_verification(
     extra: Mapping[str, Any] | None = None,
     ip: str | None = None,
 ) -> IdentityVerification:
-    """Store one verification and audit it (the caller commits)."""
+    """Store one verification and audit it (the caller commits).
+
+    The L2 record written at registration is covered by the ``user.register`` audit entry.
+    """
     check_level_and_method(level, method)
     if registry is not None and not registry.matched:
         raise AssuranceError("the registry did not match this person")
@@ -138,6 +141,8 @@ def record_verification(
     )
     session.add(row)
     session.flush()
+    if method == "self-declared":
+        return row  # part of registration, which ``user.register`` already audits
     audit.record(
         session,
         "identity.verify",
