@@ -36,7 +36,7 @@ def _levels(db: Any, user_id: str) -> list[tuple[str, str]]:
 def test_registration_records_l2_and_verify_registry_records_l3(run: Run, db: Any) -> None:
     user_id = _add_citizen(run, 1, "张三")  # the bundled synthetic registry knows 张三 here
     assert _levels(db, user_id) == [("L2", "self-declared")]
-    result = run("verify", user_id, "--level", "L3", "--method", "registry", "--json")
+    result = run("verify", "li1@example.cn", "--level", "L3", "--method", "registry", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["level"] == "L3"
     assert _levels(db, user_id) == [("L2", "self-declared"), ("L3", "registry")]
@@ -53,7 +53,7 @@ def test_registration_records_l2_and_verify_registry_records_l3(run: Run, db: An
 
 def test_verify_refuses_a_registry_mismatch(run: Run, db: Any) -> None:
     user_id = _add_citizen(run, 0, "李四")  # the registry says 王小明 for this number
-    result = run("verify", user_id, "--level", "L3", "--method", "registry")
+    result = run("verify", "li0@example.cn", "--level", "L3", "--method", "registry")
     assert result.exit_code == 2
     assert "did not match" in result.output
     assert _levels(db, user_id) == [("L2", "self-declared")]
@@ -112,6 +112,8 @@ def test_clients_release_sets_the_policy(run: Run, db: Any) -> None:
         "Pension office",
         "--redirect-uri",
         "https://p.gov.example/cb",
+        "--client-id",
+        "pension-office",  # a random id may start with "-": the shell sees an option
         "--json",
     )
     client_id = json.loads(added.output)["client_id"]
@@ -147,7 +149,15 @@ def test_clients_release_sets_the_policy(run: Run, db: Any) -> None:
 
 def test_clients_release_refuses_bad_input(run: Run) -> None:
     added = run(
-        "clients", "add", "--name", "X", "--redirect-uri", "https://x.gov.example/cb", "--json"
+        "clients",
+        "add",
+        "--name",
+        "X",
+        "--redirect-uri",
+        "https://x.gov.example/cb",
+        "--client-id",
+        "x-office",
+        "--json",
     )
     client_id = json.loads(added.output)["client_id"]
     cases = [
