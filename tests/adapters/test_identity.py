@@ -100,11 +100,21 @@ class StubRegistry(BaseHTTPRequestHandler):
         return None
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Joins its handler threads on close (a slow answer ends inside its own test) and
+    keeps the broken pipe of a client that gave up off the shared stderr."""
+
+    daemon_threads = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None
+
+
 @pytest.fixture
 def stub() -> Iterator[str]:
     StubRegistry.behaviour = "ok"
     StubRegistry.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubRegistry)
+    server = QuietServer(("127.0.0.1", 0), StubRegistry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
