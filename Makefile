@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := slapd ldap-utils chromium chromium-driver softhsm2 opensc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test lint fmt venv system-deps services translations test-sqlite test-postgres bench clean
+.PHONY: all demo test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
 
 all: test
 
@@ -61,5 +61,11 @@ demo: venv translations
 bench: venv
 	$(BIN)/python -m bench.run
 
+# Mutation testing of the security modules (docs/security.md, "Mutation testing"); not part of
+# `make test`: it takes tens of minutes.  MUTATE="idp/audit.py --budget 600" narrows a run.
+MUTATE ?=
+mutation: venv translations
+	nice -n 10 $(BIN)/python scripts/mutation.py $(MUTATE)
+
 clean:
-	rm -rf $(VENV) instance .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) instance .demo .pytest_cache .mypy_cache .ruff_cache .mutation

@@ -96,6 +96,38 @@ class MessageSender(Protocol):
         ...
 
 
+@runtime_checkable
+class MailSender(Protocol):
+    """Delivers an e-mail (a password-reset link) to one address."""
+
+    def send_mail(self, destination: str, subject: str, text: str) -> None:
+        """Send, or raise :class:`AdapterUnavailable` (or :class:`AdapterError` if refused)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EnterpriseRecord:
+    """A company as the enterprise registry (the market regulator's register) knows it.
+
+    ``status`` is the registry's word: ``active`` (存续), ``revoked`` (吊销) or
+    ``deregistered`` (注销).
+    """
+
+    credit_code: str
+    name: str
+    representative_id_number: str
+    status: str = "active"
+
+
+@runtime_checkable
+class EnterpriseRegistry(Protocol):
+    """Looks up a company by unified social credit code (issue 10)."""
+
+    def lookup(self, credit_code: str) -> EnterpriseRecord | None:
+        """The registry's record, None when unknown, or raise :class:`AdapterUnavailable`."""
+        ...
+
+
 @dataclass(frozen=True)
 class RegistryCheck:
     """What an identity registry said about one person (issue 10 item 5).

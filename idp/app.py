@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, render_template, request
@@ -21,20 +22,33 @@ from sqlalchemy import inspect, text
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from adapters.base import AdapterConfigError
+from adapters.base import AdapterConfigError, EnterpriseRegistry
+from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
 from idp import context
 from idp.accounts.assurance import build_identity_verifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
-from idp.blueprints import account, guards, login, logout, oidc, second_factor, security
+from idp.blueprints import (
+    account,
+    cas,
+    entities,
+    guards,
+    login,
+    logout,
+    oidc,
+    recovery,
+    registration,
+    second_factor,
+    security,
+)
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
 from idp.errors import InvalidRequestError, ServerError
 from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.devices import KnownDevices
 from idp.interaction.flow import InteractionExpired, InteractionSealer
-from idp.interaction.outbox import build_sms_sender
+from idp.interaction.outbox import build_mail_sender, build_sms_sender
 from idp.interaction.password_rules import PolicyPasswords
 from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
@@ -45,6 +59,7 @@ from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.request_guards import install_request_guards
 from idp.services import Services
 from idp.storage.db import Database
 from keys.crypto import Kek, KekRing
@@ -62,6 +77,7 @@ API_PREFIXES = (
     "/revoke",
     "/par",
     "/admin/api",
+    "/connect/register",
 )
 
 
@@ -118,7 +134,26 @@ def build_services(settings: Settings) -> Services:
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
         identity_verifier=identity_verifier,
+        enterprises=_build_enterprise_registry(settings),
+        mail_sender=build_mail_sender(settings, db),
     )
+
+
+#: Synthetic enterprise records for development and tests (issue 10).
+SYNTHETIC_ENTERPRISES = Path(__file__).parent / "data" / "synthetic-enterprises.json"
+
+
+def _build_enterprise_registry(settings: Settings) -> EnterpriseRegistry | None:
+    """The configured registry file, else the synthetic one outside production, else none."""
+    path = settings.enterprise_registry_file
+    if not path and settings.env in ("development", "testing"):
+        path = str(SYNTHETIC_ENTERPRISES)
+    if not path:
+        return None
+    try:
+        return LocalEnterpriseRegistry.from_file(path)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _build_key_store(
@@ -194,6 +229,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
+    install_request_guards(app)
     services = build_services(settings)
     _check_keys(services)
     app.extensions["yitong"] = services
@@ -233,9 +270,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         security.bp,
         account.bp,
         logout.bp,
+        entities.bp,
+        cas.bp,
+        recovery.bp,
+        registration.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
+    csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     guards.install(app)
@@ -309,7 +351,7 @@ def _install_headers(app: Flask, settings: Settings) -> None:
         if settings.issuer.startswith("https://"):
             h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         if g.get("sso") is not None or request.path.startswith(
-            ("/login", "/consent", "/register", "/account", "/logout", "/authorize")
+            ("/login", "/consent", "/register", "/account", "/logout", "/authorize", "/entities")
         ):
             # A page drawn for a signed-in person is never stored (issue 14 item 10).
             h.setdefault("Cache-Control", "no-store")

@@ -107,6 +107,13 @@ class Settings:
     authorization_code_lifetime: int = field(
         default=60, metadata=_doc("Seconds an authorization code stays redeemable (max 60).")
     )
+    cas_ticket_lifetime: int = field(
+        default=10,
+        metadata=_doc(
+            "Seconds a CAS service ticket (`ST-…`) stays valid; the service validates it at "
+            "once (CAS 3.0 §3.1.1 recommends at most 5 minutes; 10 s is plenty server to server)."
+        ),
+    )
     access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
     id_token_lifetime: int = field(default=600, metadata=_doc("ID-token lifetime (s)."))
     refresh_token_idle_lifetime: int = field(
@@ -192,6 +199,37 @@ class Settings:
     )
     sms_read_timeout_ms: int = field(
         default=5000, metadata=_doc("Milliseconds to wait for the SMS gateway's answer.")
+    )
+    mail_smtp_host: str = field(
+        default="",
+        metadata=_doc(
+            "SMTP submission server for e-mail (password-reset links). Empty: development and "
+            "testing keep messages in the outbox table; production offers no e-mail."
+        ),
+    )
+    mail_smtp_port: int = field(
+        default=587,
+        metadata=_doc("SMTP port: 465 for implicit TLS, otherwise STARTTLS (always required)."),
+    )
+    mail_smtp_username: str = field(default="", metadata=_doc("SMTP user name (if any)."))
+    mail_smtp_password: str = field(default="", metadata=_doc("SMTP password."))
+    mail_from: str = field(
+        default="", metadata=_doc("Sender address of Yitong's e-mail, e.g. `noreply@gov.example`.")
+    )
+    enterprise_registry_file: str = field(
+        default="",
+        metadata=_doc(
+            "JSON records of the enterprise registry (credit code, name, representative's ID "
+            "number, status) that company registration is checked against. Empty: development "
+            "and testing use the bundled synthetic records; production registers no company."
+        ),
+    )
+    mandate_roles: tuple[str, ...] = field(
+        default=("agent", "finance", "social-security", "company-admin"),
+        metadata=_doc(
+            "Roles a company may give its agents (comma-separated); `company-admin` may also "
+            "grant and end mandates."
+        ),
     )
     identity_registry_url: str = field(
         default="",

@@ -1,39 +1,136 @@
 """Errors in the protocol's own form: one class per RFC error code.
 
 The OAuth 2.0 error codes come from Authlib (``authlib.oauth2.rfc6749.errors``, the RFC text
-as docstrings); this module re-exports them under one roof and adds the codes Authlib lacks.
+as docstrings); this module subclasses them under one roof and adds the codes Authlib lacks.
 Each error carries a client-safe ``description`` apart from the ``detail`` we log
 (node-oidc-provider ``lib/helpers/errors.js``; fosite ``WithDebug``).
+
+Why subclasses and not re-exports: RFC 6749 §4.1.2.1 allows only ``%x20-21 / %x23-5B /
+%x5D-7E`` in ``error_description`` and Authlib raises ``ValueError`` from the constructor
+otherwise.  A description often quotes what the client sent (a scope named ``社保``, a
+``prompt`` with a backslash), so an unsanitised one turned a bad request into a 500.  Every
+class here makes its description ASCII-safe first (:func:`ascii_safe`).  Code imports errors
+from here only (ruff TID251 bans the Authlib modules elsewhere).
+
+``OAuth2Error`` stays Authlib's base class so that ``except OAuth2Error`` also catches what
+Authlib raises itself; raise the named classes below, never ``OAuth2Error`` directly.
 """
 
 from __future__ import annotations
 
-from authlib.oauth2.rfc6749.errors import (
-    AccessDeniedError,
-    InvalidClientError,
-    InvalidGrantError,
-    InvalidRequestError,
-    InvalidScopeError,
-    OAuth2Error,
-    UnauthorizedClientError,
-    UnsupportedGrantTypeError,
-    UnsupportedResponseTypeError,
-)
-from authlib.oidc.core.errors import (
-    ConsentRequiredError,
-    InteractionRequiredError,
-    LoginRequiredError,
-)
+from typing import Any
+
+from authlib.oauth2.rfc6749 import errors as _rfc6749
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from authlib.oidc.core import errors as _oidc
+
+#: The characters RFC 6749 §4.1.2.1 allows in ``error_description``, as code points.
+_ALLOWED = frozenset(range(0x20, 0x7F)) - {0x22, 0x5C}
+MAX_DESCRIPTION = 500
 
 
-class ServerError(OAuth2Error):  # type: ignore[misc]
+def ascii_safe(text: str) -> str:
+    """``text`` with every character RFC 6749 forbids in a description written as ``U+XXXX``.
+
+    ``\\uXXXX`` cannot be used: the backslash itself is forbidden.  The result is cut to
+    :data:`MAX_DESCRIPTION` characters so that echoed input cannot bloat an answer.
+    """
+    out = [ch if ord(ch) in _ALLOWED else f"U+{ord(ch):04X}" for ch in text]
+    safe = "".join(out)
+    return safe if len(safe) <= MAX_DESCRIPTION else safe[: MAX_DESCRIPTION - 3] + "..."
+
+
+class SafeDescription:
+    """Mixin: sanitise ``description`` before Authlib's constructor checks it."""
+
+    def __init__(self, description: str | None = None, *args: Any, **kwargs: Any) -> None:
+        if description:
+            description = ascii_safe(str(description))
+        super().__init__(description, *args, **kwargs)  # type: ignore[call-arg]
+
+
+class InvalidRequestError(SafeDescription, _rfc6749.InvalidRequestError):  # type: ignore[misc]
+    """``invalid_request`` (RFC 6749 §4.1.2.1, §5.2)."""
+
+
+class InvalidClientError(SafeDescription, _rfc6749.InvalidClientError):  # type: ignore[misc]
+    """``invalid_client`` (RFC 6749 §5.2)."""
+
+
+class InvalidGrantError(SafeDescription, _rfc6749.InvalidGrantError):  # type: ignore[misc]
+    """``invalid_grant`` (RFC 6749 §5.2)."""
+
+
+class InvalidScopeError(SafeDescription, _rfc6749.InvalidScopeError):  # type: ignore[misc]
+    """``invalid_scope`` (RFC 6749 §4.1.2.1, §5.2)."""
+
+
+class UnauthorizedClientError(SafeDescription, _rfc6749.UnauthorizedClientError):  # type: ignore[misc]
+    """``unauthorized_client`` (RFC 6749 §4.1.2.1, §5.2)."""
+
+
+class AccessDeniedError(SafeDescription, _rfc6749.AccessDeniedError):  # type: ignore[misc]
+    """``access_denied`` (RFC 6749 §4.1.2.1)."""
+
+
+class UnsupportedResponseTypeError(SafeDescription, _rfc6749.UnsupportedResponseTypeError):  # type: ignore[misc]
+    """``unsupported_response_type`` (RFC 6749 §4.1.2.1).
+
+    Authlib's constructor takes the response type first; ours takes a description like
+    every other error, so the (sanitised) description is what the client reads.
+    """
+
+    def __init__(self, description: str | None = None, *args: Any, **kwargs: Any) -> None:
+        if description:
+            description = ascii_safe(str(description))
+        _rfc6749.OAuth2Error.__init__(self, description, *args, **kwargs)
+        self.response_type = None
+
+    def get_error_description(self) -> str:
+        return str(self.description or "")
+
+
+class UnsupportedGrantTypeError(SafeDescription, _rfc6749.UnsupportedGrantTypeError):  # type: ignore[misc]
+    """``unsupported_grant_type`` (RFC 6749 §5.2); takes a description, like the others."""
+
+    def __init__(self, description: str | None = None, *args: Any, **kwargs: Any) -> None:
+        if description:
+            description = ascii_safe(str(description))
+        _rfc6749.OAuth2Error.__init__(self, description, *args, **kwargs)
+        self.grant_type = None
+
+    def get_error_description(self) -> str:
+        return str(self.description or "")
+
+
+class InteractionRequiredError(SafeDescription, _oidc.InteractionRequiredError):  # type: ignore[misc]
+    """``interaction_required`` (OIDC Core §3.1.2.6)."""
+
+
+class LoginRequiredError(SafeDescription, _oidc.LoginRequiredError):  # type: ignore[misc]
+    """``login_required`` (OIDC Core §3.1.2.6)."""
+
+
+class ConsentRequiredError(SafeDescription, _oidc.ConsentRequiredError):  # type: ignore[misc]
+    """``consent_required`` (OIDC Core §3.1.2.6)."""
+
+
+class AccountSelectionRequiredError(SafeDescription, _oidc.AccountSelectionRequiredError):  # type: ignore[misc]
+    """``account_selection_required`` (OIDC Core §3.1.2.6)."""
+
+
+class ProtocolError(SafeDescription, OAuth2Error):  # type: ignore[misc]
+    """Base of the codes Authlib lacks: sanitised like the rest."""
+
+
+class ServerError(ProtocolError):
     """``server_error``: an unexpected condition (RFC 6749 §4.1.2.1)."""
 
     error = "server_error"
     status_code = 500
 
 
-class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
+class TemporarilyUnavailableError(ProtocolError):
     """``temporarily_unavailable``: overloaded or a dependency (a directory) is down
     (RFC 6749 §4.1.2.1)."""
 
@@ -41,65 +138,140 @@ class TemporarilyUnavailableError(OAuth2Error):  # type: ignore[misc]
     status_code = 503
 
 
-class InvalidTokenError(OAuth2Error):  # type: ignore[misc]
+class InvalidTokenError(ProtocolError):
     """``invalid_token`` (RFC 6750 §3.1): expired, revoked, malformed or of the wrong kind."""
 
     error = "invalid_token"
     status_code = 401
 
 
-class InvalidRequestUriError(OAuth2Error):  # type: ignore[misc]
+class InvalidRequestUriError(ProtocolError):
     """``invalid_request_uri`` (OIDC Core §3.1.2.6, RFC 9126 §4)."""
 
     error = "invalid_request_uri"
 
 
-class InvalidRequestObjectError(OAuth2Error):  # type: ignore[misc]
+class InvalidRequestObjectError(ProtocolError):
     """``invalid_request_object`` (OIDC Core §3.1.2.6, RFC 9101)."""
 
     error = "invalid_request_object"
 
 
-class RequestNotSupportedError(OAuth2Error):  # type: ignore[misc]
+class RequestNotSupportedError(ProtocolError):
     """``request_not_supported`` (OIDC Core §3.1.2.6)."""
 
     error = "request_not_supported"
 
 
-class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+class InvalidTargetError(ProtocolError):
     """``invalid_target`` (RFC 8707 §2): the requested resource is not allowed."""
 
     error = "invalid_target"
 
 
-class AccountSelectionRequiredError(OAuth2Error):  # type: ignore[misc]
-    """``account_selection_required`` (OIDC Core §3.1.2.6)."""
-
-    error = "account_selection_required"
-
-
-class SlowDownError(OAuth2Error):  # type: ignore[misc]
+class SlowDownError(ProtocolError):
     """Rate limited: answered as HTTP 429 with ``Retry-After``."""
 
     error = "slow_down"
     status_code = 429
 
 
-class InsufficientScopeError(OAuth2Error):  # type: ignore[misc]
+class InsufficientScopeError(ProtocolError):
     """``insufficient_scope`` (RFC 6750 §3.1): the token lacks a scope or role it needs."""
 
     error = "insufficient_scope"
     status_code = 403
 
 
+class InsufficientUserAuthenticationError(ProtocolError):
+    """``insufficient_user_authentication`` (RFC 9470 §3): the login behind the token is too
+    weak or too old for this call."""
+
+    error = "insufficient_user_authentication"
+    status_code = 403
+
+
+class InvalidRedirectUriError(ProtocolError):
+    """``invalid_redirect_uri`` (RFC 7591 §3.2.2): a redirect URI breaks the rules."""
+
+    error = "invalid_redirect_uri"
+
+
+class InvalidClientMetadataError(ProtocolError):
+    """``invalid_client_metadata`` (RFC 7591 §3.2.2): other client metadata is refused."""
+
+    error = "invalid_client_metadata"
+
+
+def error_class(code: str) -> type[OAuth2Error]:
+    """The class of an RFC error code named by a lower layer (``invalid_request`` if unknown)."""
+    for cls in (InvalidRedirectUriError, InvalidClientMetadataError, InvalidScopeError):
+        if cls.error == code:
+            return cls
+    return InvalidRequestError
+
+
+class CasError(Exception):
+    """A CAS validation failure, named by its CAS protocol 3.0 code (§2.5.3).
+
+    ``description`` is ASCII and safe to send to the service; the subclasses are the codes.
+    """
+
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class CasInvalidRequestError(CasError):
+    """``INVALID_REQUEST``: a required parameter is missing (or something is not offered)."""
+
+    code = "INVALID_REQUEST"
+
+
+class CasInvalidTicketSpecError(CasError):
+    """``INVALID_TICKET_SPEC``: the ticket does not meet the validation specification
+    (``renew=true`` asked, but the ticket came from single sign-on)."""
+
+    code = "INVALID_TICKET_SPEC"
+
+
+class CasInvalidTicketError(CasError):
+    """``INVALID_TICKET``: not recognised, already used or expired."""
+
+    code = "INVALID_TICKET"
+
+
+class CasInvalidServiceError(CasError):
+    """``INVALID_SERVICE``: the ticket was issued for another service."""
+
+    code = "INVALID_SERVICE"
+
+
+class CasUnauthorizedServiceProxyError(CasError):
+    """``UNAUTHORIZED_SERVICE_PROXY``: the service may not proxy (proxying is not offered)."""
+
+    code = "UNAUTHORIZED_SERVICE_PROXY"
+
+
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
+    "CasError",
+    "CasInvalidRequestError",
+    "CasInvalidServiceError",
+    "CasInvalidTicketError",
+    "CasInvalidTicketSpecError",
+    "CasUnauthorizedServiceProxyError",
     "ConsentRequiredError",
     "InsufficientScopeError",
+    "InsufficientUserAuthenticationError",
     "InteractionRequiredError",
     "InvalidClientError",
+    "InvalidClientMetadataError",
     "InvalidGrantError",
+    "InvalidRedirectUriError",
     "InvalidRequestError",
     "InvalidRequestObjectError",
     "InvalidRequestUriError",
@@ -108,6 +280,7 @@ __all__ = [
     "InvalidTokenError",
     "LoginRequiredError",
     "OAuth2Error",
+    "ProtocolError",
     "RequestNotSupportedError",
     "ServerError",
     "SlowDownError",
@@ -115,4 +288,5 @@ __all__ = [
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
     "UnsupportedResponseTypeError",
+    "ascii_safe",
 ]

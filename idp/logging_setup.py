@@ -1,27 +1,62 @@
-"""Logging that never carries a full identity number (PIPL; ARCHITECTURE.md "Privacy").
+"""Logging that never carries a full identity number (PIPL; ARCHITECTURE.md "Privacy"),
+nor a forged line, nor a database row.
 
-A filter on the root handlers masks anything shaped like an 18-character resident ID number
-or credit code in every record, whatever module logged it.
+A filter on the root handlers, and the record factory, treat every record, whatever module
+logged it:
+
+- anything shaped like an 18-character resident ID number or credit code is masked;
+- control characters in the message (CR, LF, ESC, NUL, the Unicode line separators) are
+  written as ``\\xNN``/``\\uNNNN``: a value an attacker sent (a username, a client_id) cannot
+  start a forged log line or drive a terminal (ASVS 16.4.1);
+- in a logged exception, the database driver's ``DETAIL`` line (PostgreSQL repeats the
+  offending key values there: an e-mail, a phone) and any SQLAlchemy ``[parameters: …]`` are
+  replaced by a placeholder.  The engine is also created with ``hide_parameters=True``
+  (:mod:`idp.storage.db`), so bound values (a password hash, a phone) never reach a log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
 from idp.accounts.privacy import redact
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_DETAIL = re.compile(r"^(\s*DETAIL:).*$", re.MULTILINE)
+_PARAMETERS = re.compile(r"\[parameters: .*?\]$", re.MULTILINE | re.DOTALL)
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control character written as an escape (one log line stays one)."""
+    return _CONTROL.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
+    )
+
+
+def scrub_database_detail(text: str) -> str:
+    """Drop the row values a database error repeats (``DETAIL:`` lines, bound parameters)."""
+    text = _DETAIL.sub(r"\1 [hidden]", text)
+    return _PARAMETERS.sub("[parameters hidden]", text)
+
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_yitong_clean", False):
+            return True
         try:
             message = record.getMessage()
         except (TypeError, ValueError):
             return True
-        masked = redact(message)
-        if masked != message:
-            record.msg, record.args = masked, None
+        clean = escape_controls(scrub_database_detail(redact(message)))
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub_database_detail(redact(record.exc_text))
+        record._yitong_clean = True
         return True
 
 

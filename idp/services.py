@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import IdentityVerifier
+from adapters.base import EnterpriseRegistry, IdentityVerifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
@@ -54,3 +54,5 @@ class Services:
     logout: LogoutDispatcher  # back-channel logout delivery
     # The population registry (issue 10); None in production without a configured service.
     identity_verifier: IdentityVerifier | None = None
+    enterprises: EnterpriseRegistry | None = None  # the enterprise registry (issue 10)
+    mail_sender: Any | None = None  # an adapters.mail sender; None in production without SMTP

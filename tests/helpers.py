@@ -173,6 +173,9 @@ class Flow:
     nonce: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     verifier: str = ""
     challenge: str = ""
+    #: What to answer at the company picker (issue 10): "self", an entity id, or
+    #: "<entity id>:<mandate id>".
+    acting_for: str = "self"
 
     def __post_init__(self) -> None:
         self.verifier, self.challenge = pkce_pair()
@@ -219,6 +222,22 @@ class Flow:
             data={"csrf_token": csrf_token(html), "ix": hidden(html, "ix"), "action": action},
         )
 
+    def choose(self, resp: Any, acting_for: str) -> Any:
+        """Follow a redirect to the company picker and choose whom to act for."""
+        assert resp.status_code in (302, 303)
+        page = self.http.get(resp.headers["Location"])
+        assert page.status_code == 200, page.get_data(as_text=True)[:500]
+        html = page.get_data(as_text=True)
+        return self.http.post(
+            "/entities/choose",
+            data={
+                "csrf_token": csrf_token(html),
+                "ix": hidden(html, "ix"),
+                "acting_for": acting_for,
+                "action": "choose",
+            },
+        )
+
     def follow_to_code(self, resp: Any) -> dict[str, str]:
         """Follow our own redirects until one leaves for the client; return its parameters."""
         for _ in range(8):
@@ -231,6 +250,9 @@ class Flow:
                 return query_of(location)
             if "/consent" in location:
                 resp = self.consent(resp)
+                continue
+            if "/entities/choose" in location:
+                resp = self.choose(resp, self.acting_for)
                 continue
             resp = self.http.get(location)
         raise AssertionError("no redirect to the client")

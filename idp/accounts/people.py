@@ -137,3 +137,10 @@ def find_citizen(session: Session, login: str, *, vault: IdentityVault) -> User 
     except IdentifierError:
         return None
     return None
+
+
+def find_account(session: Session, who: str, *, vault: IdentityVault) -> User | None:
+    """The account with id ``who``, or the citizen whose e-mail, phone or ID number it is."""
+    who = (who or "").strip()
+    user = session.get(User, who) if who and len(who) <= 64 else None
+    return user or find_citizen(session, who, vault=vault)

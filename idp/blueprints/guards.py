@@ -20,6 +20,9 @@ from idp.errors import SlowDownError
 LOGIN_LIMITED = {
     "login.login_post": "login",
     "login.register_post": "register",
+    "recovery.forgot_post": "reset",
+    "recovery.code_post": "reset",
+    "recovery.reset_post": "reset",
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from idp import context
+from idp.accounts.mandates import authority_claim
 from idp.blueprints.guards import retry_after
 from idp.blueprints.responses import (
     error_page,
@@ -27,6 +28,7 @@ from idp.blueprints.responses import (
 )
 from idp.errors import (
     InsufficientScopeError,
+    InteractionRequiredError,
     InvalidClientError,
     InvalidRequestError,
     InvalidTokenError,
@@ -34,7 +36,7 @@ from idp.errors import (
     ServerError,
     SlowDownError,
 )
-from idp.interaction import prompts
+from idp.interaction import acting, prompts
 from idp.interaction.consent import consent_of
 from idp.interaction.flow import INTERACTION_MAX_AGE, Interaction, InteractionExpired
 from idp.interaction.web import (
@@ -59,7 +61,7 @@ from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
-from idp.storage.models import Client, utcnow
+from idp.storage.models import Client, Grant, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -73,6 +75,7 @@ def _interaction_redirect(
         "login": "login.login_form",
         "step_up": "second_factor.step_up",
         "consent": "login.consent",
+        "entity": "entities.choose",
     }
     ix = seal_interaction(ctx.sealable(), started)
     args: dict[str, Any] = {}
@@ -122,6 +125,17 @@ def process_authorization(
     except OAuth2Error as error:
         return redirect_error(ctx, error)
 
+    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
+    # before consent, and counts for this interaction only.
+    acting_for = None
+    if decision in ("consent", "issue") and acting.wanted(ctx.scopes):
+        assert user is not None
+        acting_for = acting.chosen(session, user, ctx.client.client_id, started, now)
+        if acting_for is None:
+            if "none" in ctx.prompt:
+                return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
+            return _interaction_redirect(ctx, "entity", started or now)
+
     if decision != "issue":
         return _interaction_redirect(ctx, decision, started or now)
 
@@ -129,8 +143,17 @@ def process_authorization(
     if interaction is not None and not _spend(interaction):
         # The same ix again (a replay at /authorize/resume): one code per interaction.
         return error_page(_("The sign-in page has expired; start again."), 400)
-    code = issue_code(session, ctx, user, sso)
+    code = issue_code(
+        session,
+        ctx,
+        user,
+        sso,
+        entity_id=acting_for.entity_id if acting_for else None,
+        mandate_id=acting_for.mandate_id if acting_for else None,
+    )
     session.commit()
+    if acting_for is not None:
+        acting.forget()
     return redirect_params(ctx, {"code": code})
 
 
@@ -160,6 +183,8 @@ def resume() -> Response:
         interaction = open_interaction(request.args.get("ix"))
     except InteractionExpired:
         return error_page(_("The sign-in page has expired; start again."), 400)
+    if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
+        return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -332,8 +357,13 @@ def userinfo() -> Response:
         )
     client = context.find_client(row.client_id)
     assert client is not None
-    body = {"sub": subject_for(user, client, context.services().pairwise_secret)}
+    body: dict[str, Any] = {"sub": subject_for(user, client, context.services().pairwise_secret)}
     body.update(user_claims(user, scopes, client))
+    grant = context.db_session().get(Grant, row.grant_id)  # loaded with the token
+    assert grant is not None  # load_access_token checked it
+    authority = authority_claim(context.db_session(), context.services().vault, grant, scopes)
+    if authority is not None:
+        body["authority"] = authority  # acting for a company (issue 10)
     ida = userinfo_verified_claims(
         context.db_session(), row, user, client, context.services().vault
     )

@@ -13,6 +13,7 @@ import logging
 import secrets
 from urllib.parse import urlencode, urlsplit
 
+import flask
 from flask import jsonify, make_response, redirect, render_template, request
 from werkzeug.wrappers import Response
 
@@ -80,7 +81,7 @@ def json_error(
     status: int | None = None,
     headers: dict[str, str] | None = None,
     message: str | None = None,
-) -> Response:
+) -> flask.Response:
     """``{"error", "error_description"}`` with the class's status; never cached.
 
     ``message`` is the translated text for our own pages' scripts (JSON calls from the login

@@ -13,15 +13,21 @@ from __future__ import annotations
 import click
 
 from idp.cli import (
+    admins,
     assurance,
     audit,
+    cas,
     clients,
     config,
     demo,
+    departments,
+    entities,
     keys,
     ldap,
     logout,
+    mandates,
     policy,
+    registration_tokens,
     server,
     users,
 )
@@ -47,3 +53,9 @@ main.add_command(keys.keys)
 main.add_command(ldap.ldap)
 main.add_command(policy.policy)
 main.add_command(assurance.verify)
+main.add_command(entities.entities)
+main.add_command(mandates.mandates)
+main.add_command(cas.cas)
+main.add_command(departments.departments)
+main.add_command(admins.admins)
+main.add_command(registration_tokens.registration_tokens)

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from admin.services import OPERATOR, AdminInputError, set_client_status, show_client
 from idp import audit
 from idp.cli.common import CliError, emit, open_services
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary, create_client
@@ -236,3 +237,41 @@ def clients_release(
             session, "client.release_policy", actor="cli", target=client_id, details=policy
         )
     emit(policy, as_json, [f"{k}: {v}" for k, v in policy.items()])
+
+
+def _status(client_id: str, status: str, as_json: bool) -> None:
+    with open_services() as services, services.db.session() as session:
+        try:
+            result = set_client_status(session, client_id, status, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    emit(result, as_json, [f"{result['client_id']}  {result['client_name']}  {result['status']}"])
+
+
+@clients.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def clients_show(client_id: str, as_json: bool) -> None:
+    """A client's registered metadata (never its secret)."""
+    with open_services() as services, services.db.session() as session:
+        try:
+            result = show_client(session, client_id, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    emit(result, as_json)
+
+
+@clients.command("approve")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def clients_approve(client_id: str, as_json: bool) -> None:
+    """Approve a pending (or re-enable a disabled) client: it may log people in."""
+    _status(client_id, "approved", as_json)
+
+
+@clients.command("disable")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def clients_disable(client_id: str, as_json: bool) -> None:
+    """Disable a client: no more logins, and every token it holds is revoked."""
+    _status(client_id, "disabled", as_json)

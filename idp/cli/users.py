@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from idp import audit
 from idp.accounts.lifecycle import disable_account
-from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
+from idp.accounts.people import NewCitizen, RegistrationError, find_account, register_citizen
 from idp.cli.common import CliError, emit, open_services, out
 from idp.interaction import mfa
 from idp.services import Services
@@ -79,9 +79,7 @@ def users_disable(user_id: str) -> None:
 
 def _find_user(services: Services, session: Session, who: str) -> User:
     """The account with id ``who``, or whose e-mail, phone or ID number it is."""
-    user = session.get(User, who) if len(who) <= 64 else None
-    if user is None:
-        user = find_citizen(session, who, vault=services.vault)
+    user = find_account(session, who, vault=services.vault)
     if user is None:
         raise CliError(f"no account {who!r}")
     return user

@@ -27,7 +27,6 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -39,6 +38,7 @@ import pyotp
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from idp import untrusted_json
 from idp.interaction.policies import PolicyStore, user_classes
 from idp.interaction.sessions import (
     ACR_MFA,
@@ -126,8 +126,8 @@ def _claims_request(ctx: Any) -> Mapping[str, Any]:
     if not raw or len(raw) > 8192:
         return {}
     try:
-        parsed = json.loads(raw)
-    except ValueError:
+        parsed = untrusted_json.loads(raw)
+    except ValueError:  # UntrustedJsonError is a ValueError
         return {}
     return parsed if isinstance(parsed, Mapping) else {}
 

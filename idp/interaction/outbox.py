@@ -1,4 +1,4 @@
-"""The development outbox: messages (SMS codes) kept in a table instead of being sent.
+"""The development outbox: messages (SMS codes, e-mail links) kept in a table instead of being sent.
 
 ``make demo`` prints them with :func:`read_outbox`, so a demo user can read the code "sent" to
 their phone.  Production uses a real gateway (:class:`adapters.sms.HttpSmsSender`) and never
@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from adapters.mail import MailOutboxSender, SmtpMailSender
 from adapters.sms import HttpSmsSender, OutboxSender
 from idp.storage.db import Database
 from idp.storage.models import OutboxMessage, utcnow
@@ -72,3 +73,18 @@ def build_sms_sender(settings: Any, db: Database) -> Any | None:
     if settings.is_production:
         return None
     return OutboxSender(outbox_store(db))
+
+
+def build_mail_sender(settings: Any, db: Database) -> Any | None:
+    """The configured e-mail sender: SMTP, the outbox outside production, or none."""
+    if settings.mail_smtp_host:
+        return SmtpMailSender(
+            host=settings.mail_smtp_host,
+            port=settings.mail_smtp_port,
+            username=settings.mail_smtp_username,
+            password=settings.mail_smtp_password,
+            sender=settings.mail_from,
+        )
+    if settings.is_production:
+        return None
+    return MailOutboxSender(outbox_store(db))

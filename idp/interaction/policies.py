@@ -15,7 +15,6 @@ which validates the value and records the change (old -> new) in the audit trail
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp import audit
+from idp import audit, untrusted_json
 from idp.storage.db import Database
 from idp.storage.models import Policy, User, utcnow
 
@@ -306,7 +305,7 @@ def parse_value(name: str, raw: Any) -> Any:
     if isinstance(raw, str) and d.kind != "str":
         text = raw.strip()
         try:
-            value = json.loads(text)
+            value = untrusted_json.loads(text)
         except ValueError:
             if d.kind == "list":
                 value = [p.strip() for p in text.split(",") if p.strip()]

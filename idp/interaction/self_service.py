@@ -58,11 +58,13 @@ def _open(purpose: str, user_id: str, sealed: object) -> str | None:
         return None
 
 
-def _stash(key: str, purpose: str, user_id: str, value: str) -> None:
+def stash_sealed(key: str, purpose: str, user_id: str, value: str) -> None:
+    """Keep ``value`` in the browser's session, encrypted and bound to purpose and account."""
     session[key] = {"u": user_id, "s": _seal(purpose, user_id, value), "t": utcnow().timestamp()}
 
 
-def _unstash(key: str, purpose: str, user_id: str, ttl: int) -> str | None:
+def unstash_sealed(key: str, purpose: str, user_id: str, ttl: int) -> str | None:
+    """What :func:`stash_sealed` kept, unless older than ``ttl`` seconds, tampered or absent."""
     data = session.get(key)
     if not isinstance(data, dict) or data.get("u") != user_id:
         return None
@@ -96,12 +98,12 @@ def reauthenticate(user: User, sso: SsoSession, password: str) -> bool:
 def new_enrolment(user: User) -> str:
     """A fresh TOTP secret for ``user``, kept (encrypted) for the confirmation step."""
     secret = mfa.new_totp_secret()
-    _stash(ENROL_KEY, "totp-enrol", user.id, secret)
+    stash_sealed(ENROL_KEY, "totp-enrol", user.id, secret)
     return secret
 
 
 def enrolment_secret(user: User) -> str | None:
-    return _unstash(ENROL_KEY, "totp-enrol", user.id, ENROL_TTL)
+    return unstash_sealed(ENROL_KEY, "totp-enrol", user.id, ENROL_TTL)
 
 
 def enrolment_or_new(user: User) -> str:
@@ -300,12 +302,12 @@ def start_phone_change(user: User, raw: str) -> tuple[str, str] | Refused:
     ok, message, wait = send_sms_code(phone, "phone", user.id)
     if not ok:
         return Refused(message, 429 if wait else 503, retry_after=wait or 0)
-    _stash(PHONE_KEY, "phone-change", user.id, phone)
+    stash_sealed(PHONE_KEY, "phone-change", user.id, phone)
     return mask_phone(phone) or "", message
 
 
 def pending_phone(user: User) -> str | None:
-    return _unstash(PHONE_KEY, "phone-change", user.id, PHONE_TTL)
+    return unstash_sealed(PHONE_KEY, "phone-change", user.id, PHONE_TTL)
 
 
 def verify_phone_change(user: User, code: str) -> Refused | None:

@@ -4,7 +4,8 @@
 time-out (of the settings or of the user's class), "sign out my other sessions", an account
 disabled by an administrator, the CLI or directory sync — all go through it, so the grants
 made in each session are revoked and every client with a grant in it is queued for
-back-channel logout in the same transaction (checklist 64, 67, 69).  The caller commits, then
+back-channel logout in the same transaction (checklist 64, 67, 69), and so is every CAS
+service that validated a ticket of it (CAS single logout, :mod:`idp.cas.tickets`).  The caller commits, then
 calls :meth:`Ended.kick` to start delivery off the request.
 
 The cookie holds 256 random bits; the database holds only their digest (checklist 62).  A
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from idp.cas.tickets import queue_single_logout
 from idp.oauth.logout import FrontChannelFrame, LogoutDispatcher, end_sso_session
 from idp.services import Services
 from idp.storage import repo
@@ -141,7 +143,8 @@ def end_sessions(
     reason: str,
     now: dt.datetime | None = None,
 ) -> Ended:
-    """End each session, revoke the grants made in it, queue its clients' logout.
+    """End each session, revoke the grants made in it, queue its clients' (and its CAS
+    services') logout.
 
     The one way a session ends (see the module docstring).  ``reason`` is recorded on the
     revoked grants (``logout``, ``timeout``, ``replaced``, ``password_change``, ``disabled``…).
@@ -161,6 +164,10 @@ def end_sessions(
         ended.sids.append(row.id)
         ended.frames.extend(outcome.frames)
         ended.deliveries.extend(outcome.deliveries)
+        cas = queue_single_logout(session, row.id, now)  # CAS services of the session too
+        if cas:
+            session.flush()
+            ended.deliveries.extend(d.id for d in cas)
         ended.revoked_grants.extend(outcome.revoked_grants)
     return ended
 

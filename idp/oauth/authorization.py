@@ -120,9 +120,19 @@ def required_acr(ctx: authz.AuthorizationContext | None, user: User | None) -> s
 
 
 def issue_code(
-    session: Session, ctx: authz.AuthorizationContext, user: User, sso: SsoSession
+    session: Session,
+    ctx: authz.AuthorizationContext,
+    user: User,
+    sso: SsoSession,
+    *,
+    entity_id: str | None = None,
+    mandate_id: str | None = None,
 ) -> str:
-    """Write the grant and a one-time code for it; return the code (the caller commits)."""
+    """Write the grant and a one-time code for it; return the code (the caller commits).
+
+    ``entity_id`` and ``mandate_id``: the company the person acts for, chosen at the picker
+    (issue 10; :mod:`idp.interaction.acting`), and the mandate it rests on.
+    """
     assert ctx.client is not None and ctx.redirect_uri is not None
     settings = context.settings()
     now = utcnow()
@@ -140,6 +150,8 @@ def issue_code(
         nonce=ctx.nonce,
         created_at=now,
         expires_at=now + dt.timedelta(seconds=settings.refresh_token_absolute_lifetime),
+        entity_id=entity_id,
+        mandate_id=mandate_id,
     )
     code = repo.new_secret(32)
     session.add(grant)

@@ -17,20 +17,21 @@ checks stay free of Flask and storage.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from authlib.oauth2.rfc6749.errors import (
+from idp import untrusted_json
+from idp.errors import (
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
     UnauthorizedClientError,
     UnsupportedResponseTypeError,
 )
-
+from idp.interaction.sessions import acr_rank
+from idp.oauth.admin_scopes import ADMIN_ACR, has_admin_scope
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import require_pkce_params
 from idp.oauth.verified_claims import validate_request as validate_verified_claims
@@ -364,7 +365,7 @@ def claims_parameter_is_valid(ctx: AuthorizationContext) -> None:
     if len(raw) > MAX_CLAIMS_LENGTH:
         raise InvalidRequestError("claims is too long")
     try:
-        parsed = json.loads(raw)
+        parsed = untrusted_json.loads(raw)
     except ValueError:
         raise InvalidRequestError("claims must be a JSON object") from None
     if not isinstance(parsed, dict):
@@ -400,6 +401,24 @@ def acr_is_collected(ctx: AuthorizationContext) -> None:
         if values:
             ctx.requested_acr = values
         ctx.acr_essential = bool(acr.get("essential"))
+
+
+def admin_scope_needs_mfa(ctx: AuthorizationContext) -> None:
+    """An admin scope asks for the admin authentication level (checklist 95).
+
+    Levels below :data:`~idp.oauth.admin_scopes.ADMIN_ACR` are dropped from ``acr_values``
+    (the lowest listed level is what gets required), so the login is stepped up to two
+    factors.  The token endpoint enforces the same rule (``grantable_scope``) whatever
+    happened here.
+    """
+    if not has_admin_scope(ctx.scopes):
+        return
+    strong = [v for v in ctx.acr_values if acr_rank(v) >= acr_rank(ADMIN_ACR)]
+    ctx.acr_values = strong or [ADMIN_ACR]
+    ctx.requested_acr = [v for v in ctx.requested_acr if acr_rank(v) >= acr_rank(ADMIN_ACR)] or [
+        ADMIN_ACR
+    ]
+    ctx.acr_essential = True
 
 
 def id_token_hint_is_ours(ctx: AuthorizationContext) -> None:
@@ -445,6 +464,7 @@ REDIRECT_CHECKS: list[Check] = [
     display_is_valid,
     claims_parameter_is_valid,
     acr_is_collected,
+    admin_scope_needs_mfa,
     id_token_hint_is_ours,
     hints_are_parsed,
 ]

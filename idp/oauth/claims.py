@@ -20,6 +20,9 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "groups": ("groups", "roles"),
     # Department staff: what their own directory says about them (issue 6).
     "staff": ("department", "employee_number", "title"),
+    # Acting for a company (issue 10): ``authority`` comes from the grant, not from the
+    # account, so user_claims never releases it; see idp.accounts.mandates.authority_claim.
+    "entity": ("authority",),
 }
 CLAIMS_SUPPORTED = sorted(
     {c for claims in SCOPE_CLAIMS.values() for c in claims}
@@ -35,17 +38,18 @@ def subject_for(user: User, client: Client, pairwise_secret: bytes) -> str:
     return user.id
 
 
-def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dict[str, Any]:
-    """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims.
+def available_claims(user: User) -> dict[str, Any]:
+    """Every claim we can state about ``user`` (None where unknown), before any filtering.
 
     Staff attributes come from their department directory at each login (``User.attributes``);
-    the directory is authoritative for them, so they count as verified.
+    the directory is authoritative for them, so they count as verified.  The one source of
+    claim values: OpenID Connect and the CAS attributes (:mod:`idp.cas`) both read it.
     """
     staff = user.kind == "staff"
     attrs = user.attributes if staff else {}
     email = attrs.get("email") if staff else user.email
     phone = attrs.get("phone_number") if staff else user.phone
-    available: dict[str, Any] = {
+    return {
         "name": user.name,
         "given_name": attrs.get("given_name"),
         "family_name": attrs.get("family_name"),
@@ -62,6 +66,11 @@ def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dic
         "employee_number": attrs.get("employee_number"),
         "title": attrs.get("title"),
     }
+
+
+def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dict[str, Any]:
+    """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims."""
+    available = available_claims(user)
     allowed = set(client.allowed_claims) if client.allowed_claims is not None else None
     out: dict[str, Any] = {}
     for scope in scopes:

@@ -29,13 +29,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote_plus
 
-from authlib.oauth2.rfc6749.errors import InvalidClientError
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, OctKey, import_key
 
-from idp import context
+from idp import context, untrusted_json
+from idp.errors import InvalidClientError
 from idp.oauth.clients import OAuthClient
 from idp.oauth.jose_inbound import (
     ASYMMETRIC_ALGS,
@@ -82,6 +82,32 @@ def client_auth_failed() -> InvalidClientError:
     return InvalidClientError(description="client authentication failed", status_code=401)
 
 
+def parse_basic(authorization: str) -> tuple[str, str]:
+    """``(client_id, secret)`` from an HTTP Basic header, or ``invalid_client`` (401).
+
+    The one parser for client credentials in ``Authorization`` (RFC 6749 §2.3.1, RFC 7617):
+    the scheme ``Basic`` (any case), one base64 token, UTF-8, a colon, both parts
+    form-urlencoded and non-empty.  Anything else (``Basic `` alone, bad base64, bytes that are
+    not UTF-8, no colon) is the same ``invalid_client`` as a wrong secret, never a 500.
+    """
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "basic" or not token or " " in token:
+        raise client_auth_failed()
+    try:
+        decoded = base64.b64decode(token.encode("ascii"), validate=True).decode("utf-8")
+    except (ValueError, UnicodeError):  # binascii.Error is a ValueError
+        raise client_auth_failed() from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon:
+        raise client_auth_failed()
+    # RFC 6749 §2.3.1: both are application/x-www-form-urlencoded before base64.
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not client_id or not secret or "\x00" in client_id or "\x00" in secret:
+        raise client_auth_failed()
+    return client_id, secret
+
+
 def _secret_matches(client: OAuthClient | None, secret: str) -> bool:
     """Digest and compare whether or not the client exists: same work, same time."""
     presented = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
@@ -108,8 +134,8 @@ def _peek_subject(assertion: str) -> str | None:
         return None
     try:
         body = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        claims = untrusted_json.loads(body)
+    except ValueError:
         return None
     if not isinstance(claims, dict):
         return None
@@ -172,9 +198,7 @@ class ClientAuthenticator:
     def _basic(
         self, authorization: str, form_client_id: str | None, methods: set[str]
     ) -> OAuthClient:
-        client_id, secret = extract_basic_authorization({"Authorization": authorization})
-        if not client_id or not secret:
-            raise client_auth_failed()
+        client_id, secret = parse_basic(authorization)
         client = self.query_client(client_id)
         ok = _secret_matches(client, secret)
         if (

@@ -34,6 +34,8 @@ AUTH_METHODS = (
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+#: The authentication methods that use a client secret (RFC 6749 §2.3.1, OIDC Core §9).
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -156,7 +158,7 @@ class ClientSpec:
     require_par: bool = False
     web_origins: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
-    department: str | None = None
+    department_id: str | None = None
     first_party: bool = False
     client_id: str | None = None
 
@@ -320,22 +322,18 @@ def sector_for(
     return urlsplit(uri).hostname, uri
 
 
-def create_client(
-    session: Session,
+def validate_client_spec(
     spec: ClientSpec,
     *,
-    actor: str,
-    ip: str | None = None,
-    kek: Kek | None = None,
     signing_algorithms: Collection[str] | None = None,
     sector_fetcher: SectorFetcher | None = None,
-) -> tuple[Client, str | None]:
-    """Validate ``spec`` and store the client; return it and its secret (shown once).
+    jwks_fetcher: SectorFetcher | None = None,
+) -> dict[str, Any]:
+    """Check ``spec`` and return the :class:`Client` column values it stands for.
 
-    ``signing_algorithms``: the algorithms the key store signs with; an ID-token algorithm
-    without a key is refused here rather than failing at the first token request.
-    ``sector_fetcher``: how to fetch a ``sector_identifier_uri`` (default: the SSRF-guarded
-    outbound fetch; tests pass one bound to a local server).
+    The one validation of client metadata: registration by an operator, the admin API, RFC
+    7591 dynamic registration and RFC 7592 updates all go through it.  ``jwks_fetcher``:
+    how to fetch a ``jwks_uri`` now (the SSRF-guarded outbound fetch); None skips the fetch.
     """
     name = " ".join(spec.name.split()) if isinstance(spec.name, str) else ""
     if not name or len(name) > 200:
@@ -389,6 +387,8 @@ def create_client(
     jwks = validate_jwks(spec.jwks) if spec.jwks is not None else None
     if spec.jwks_uri is not None:
         validate_redirect_uri(spec.jwks_uri, public=False, what="jwks_uri")
+        if jwks_fetcher is not None:
+            _fetch_jwks(spec.jwks_uri, jwks_fetcher)
     if auth_method == "private_key_jwt" and not (jwks or spec.jwks_uri):
         raise ClientRegistrationError("private_key_jwt needs --jwks-file or --jwks-uri")
     if spec.id_token_alg not in ID_TOKEN_ALGS:
@@ -419,13 +419,79 @@ def create_client(
     )
     sector, sector_uri = sector_for(spec, redirect_uris, sector_fetcher)
 
+    return {
+        "name": name,
+        "public": spec.public,
+        "redirect_uris": redirect_uris,
+        "post_logout_redirect_uris": post_logout,
+        "scopes": scopes,
+        "grant_types": grant_types,
+        "response_types": ["code"] if "authorization_code" in grant_types else [],
+        "token_endpoint_auth_method": auth_method,
+        "jwks": jwks,
+        "jwks_uri": spec.jwks_uri,
+        "id_token_signed_response_alg": spec.id_token_alg,
+        "subject_type": spec.subject_type,
+        "sector_identifier_uri": sector_uri,
+        "sector": sector,
+        "access_token_format": spec.access_token_format,
+        "require_pushed_authorization_requests": spec.require_par,
+        "backchannel_logout_uri": spec.backchannel_logout_uri,
+        "frontchannel_logout_uri": spec.frontchannel_logout_uri,
+        "web_origins": origins,
+        "resources": resources,
+    }
+
+
+def _fetch_jwks(uri: str, fetch: SectorFetcher) -> None:
+    """A ``jwks_uri`` must answer now, through the SSRF guard, with usable public keys."""
+    from idp.oauth.outbound import OutboundError
+
+    try:
+        found = fetch(uri)
+    except OutboundError as exc:
+        raise ClientRegistrationError(f"jwks_uri cannot be fetched: {exc}") from None
+    try:
+        validate_jwks(found)
+    except ClientRegistrationError as exc:
+        raise ClientRegistrationError(f"jwks_uri: {exc.message}") from None
+
+
+def create_client(
+    session: Session,
+    spec: ClientSpec,
+    *,
+    actor: str,
+    ip: str | None = None,
+    kek: Kek | None = None,
+    signing_algorithms: Collection[str] | None = None,
+    sector_fetcher: SectorFetcher | None = None,
+    jwks_fetcher: SectorFetcher | None = None,
+) -> tuple[Client, str | None]:
+    """Validate ``spec`` and store the client; return it and its secret (shown once).
+
+    ``signing_algorithms``: the algorithms the key store signs with; an ID-token algorithm
+    without a key is refused here rather than failing at the first token request.
+    ``sector_fetcher``: how to fetch a ``sector_identifier_uri`` (default: the SSRF-guarded
+    outbound fetch; tests pass one bound to a local server).
+    """
+    fields = validate_client_spec(
+        spec,
+        signing_algorithms=signing_algorithms,
+        sector_fetcher=sector_fetcher,
+        jwks_fetcher=jwks_fetcher,
+    )
+    auth_method = fields["token_endpoint_auth_method"]
     client_id = spec.client_id or new_secret(16)
     if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
         raise ClientRegistrationError("client_id must be 1-64 letters, digits or . _ ~ -")
     # BCP §4.15: a client_id must not be mistaken for another client or a user's subject.
     if session.get(Client, client_id) is not None or session.get(User, client_id) is not None:
         raise ClientRegistrationError("client_id is already taken")
-    secret = None if spec.public else new_secret(32)
+    # Only the shared-secret methods get a secret.  A private_key_jwt (or none) client never
+    # uses one, and an unused secret is still a credential that can leak from wherever it was
+    # handed over (RFC 7591 §3.2.1: client_secret only "if issued").
+    secret = new_secret(32) if auth_method in SECRET_METHODS else None
     # client_secret_jwt verifies an HMAC, so the secret itself is kept, encrypted under the
     # key-encryption key with the client_id as associated data (idp.oauth.client_auth).
     secret_ciphertext = None
@@ -435,30 +501,11 @@ def create_client(
         secret_ciphertext = kek.encrypt(secret.encode(), aad=client_id.encode())
     client = Client(
         client_id=client_id,
-        name=name,
         secret_digest=digest(secret) if secret else None,
         secret_ciphertext=secret_ciphertext,
-        public=spec.public,
-        redirect_uris=redirect_uris,
-        post_logout_redirect_uris=post_logout,
-        scopes=scopes,
-        grant_types=grant_types,
-        response_types=["code"] if "authorization_code" in grant_types else [],
-        token_endpoint_auth_method=auth_method,
-        jwks=jwks,
-        jwks_uri=spec.jwks_uri,
-        id_token_signed_response_alg=spec.id_token_alg,
-        subject_type=spec.subject_type,
-        sector_identifier_uri=sector_uri,
-        sector=sector,
-        access_token_format=spec.access_token_format,
-        require_pushed_authorization_requests=spec.require_par,
-        backchannel_logout_uri=spec.backchannel_logout_uri,
-        frontchannel_logout_uri=spec.frontchannel_logout_uri,
-        web_origins=origins,
-        resources=resources,
-        department=spec.department,
+        department_id=spec.department_id,
         first_party=spec.first_party,
+        **fields,
     )
     session.add(client)
     session.flush()
@@ -469,11 +516,11 @@ def create_client(
         target=client_id,
         ip=ip,
         details={
-            "name": name,
-            "redirect_uris": redirect_uris,
-            "grant_types": grant_types,
+            "name": fields["name"],
+            "redirect_uris": fields["redirect_uris"],
+            "grant_types": fields["grant_types"],
             "auth_method": auth_method,
-            "scopes": scopes,
+            "scopes": fields["scopes"],
         },
     )
     return client, secret

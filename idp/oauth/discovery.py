@@ -54,6 +54,8 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": True,
         "pushed_authorization_request_endpoint": s.endpoint("/par"),
+        # RFC 7591 with initial access tokens only; RFC 7592 at registration_client_uri.
+        "registration_endpoint": s.endpoint("/connect/register"),
         "require_pushed_authorization_requests": False,
         "request_parameter_supported": True,
         "request_uri_parameter_supported": True,  # only request_uris our /par issued

@@ -23,13 +23,14 @@ import logging
 from typing import Any
 
 from authlib.consts import default_json_headers
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from idp import context
+from idp.accounts.mandates import authority_claim
+from idp.errors import InvalidRequestError
 from idp.oauth.authorization import live
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient
@@ -156,6 +157,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             body["auth_time"] = int(grant.auth_time.timestamp())
         if user is not None and grant.acr:
             body["acr"] = grant.acr
+        authority = authority_claim(session, services.vault, grant, row.scope.split())
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.

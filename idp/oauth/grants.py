@@ -51,18 +51,20 @@ import re
 from typing import Any, ClassVar, cast
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import (
-    InvalidGrantError,
-    InvalidRequestError,
-    InvalidScopeError,
-    UnauthorizedClientError,
-)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import g
 from sqlalchemy import Table, bindparam, select
 
 from idp import context
-from idp.errors import InvalidTargetError
+from idp.accounts.mandates import acting_problem, authority_claim
+from idp.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    UnauthorizedClientError,
+)
+from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
 from idp.storage import repo
@@ -238,7 +240,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         session = context.db_session()
         issuer = context.services().tokens
         now = utcnow()
-        scope = code.row.scope
+        # Admin scopes only for a current admin at the admin level (checklist 95).
+        scope = grantable_scope(code.row.scope, user, grant.acr)
+        if acting_problem(session, grant, now) is not None:
+            raise InvalidGrantError("the authorization to act for the company has ended")
         access, _ = issuer.access_token(
             session, grant, client_row, user, scope, now, self.request.resources
         )
@@ -248,7 +253,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         id_token = None
         if "openid" in scope.split():
             id_token = issuer.id_token(
-                grant, client_row, user, scope, now, nonce=code.row.nonce, access_token=access
+                grant,
+                client_row,
+                user,
+                scope,
+                now,
+                nonce=code.row.nonce,
+                access_token=access,
+                authority=authority_claim(session, context.services().vault, grant, scope.split()),
             )
         return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
 
@@ -333,8 +345,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             log.info("refresh refused for grant %s: %s", grant.id, exc)
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
         # check_live refused a disabled account; a password lock does not end the owner's
-        # grants (checklist 81 over 82).
-        scope = self._narrowed_scope(row)
+        # grants (checklist 81 over 82).  Re-checked on every refresh: a role taken away
+        # ends the admin scope (checklist 95).
+        scope = grantable_scope(self._narrowed_scope(row), user, grant.acr)
         self.request.refresh_token = row
         self.request.grant = grant
         self.request.user = user
@@ -387,7 +400,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if user is not None and "openid" in scope.split():
             # OIDC Core §12.2: same iss/sub/aud, the original auth_time, no nonce.
             id_token = issuer.id_token(
-                grant, client_row, user, scope, now, nonce=None, access_token=access
+                grant,
+                client_row,
+                user,
+                scope,
+                now,
+                nonce=None,
+                access_token=access,
+                authority=authority_claim(session, context.services().vault, grant, scope.split()),
             )
         refresh = None
         if self.rotates(client_row):
@@ -433,7 +453,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         if client.row.public or not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("this client may not use client_credentials")
         self.request.client = client
-        allowed = [s for s in client.row.scopes if s not in USER_SCOPES]
+        allowed = [s for s in client.row.scopes if s not in USER_SCOPES and not is_admin_scope(s)]
         values = self.request.form.getlist("scope")
         if len(values) > 1:
             raise InvalidRequestError("scope was sent more than once")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 from joserfc.errors import JoseError
 from joserfc.jwk import Key
 
+from idp import untrusted_json
 from keys.software import JwsRegistry
 
 #: Every JWS algorithm we can verify. Callers pass a subset; ``none`` is never in it.
@@ -88,10 +88,10 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+        value = untrusted_json.loads(raw, object_pairs_hook=_no_duplicates)
     except InboundJwtError:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except ValueError:
         raise InboundJwtError(f"{what} is not JSON") from None
     if not isinstance(value, dict):
         raise InboundJwtError(f"{what} is not a JSON object")
@@ -201,7 +201,9 @@ def _numeric(claims: Mapping[str, Any], name: str) -> int | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    # NaN and the infinities compare false with everything (an exp of NaN never expires)
+    # and int() of them raises: refused like any other non-number.
+    if not untrusted_json.is_finite_number(value):
         raise InboundJwtError(f"{name} must be a NumericDate")
     return int(value)
 

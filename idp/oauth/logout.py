@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import urllib3
@@ -234,7 +234,13 @@ def end_sso_session(
 
 
 # ------------------------------------------------------------------ back-channel delivery
-Poster = Callable[[str, str, float], int]  # (uri, logout_token, timeout) -> HTTP status
+class Poster(Protocol):
+    """POSTs one outbox message: ``parameter`` is the form field (``logout_token``, or
+    ``logoutRequest`` for CAS single logout); returns the HTTP status."""
+
+    def __call__(
+        self, uri: str, token: str, timeout: float, parameter: str = "logout_token"
+    ) -> int: ...
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -248,8 +254,10 @@ def post_logout_token(
     timeout: float,
     allowlist: Collection[str] = (),
     private_hosts: Collection[str] = (),
+    parameter: str = "logout_token",
 ) -> int:
-    """POST ``logout_token`` (§2.5) to the checked address of ``uri``; return the status.
+    """POST ``logout_token`` (§2.5) — or, under ``parameter``, a CAS ``logoutRequest`` — to
+    the checked address of ``uri``; return the status.
 
     The address is resolved and checked once (public only, https only, unless allow-listed)
     and connected to directly, so DNS cannot swap it; no redirects; the body is ignored.
@@ -260,7 +268,7 @@ def post_logout_token(
         resp = pool.urlopen(
             "POST",
             target.path,
-            body=urlencode({"logout_token": token}).encode("ascii"),
+            body=urlencode({parameter: token}).encode("ascii"),
             headers={
                 "Host": host_header(target),
                 "Content-Type": "application/x-www-form-urlencoded",
@@ -340,7 +348,7 @@ def deliver_due(
                 continue
             error: str | None = None
             try:
-                status = poster(row.uri, row.logout_token, timeout)
+                status = poster(row.uri, row.logout_token, timeout, row.parameter)
                 if not 200 <= status < 300:  # §2.8: 200 (or 204) means received
                     error = f"HTTP {status}"
             except OutboundError as exc:
@@ -401,7 +409,7 @@ class LogoutDispatcher:
         allowlist = tuple(settings.outbound_test_allowlist)
         development = settings.env == "development"
 
-        def poster(uri: str, token: str, timeout: float) -> int:
+        def poster(uri: str, token: str, timeout: float, parameter: str = "logout_token") -> int:
             allowed = allowlist
             if development:
                 # The demo's relying parties listen on loopback over http; only in development.
@@ -409,7 +417,9 @@ class LogoutDispatcher:
                 if parts.hostname in ("127.0.0.1", "localhost", "::1"):
                     port = parts.port or (443 if parts.scheme == "https" else 80)
                     allowed = (*allowed, f"{parts.hostname}:{port}")
-            return post_logout_token(uri, token, timeout, allowed, settings.outbound_private_hosts)
+            return post_logout_token(
+                uri, token, timeout, allowed, settings.outbound_private_hosts, parameter
+            )
 
         return cls(db, poster)
 

@@ -16,8 +16,6 @@ need https and a valid certificate.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import socket
 import threading
 import time
@@ -27,6 +25,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
+
+from idp import untrusted_json
+from idp.oauth.addresses import is_public_address
 
 MAX_BYTES = 64 * 1024
 TIMEOUT_SECONDS = 5.0
@@ -57,10 +58,8 @@ class OutboundPolicy:
 
 
 def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return bool(ip.is_global) and not ip.is_multicast
+    # NAT64, 6to4, Teredo and IPv4-compatible forms are judged by their IPv4 address.
+    return is_public_address(address)
 
 
 @dataclass(frozen=True)
@@ -195,8 +194,8 @@ def fetch_json(
         private_hosts=policy.private_hosts,
     )
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return untrusted_json.loads(body)
+    except ValueError:
         raise OutboundError("response is not JSON") from None
 
 

@@ -30,6 +30,7 @@ from idp.oauth.authorize import RequestResolutionError
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundError, OutboundPolicy, fetch_json
 from idp.storage.models import Client
+from idp.untrusted_json import is_finite_number
 
 ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 MAX_LENGTH = 32 * 1024
@@ -129,8 +130,9 @@ def open_request_object(
     t = now()
     exp, nbf, iat = claims.get("exp"), claims.get("nbf"), claims.get("iat")
     for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise _bad(f"request object {name} must be a number")
+        # A NaN exp compares false with everything and would never expire: finite numbers only.
+        if value is not None and not is_finite_number(value):
+            raise _bad(f"request object {name} must be a finite number")
     if not isinstance(exp, (int, float)) or exp <= t:
         raise _bad("request object has expired or has no exp")
     if isinstance(nbf, (int, float)) and nbf > t + CLOCK_SKEW:

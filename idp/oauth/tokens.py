@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session, object_session
 
+from idp.accounts.mandates import acting_problem
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
@@ -107,6 +108,8 @@ def insert_grant(session: Session, grant: Grant) -> None:
             "nonce": grant.nonce,
             "created_at": grant.created_at,
             "expires_at": grant.expires_at,
+            "entity_id": grant.entity_id,
+            "mandate_id": grant.mandate_id,
         },
     )
 
@@ -232,7 +235,9 @@ class TokenIssuer:
         nonce: str | None,
         access_token: str | None = None,
         code: str | None = None,
+        authority: dict[str, Any] | None = None,
     ) -> str:
+        """Sign an ID token; ``authority`` is the acting-for-a-company claim (issue 10)."""
         alg = client.id_token_signed_response_alg
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
@@ -262,6 +267,8 @@ class TokenIssuer:
             claims.update(
                 verified_claims_for(session, user, client, grant.claims, "id_token", self.vault)
             )
+        if authority is not None:
+            claims["authority"] = authority
         return self.keys.signing_key(alg).sign_jwt(claims)
 
 
@@ -348,4 +355,9 @@ def check_live(
         sso = session.get(SsoSession, grant.sid)
         if sso is None or sso.ended_at is not None or sso.expires_at <= now:
             raise DeadTokenError("SSO session ended")
+    if grant.entity_id is not None:
+        # Acting for a company (issue 10): the company still active, the mandate still live.
+        problem = acting_problem(session, grant, now)
+        if problem is not None:
+            raise DeadTokenError(problem)
     return grant, user

@@ -40,7 +40,9 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        # hide_parameters: bound values (password hashes, phones, e-mails) never appear in
+        # SQLAlchemy's exception messages or echo output, so never in a log (ASVS 16.2.5).
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "hide_parameters": True}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

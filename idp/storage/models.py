@@ -128,6 +128,116 @@ class User(Base):
         return self.id
 
 
+# ----------------------------------------------------------------------------- legal entities
+class LegalEntity(Base):
+    """A company (or other organisation with a unified social credit code) as an account.
+
+    The credit code identifies a person's business to others, so it is kept like an identity
+    number: AES-GCM ciphertext, found by keyed digest, shown masked (issue 10).  The
+    ``representative_id`` is the citizen account of the legal representative (法定代表人).
+    """
+
+    __tablename__ = "legal_entities"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    credit_code_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    credit_code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    credit_code_masked: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32), default="enterprise")
+    region: Mapped[str] = mapped_column(String(6))  # administrative division code
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |suspended|deregistered
+    representative_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class Mandate(Base):
+    """A mandate (经办人): a citizen may act for a company in a role, for some clients, a while.
+
+    ``client_ids`` None covers every client.  Offered by the representative or a company
+    admin, ``accepted_at`` set by the agent, ``ended_at`` by either side (or an operator).
+    """
+
+    __tablename__ = "mandates"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entity_id: Mapped[str] = mapped_column(
+        ForeignKey("legal_entities.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    client_ids: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    valid_from: Mapped[dt.datetime] = mapped_column()
+    valid_until: Mapped[dt.datetime] = mapped_column()
+    granted_by: Mapped[str] = mapped_column(String(200))  # an account id, or an operator actor
+    # In what capacity: legal-representative, company-admin or operator (the claim says it).
+    granted_as: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ended_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+# ----------------------------------------------------------------------------- departments
+class Department(Base):
+    """A government department: it owns clients and has department admins (issue 11)."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AdminRole(Base):
+    """An admin role held by an account, scoped to a department for ``department-admin``.
+
+    ``User.roles`` says *whether* an account holds a role (the admin API checks it at every
+    call); these rows say *where* a department-scoped role applies.  A ``department-admin``
+    without a row here administers no department at all.
+    """
+
+    __tablename__ = "admin_roles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    department_id: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="CASCADE"), nullable=True
+    )
+    granted_by: Mapped[str] = mapped_column(String(200), default="")
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "role", "department_id", name="uq_admin_roles_grant"),
+    )
+
+
+class RegistrationToken(Base):
+    """An RFC 7591 initial access token issued to a department; kept only as a digest.
+
+    ``uses_left`` is spent by an atomic compare-and-set (:func:`idp.storage.repo.spend_use`),
+    so a single-use token registers one client however many requests race for it.
+    """
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    department_id: Mapped[str] = mapped_column(
+        ForeignKey("departments.id", ondelete="CASCADE"), index=True
+    )
+    uses_left: Mapped[int] = mapped_column(Integer, default=1)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
 # ----------------------------------------------------------------------------- clients
 class Client(Base):
     """A department's service registered as an OAuth 2.0 / OpenID Connect client.
@@ -165,7 +275,12 @@ class Client(Base):
     default_acr_values: Mapped[list[Any]] = mapped_column(default=list)
     allowed_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     resources: Mapped[list[Any]] = mapped_column(default=list)
-    department: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The department that owns the client (issue 11): its admins see and change it, no others.
+    department_id: Mapped[str | None] = mapped_column(
+        ForeignKey("departments.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    # RFC 7592: the digest of the registration access token of a dynamically registered client.
+    registration_access_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -247,6 +362,10 @@ class Grant(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Acting for a company (issue 10): the entity chosen at the picker, and the mandate it
+    # rests on (None when the person is its legal representative).
+    entity_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    mandate_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuthorizationCode(Base):
@@ -312,7 +431,12 @@ class SeenJti(Base):
 
 
 class LogoutDelivery(Base):
-    """Persistent outbox of back-channel logout tokens, retried with back-off."""
+    """Persistent outbox of back-channel logout messages, retried with back-off.
+
+    ``logout_token`` is the form value POSTed under the name ``parameter``: a Back-Channel
+    Logout token (``logout_token``) or a CAS single-logout ``LogoutRequest``
+    (``logoutRequest``); ``client_id`` is the client's id or ``cas:<service id>``.
+    """
 
     __tablename__ = "logout_deliveries"
 
@@ -320,12 +444,59 @@ class LogoutDelivery(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     uri: Mapped[str] = mapped_column(Text)
     logout_token: Mapped[str] = mapped_column(Text)
+    parameter: Mapped[str] = mapped_column(
+        String(32), default="logout_token", server_default="logout_token"
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     abandoned_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# ----------------------------------------------------------------------------- CAS
+class CasService(Base):
+    """A service allowed to use the CAS server (issue 13 item 1), registered like a client.
+
+    A service matches by exact URL (``service_url``) or by an anchored regular expression an
+    administrator set (``service_pattern``, ``^…$``; never a bare wildcard).  ``attributes``
+    names the claims released to it on ``/cas/p3/serviceValidate``.
+    """
+
+    __tablename__ = "cas_services"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    service_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attributes: Mapped[list[Any]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CasTicket(Base):
+    """A CAS service ticket (``ST-…``), kept by digest; spent once, bound to its service.
+
+    ``session_index`` is set only when a validation succeeded: the spent ticket is then the
+    ``SessionIndex`` of the single-logout request (it grants nothing any more).
+    """
+
+    __tablename__ = "cas_tickets"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(
+        ForeignKey("cas_services.id", ondelete="CASCADE"), index=True
+    )
+    service: Mapped[str] = mapped_column(Text)  # the exact URL the ticket was issued for
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sid: Mapped[str] = mapped_column(String(64), index=True)
+    primary: Mapped[bool] = mapped_column(Boolean, default=False)  # from fresh credentials
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 # ----------------------------------------------------------------------------- keys

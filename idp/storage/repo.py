@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session
 
 from idp.storage.models import (
     AuthorizationCode,
+    CasTicket,
     Client,
     Grant,
+    RegistrationToken,
     SeenJti,
     Token,
     User,
@@ -115,12 +117,46 @@ def consume_code(session: Session, code: AuthorizationCode, now: dt.datetime) ->
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def consume_cas_ticket(session: Session, ticket: CasTicket, now: dt.datetime) -> bool:
+    """Spend a CAS service ticket if and only if nobody did before (atomic compare-and-set).
+
+    CAS 3.0 §3.1.1: any validation attempt spends the ticket, whatever its outcome.
+    """
+    result = session.execute(
+        update(CasTicket)
+        .where(CasTicket.digest == ticket.digest, CasTicket.consumed_at.is_(None))
+        .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
 def consume_refresh_token(session: Session, token: Token, now: dt.datetime) -> bool:
     """Rotate: mark a refresh token used if it is still live (atomic compare-and-set)."""
     result = session.execute(
         update(Token)
         .where(Token.id == token.id, Token.consumed_at.is_(None), Token.revoked_at.is_(None))
         .values(consumed_at=now, last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def spend_use(session: Session, token: RegistrationToken, now: dt.datetime) -> bool:
+    """Spend one use of an initial access token if it is still live (atomic compare-and-set).
+
+    The decrement happens in the database, guarded by ``uses_left > 0``, so two requests
+    racing for the last use cannot both win (issue 11).
+    """
+    result = session.execute(
+        update(RegistrationToken)
+        .where(
+            RegistrationToken.id == token.id,
+            RegistrationToken.uses_left > 0,
+            RegistrationToken.expires_at > now,
+            RegistrationToken.revoked_at.is_(None),
+        )
+        .values(uses_left=RegistrationToken.uses_left - 1)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
@@ -164,6 +200,16 @@ def revoke_user_grants(
         stmt = stmt.where(Grant.sid == sid)
     if except_sid is not None:
         stmt = stmt.where((Grant.sid.is_(None)) | (Grant.sid != except_sid))
+    ids = list(session.scalars(stmt))
+    for gid in ids:
+        revoke_grant(session, gid, reason)
+    return ids
+
+
+def revoke_client_grants(session: Session, client_id: str, reason: str) -> list[str]:
+    """Revoke every live grant of a client (and so every token): a disabled client's tokens
+    die at once, not only when the next check notices its status (issue 11)."""
+    stmt = select(Grant.id).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
     ids = list(session.scalars(stmt))
     for gid in ids:
         revoke_grant(session, gid, reason)

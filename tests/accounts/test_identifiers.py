@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from idp.accounts.identifiers import (
     normalize_email,
     normalize_phone,
     normalize_resident_id,
+    organization_code_check_char,
     resident_id_check_char,
 )
 from idp.accounts.privacy import mask, redact
@@ -90,8 +92,9 @@ def test_bad_phones_are_refused(raw: str) -> None:
         normalize_phone(raw)
 
 
-def test_email_domain_is_lowercased_local_part_kept() -> None:
-    assert normalize_email(" Li.Wei@Example.CN ") == "Li.Wei@example.cn"
+def test_email_is_lowercased_whole() -> None:
+    # Lower-cased whole: Li.Wei@ and li.wei@ are one mailbox, so one account (item 10).
+    assert normalize_email(" Li.Wei@Example.CN ") == "li.wei@example.cn"
     for bad in ["no-at", "a@b", "a b@example.cn", "@example.cn", "x@-bad.cn"]:
         with pytest.raises(IdentifierError):
             normalize_email(bad)
@@ -110,3 +113,61 @@ def test_masking_and_redaction() -> None:
     out = redact(text)
     assert "210202197806263286" not in out and "21030219590124627X" not in out
     assert "2102**********3286" in out
+
+
+# ------------------------------------------------------------------ issue 10: credit codes
+def _with_checks(first16: str) -> str:
+    """A code whose two check characters are right, from its first 16 characters."""
+    first17 = first16 + organization_code_check_char(first16[8:16])
+    return first17 + credit_code_check_char(first17)
+
+
+@pytest.mark.parametrize(
+    ("first8", "check"),
+    [
+        ("D2143569", "X"),  # GB 11714's own example: D2143569-X (sum 199, 11 - 1 = 10 -> X)
+        ("00000000", "0"),  # sum 0: 11 - 0 = 11 -> 0
+        ("00000005", "1"),  # sum 10: 11 - 10 = 1
+        ("M0001000", "6"),  # M counts 22: 66 + 5 = 71; 11 - 5 = 6
+        ("J0000000", "9"),  # J counts 19 (A-Z order, not its GB 32100 place): 57, 11 - 2
+    ],
+)
+def test_organization_code_check_char_follows_gb_11714(first8: str, check: str) -> None:
+    assert organization_code_check_char(first8) == check
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c[:17], "18 characters"),
+        (lambda c: c + "0", "18 characters"),
+        (lambda c: c[:9] + "O" + c[10:], "outside GB 32100"),
+        (lambda c: c[:9] + "Z" + c[10:], "outside GB 32100"),
+        (lambda c: c[:9] + "S" + c[10:], "outside GB 32100"),
+        (lambda c: c[:9] + "V" + c[10:], "outside GB 32100"),
+        (lambda c: c[:9] + "I" + c[10:], "outside GB 32100"),
+        (lambda c: c[:3] + "A" + c[4:], "region code"),
+    ],
+)
+def test_credit_code_shape_rules(mutate: Any, message: str) -> None:
+    with pytest.raises(IdentifierError, match=message):
+        normalize_credit_code(mutate(IDS["credit_codes"][0]))
+
+
+def test_credit_code_with_wrong_organization_check_is_refused() -> None:
+    code = IDS["credit_codes"][1]
+    org_check = code[16]
+    wrong16 = "1" if org_check != "1" else "2"
+    first17 = code[:16] + wrong16
+    # The code's own check character is right for the wrong 17th character, so only the
+    # organization-code rule can refuse it.
+    forged = first17 + credit_code_check_char(first17)
+    with pytest.raises(IdentifierError, match="organization code check"):
+        normalize_credit_code(forged)
+
+
+def test_credit_code_is_normalized_from_lower_case_and_full_width() -> None:
+    code = IDS["credit_codes"][2]
+    wide = "".join(chr(ord(c) + 0xFEE0) for c in code.lower())
+    assert normalize_credit_code(f"  {wide} ") == code
+    assert normalize_credit_code(_with_checks(code[:16])) == code

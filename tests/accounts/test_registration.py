@@ -112,3 +112,18 @@ def test_missing_csrf_token_gives_400_page(client):
     assert "CSRF" in resp.get_data(as_text=True)
     resp = client.post("/login", data={"login": "a", "password": "b"})
     assert resp.status_code == 400
+
+
+def test_email_differing_only_in_case_is_the_same_account(client, services):
+    # Issue 14 item 10 (checklist 81, 111): Li.Wei@ and li.wei@ created two accounts.
+    first = register(client, email="Li.Wei@Example.CN")
+    assert first.status_code == 303
+    client.get("/logout")
+    client.delete_cookie("yitong")
+    second = register(
+        client, email="li.wei@example.cn", id_number=IDS["resident_ids"][6], phone="13900003333"
+    )
+    assert second.status_code == 400
+    with services.db.session() as session:
+        emails = session.scalars(select(User.email).where(User.email.ilike("li.wei@%"))).all()
+    assert emails == ["li.wei@example.cn"]

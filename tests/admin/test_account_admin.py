@@ -57,7 +57,7 @@ def test_admin_account_endpoints_need_the_role_and_a_real_account(app, client):
     assert client.post("/admin/api/users/x/disable", headers=bearer(weak)).status_code == 403
     admin, _ = admin_token(app, roles=["security-admin"])
     resp = client.post("/admin/api/users/nobody/disable", headers=bearer(admin))
-    assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
+    assert resp.status_code == 404 and resp.get_json()["error"] == "invalid_request"
 
 
 def test_cli_disable(app, database_url, instance_dir, monkeypatch):

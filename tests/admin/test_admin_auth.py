@@ -19,7 +19,7 @@ def test_citizen_token_with_admin_scope_but_no_role_is_403(client, app):
     token, _ = admin_token(app, roles=[])
     resp = client.get("/admin/api/clients", headers=bearer(token))
     assert resp.status_code == 403
-    assert resp.get_json()["error"] == "forbidden"
+    assert resp.get_json()["error"] == "insufficient_scope"
 
 
 def test_role_without_admin_scope_is_403(client, app):

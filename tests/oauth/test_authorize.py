@@ -228,6 +228,15 @@ REPEATABLE = [
     "max_age",
     "claims",
     "acr_values",
+    # Every other single-valued parameter (a mutation run dropped these from
+    # SINGLE_VALUED one at a time and the suite did not notice).
+    "code_challenge",
+    "id_token_hint",
+    "login_hint",
+    "ui_locales",
+    "display",
+    "request",
+    "request_uri",
 ]
 
 
@@ -240,13 +249,27 @@ def test_item10_every_repeated_parameter_is_invalid_request(client, rp, name):
         "acr_values": "x",
         "response_mode": "query",
         "prompt": "login",
+        "id_token_hint": "x",
+        "login_hint": "alice",
+        "ui_locales": "en",
+        "display": "page",
+        "request": "x.y.z",
+        "request_uri": "urn:ietf:params:oauth:request_uri:x",
     }
     params = flow.params(**{k: v for k, v in extra.items() if k == name})
     params[name] = [params[name], params[name]]
     resp = client.get("/authorize?" + urlencode(params, doseq=True))
     if resp.status_code == 400:
-        # client_id, redirect_uri, response_mode and state decide where an answer may go.
-        assert name in ("client_id", "redirect_uri", "state", "response_mode")
+        # client_id, redirect_uri, response_mode and state decide where an answer may go;
+        # request and request_uri decide which parameters count at all.
+        assert name in (
+            "client_id",
+            "redirect_uri",
+            "state",
+            "response_mode",
+            "request",
+            "request_uri",
+        )
         assert_error_page(resp, "invalid_request")
     else:
         assert_redirect_error(resp, rp, "invalid_request", flow.state)

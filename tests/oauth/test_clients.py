@@ -165,7 +165,8 @@ def test_a_complete_client_is_stored_as_asked(app):
         web_origins=["https://spa.gov.example/"],
         resources=["https://api.gov.example/", "urn:gov:api:tax"],
     )
-    assert secret  # private_key_jwt clients still get a secret they may ignore
+    # Issue 14 item 10: a private_key_jwt client gets no secret it would never use.
+    assert secret is None and client.secret_digest is None
     assert client.token_endpoint_auth_method == "private_key_jwt"
     assert client.id_token_signed_response_alg == "ES256"
     assert client.require_pushed_authorization_requests is True

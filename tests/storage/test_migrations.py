@@ -26,3 +26,25 @@ def test_upgrade_is_idempotent(database_url):
     from idp.storage.migrate import upgrade
 
     upgrade(database_url)  # already at head: a no-op, no error
+
+
+def test_email_addresses_are_folded_unless_two_would_collide(tmp_path):
+    """0005_email_lower (issue 14 item 10): stored addresses become lower case, except two
+    that differ only in case, which are left for an operator."""
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from idp.storage.migrate import upgrade
+    from idp.storage.models import User
+
+    url = f"sqlite:///{tmp_path / 'fold.db'}"
+    upgrade(url, "0004_cas")
+    engine = create_engine(url)
+    with Session(engine) as session, session.begin():
+        for uid, email in (("a", "Li.Ming@Example.CN"), ("b", "Twin@x.cn"), ("c", "twin@X.cn")):
+            session.add(User(id=uid, kind="citizen", name="n", email=email))
+    upgrade(url)
+    with engine.connect() as conn:
+        emails = dict(conn.execute(text("SELECT id, email FROM users")).all())
+    engine.dispose()
+    assert emails == {"a": "li.ming@example.cn", "b": "Twin@x.cn", "c": "twin@X.cn"}

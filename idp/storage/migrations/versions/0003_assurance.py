@@ -1,7 +1,7 @@
 """identity assurance: verification records and the per-client release policy (issue 10)
 
 Revision ID: 0003_assurance
-Revises: 0001_initial
+Revises: 0006_departments
 Create Date: 2026-12-03 08:45:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import idp.storage.models
 
 revision = "0003_assurance"
-down_revision = "0001_initial"  # re-chained after 0002_entities when merged
+down_revision = "0006_departments"  # the head of main when merged (0003 was kept for this file)
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,41 @@
+"""Guards every request passes before any view runs (checklist 111).
+
+- No NUL in any request parameter (query string or form, names and values): PostgreSQL
+  refuses NUL in text, so a NUL in ``nonce`` or a registration field became a 500 at the
+  insert, and on SQLite it would be stored and compared differently.  One answer for every
+  endpoint: 400 ``invalid_request`` (JSON for the API paths, a page for browsers, by the
+  application's HTTP error handler).
+- JSON bodies go through :mod:`idp.untrusted_json` (Flask's JSON provider), which refuses
+  NaN/Infinity, deep nesting, NUL and lone surrogates.
+
+Installed by ``create_app`` with one call to :func:`install_request_guards`.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from werkzeug.exceptions import BadRequest
+
+from idp.untrusted_json import UntrustedJSONProvider
+
+
+class NulInParameter(BadRequest):
+    """400: a parameter name or value holds a NUL character."""
+
+    description = "request parameters must not contain NUL characters"
+
+
+def refuse_nul_parameters() -> None:
+    """``before_request``: raise :class:`NulInParameter` when any parameter holds a NUL."""
+    if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+        raise NulInParameter()
+    form = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
+    if form and any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+        raise NulInParameter()
+
+
+def install_request_guards(app: Flask) -> None:
+    """Register the guards on ``app`` (first in line) and the untrusted JSON provider."""
+    app.json_provider_class = UntrustedJSONProvider
+    app.json = UntrustedJSONProvider(app)
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul_parameters)
