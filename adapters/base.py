@@ -126,3 +126,39 @@ class EnterpriseRegistry(Protocol):
     def lookup(self, credit_code: str) -> EnterpriseRecord | None:
         """The registry's record, None when unknown, or raise :class:`AdapterUnavailable`."""
         ...
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """What an identity registry said about one person (issue 10 item 5).
+
+    ``matched`` is the registry's answer; ``reference`` is its own record or transaction
+    number (kept as evidence, never the ID number itself); ``source`` names the registry.
+    """
+
+    matched: bool
+    source: str
+    reference: str
+    checked_at: str  # ISO 8601, the registry's time of the check
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class IdentityVerifier(Protocol):
+    """Checks a person against the population registry (name + resident ID, face photo).
+
+    Implementations: :class:`adapters.identity.LocalRegistry` (a synthetic dataset for
+    development and tests) and :class:`adapters.identity.HttpRegistry` (the real service).
+    A "no match" is an answer (``matched=False``); an outage raises
+    :class:`AdapterUnavailable`; a malformed answer raises :class:`AdapterError`.
+    """
+
+    source: str
+
+    def check_identity(self, name: str, id_number: str) -> RegistryCheck:
+        """Do this name and this resident ID number belong together in the registry?"""
+        ...
+
+    def check_face(self, id_number: str, image: bytes) -> RegistryCheck:
+        """Is the person in ``image`` the one the registry photo of ``id_number`` shows?"""
+        ...

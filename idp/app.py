@@ -26,6 +26,7 @@ from adapters.base import AdapterConfigError, EnterpriseRegistry
 from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
 from idp import context
+from idp.accounts.assurance import build_identity_verifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import (
@@ -100,6 +101,11 @@ def build_services(settings: Settings) -> Services:
         directories = DirectoryRegistry(settings.directories, db, kek)
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
+    vault = IdentityVault(kek, derive(secret, b"identity-lookup"))
+    try:
+        identity_verifier = build_identity_verifier(settings)
+    except AdapterConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Services(
         settings=settings,
         db=db,
@@ -113,8 +119,8 @@ def build_services(settings: Settings) -> Services:
             min_length=settings.password_min_length,
             max_length=settings.password_max_length,
         ),
-        vault=IdentityVault(kek, derive(secret, b"identity-lookup")),
-        tokens=TokenIssuer(settings, keystore, pairwise_secret),
+        vault=vault,
+        tokens=TokenIssuer(settings, keystore, pairwise_secret, vault),
         secret_key=secret,
         pairwise_secret=pairwise_secret,
         code_secret=derive(secret, b"yitong-mfa-codes"),
@@ -127,6 +133,7 @@ def build_services(settings: Settings) -> Services:
         directories=directories,
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
+        identity_verifier=identity_verifier,
         enterprises=_build_enterprise_registry(settings),
         mail_sender=build_mail_sender(settings, db),
     )

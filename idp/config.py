@@ -231,6 +231,35 @@ class Settings:
             "grant and end mandates."
         ),
     )
+    identity_registry_url: str = field(
+        default="",
+        metadata=_doc(
+            "HTTPS URL of the population-registry service that `yitong verify --method "
+            "registry` and `face` ask (docs/identity-assurance.md). Empty: the local dataset."
+        ),
+    )
+    identity_registry_client_cert: str = field(
+        default="", metadata=_doc("PEM file: the client certificate presented to the registry.")
+    )
+    identity_registry_client_key: str = field(
+        default="", metadata=_doc("PEM file: the private key of that certificate (if separate).")
+    )
+    identity_registry_ca_file: str = field(
+        default="", metadata=_doc("PEM file: the registry's CA (default: the system trust store).")
+    )
+    identity_registry_connect_timeout_ms: int = field(
+        default=3000, metadata=_doc("Milliseconds to wait for a connection to the registry.")
+    )
+    identity_registry_read_timeout_ms: int = field(
+        default=5000, metadata=_doc("Milliseconds to wait for the registry's answer.")
+    )
+    identity_registry_dataset: str = field(
+        default="",
+        metadata=_doc(
+            "JSON file of synthetic registry records for development and tests; empty outside "
+            "production: the bundled synthetic dataset. Never real personal data."
+        ),
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(

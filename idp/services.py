@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import EnterpriseRegistry
+from adapters.base import EnterpriseRegistry, IdentityVerifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
@@ -52,5 +52,7 @@ class Services:
     directories: DirectoryRegistry  # department directories by id
     clients: ClientSnapshot  # the client table, cached per worker
     logout: LogoutDispatcher  # back-channel logout delivery
+    # The population registry (issue 10); None in production without a configured service.
+    identity_verifier: IdentityVerifier | None = None
     enterprises: EnterpriseRegistry | None = None  # the enterprise registry (issue 10)
     mail_sender: Any | None = None  # an adapters.mail sender; None in production without SMTP

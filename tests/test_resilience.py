@@ -23,6 +23,8 @@ def test_item118_item119_flow_crosses_workers_and_restarts(make_app):
     # /authorize on node 1, the login page and POST on node 2 (restart between them).
     first = flow.authorize()
     assert first.status_code == 302 and "/login" in first.headers["Location"]
+    # One browser: its cookies go with it to whichever node answers (the ix is bound to it).
+    browser2.set_cookie("yitong", browser1.get_cookie("yitong").value, domain="localhost")
     page = browser2.get(first.headers["Location"])
     html = page.get_data(as_text=True)
     resp = browser2.post(
@@ -36,7 +38,8 @@ def test_item118_item119_flow_crosses_workers_and_restarts(make_app):
     )
     assert resp.status_code == 303
     # The SSO cookie set by node 2 works on node 1; consent and code on node 1.
-    browser1.set_cookie("yitong_sso", browser2.get_cookie("yitong_sso").value, domain="localhost")
+    for name in ("yitong_sso", "yitong"):
+        browser1.set_cookie(name, browser2.get_cookie(name).value, domain="localhost")
     params = flow.follow_to_code(browser1.get(resp.headers["Location"]))
     # The code is redeemed on node 2, the refresh on node 1.
     flow.http = browser2

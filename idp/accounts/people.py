@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import audit
+from idp.accounts.assurance import record_verification
 from idp.accounts.identifiers import (
     IdentifierError,
     classify_login,
@@ -109,6 +110,8 @@ def register_citizen(
         ip=ip,
         details={"masked_id": user.id_number_masked},
     )
+    # Identity assurance L2: self-declared, format-checked (docs/identity-assurance.md).
+    record_verification(session, user, "L2", "self-declared", verifier=actor, ip=ip)
     return user
 
 

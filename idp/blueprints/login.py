@@ -9,6 +9,7 @@ module parses the form and draws the outcome.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from flask import Blueprint, make_response, render_template, request, url_for
 from flask_babel import gettext as _
@@ -32,6 +33,7 @@ from idp.interaction.web import (
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.claims import SCOPE_CLAIMS
+from idp.oauth.release import release_labels
 from idp.storage.models import Client, User, utcnow
 
 bp = Blueprint("login", __name__)
@@ -274,10 +276,27 @@ def consent() -> Response:
     if client is None:
         return error_page(_("Unknown service."))
     scopes = (opened[0].get("scope") or [""])[0].split()
+    released = release_labels(client, scopes, _claims_request(opened[0]))
     body = render_template(
-        "consent.html", ix=ix, client=client, scopes=scopes, scope_claims=SCOPE_CLAIMS, user=user
+        "consent.html",
+        ix=ix,
+        client=client,
+        scopes=scopes,
+        scope_claims=SCOPE_CLAIMS,
+        user=user,
+        released=released,
     )
     return make_response(body)
+
+
+def _claims_request(multi: dict[str, list[str]]) -> dict[str, object] | None:
+    """The sealed request's ``claims`` parameter (validated at /authorize), parsed."""
+    raw = (multi.get("claims") or [""])[0]
+    try:
+        parsed = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 @bp.route("/consent", methods=["POST"])

@@ -58,6 +58,8 @@ from idp.oauth.authorization import (
 from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.discovery import INTEGRATOR_GUIDE, discovery_document
 from idp.oauth.grants import CLIENT_AUTH_METHODS
+from idp.oauth.release import check_served
+from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
 from idp.storage.models import Client, Grant, utcnow
 
@@ -118,6 +120,8 @@ def process_authorization(
             now=now,
         )
         decision = prompts.decide(ctx, sit)
+        if decision in ("consent", "issue") and user is not None:
+            check_served(session, ctx.client, user)  # release policy: account type, assurance
     except OAuth2Error as error:
         return redirect_error(ctx, error)
 
@@ -360,6 +364,12 @@ def userinfo() -> Response:
     authority = authority_claim(context.db_session(), context.services().vault, grant, scopes)
     if authority is not None:
         body["authority"] = authority  # acting for a company (issue 10)
+    ida = userinfo_verified_claims(
+        context.db_session(), row, user, client, context.services().vault
+    )
+    if ida:
+        body.update(ida)
+        context.db_session().commit()  # the audit record of a sensitive release
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp

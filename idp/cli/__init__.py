@@ -14,6 +14,7 @@ import click
 
 from idp.cli import (
     admins,
+    assurance,
     audit,
     cas,
     clients,
@@ -51,6 +52,7 @@ main.add_command(demo.demo)
 main.add_command(keys.keys)
 main.add_command(ldap.ldap)
 main.add_command(policy.policy)
+main.add_command(assurance.verify)
 main.add_command(entities.entities)
 main.add_command(mandates.mandates)
 main.add_command(cas.cas)

@@ -1,4 +1,4 @@
-"""``yitong clients``: register and list OAuth 2.0 / OpenID Connect clients.
+"""``yitong clients``: register and list OAuth 2.0 / OpenID Connect clients; set release policy.
 
 Registration checks every option before anything is stored; a refusal names the option and
 why.  Names and URIs are the registrant's text: they are printed through the escaping output
@@ -14,9 +14,11 @@ import click
 from sqlalchemy import select
 
 from admin.services import OPERATOR, AdminInputError, set_client_status, show_client
+from idp import audit
 from idp.cli.common import CliError, emit, open_services
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary, create_client
 from idp.oauth.outbound import OutboundPolicy, fetch_json
+from idp.oauth.release import ReleasePolicyError, check_policy
 from idp.storage.models import Client
 
 
@@ -181,6 +183,60 @@ def clients_list(as_json: bool) -> None:
             client_summary(c) for c in session.scalars(select(Client).order_by(Client.created_at))
         ]
     emit(rows, as_json, [f"{r['client_id']}  {r['client_name']}  {r['status']}" for r in rows])
+
+
+def _names(raw: str | None) -> list[str] | None:
+    """``a,b c`` -> ``["a", "b", "c"]``; None when the option was not given."""
+    if raw is None:
+        return None
+    return [n for part in raw.split(",") for n in part.split() if n]
+
+
+@clients.command("release")
+@click.argument("client_id")
+@click.option("--claims", default=None, help="plain claims allowed (comma-separated)")
+@click.option("--verified-claims", default=None, help="verified claims allowed (comma-separated)")
+@click.option("--min-assurance", default=None, help="minimum identity assurance: L2..L5")
+@click.option("--account-types", default=None, help="served: citizen,company,staff")
+@click.option("--json", "as_json", is_flag=True)
+def clients_release(
+    client_id: str,
+    claims: str | None,
+    verified_claims: str | None,
+    min_assurance: str | None,
+    account_types: str | None,
+    as_json: bool,
+) -> None:
+    """Set CLIENT_ID's release policy; options not given keep their value."""
+    claim_list, verified_list = _names(claims), _names(verified_claims)
+    type_list = _names(account_types)
+    try:
+        check_policy(claim_list, verified_list, min_assurance, type_list)
+    except ReleasePolicyError as exc:
+        raise CliError(str(exc)) from None
+    with open_services() as services, services.db.transaction() as session:
+        client = session.get(Client, client_id)
+        if client is None:
+            raise CliError(f"no client {client_id!r}")
+        if claim_list is not None:
+            client.allowed_claims = claim_list
+        if verified_list is not None:
+            client.allowed_verified_claims = verified_list
+        if min_assurance is not None:
+            client.min_assurance = min_assurance
+        if type_list is not None:
+            client.account_types = type_list
+        policy = {
+            "client_id": client.client_id,
+            "claims": client.allowed_claims,
+            "verified_claims": client.allowed_verified_claims,
+            "min_assurance": client.min_assurance,
+            "account_types": client.account_types,
+        }
+        audit.record(
+            session, "client.release_policy", actor="cli", target=client_id, details=policy
+        )
+    emit(policy, as_json, [f"{k}: {v}" for k, v in policy.items()])
 
 
 def _status(client_id: str, status: str, as_json: bool) -> None:

@@ -34,6 +34,7 @@ from idp.interaction.sessions import acr_rank
 from idp.oauth.admin_scopes import ADMIN_ACR, has_admin_scope
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import require_pkce_params
+from idp.oauth.verified_claims import validate_request as validate_verified_claims
 from idp.storage.models import Client
 
 # RFC 6749 §3.1: request and response parameters MUST NOT be included more than once.
@@ -343,6 +344,9 @@ def display_is_valid(ctx: AuthorizationContext) -> None:
 
 def _claim_request(name: str, value: Any) -> None:
     """OIDC Core §5.5.1: each requested claim is null or {essential?, value?, values?}."""
+    if name.endswith(".verified_claims"):
+        validate_verified_claims(name, value)  # OIDC4IDA: an object or an array
+        return
     if value is None:
         return
     if not isinstance(value, dict):

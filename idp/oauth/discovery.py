@@ -14,6 +14,7 @@ from idp.oauth.client_auth import ASSERTION_ALGS
 from idp.oauth.clients import ID_TOKEN_ALGS
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, GRANT_TYPES_SUPPORTED
 from idp.oauth.request_object import ALGORITHMS as REQUEST_OBJECT_ALGS
+from idp.oauth.verified_claims import discovery_metadata as ida_metadata
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -72,6 +73,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "acr_values_supported": ["urn:yitong:acr:pwd", "urn:yitong:acr:mfa", "urn:yitong:acr:phr"],
         "service_documentation": s.endpoint("/docs/integrating"),
     }
+    doc.update(ida_metadata())  # OIDC4IDA 1.0 (docs/identity-assurance.md)
     if not INTEGRATOR_GUIDE.is_file():
         doc.pop("service_documentation")  # advertise only what answers
     return doc

@@ -22,11 +22,13 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from idp.accounts.mandates import acting_problem
+from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
+from idp.oauth.verified_claims import verified_claims_for
 from idp.storage.models import Client, Grant, SsoSession, Token, User
 from idp.storage.repo import digest, new_id, new_secret
 from keys.store import KeyStore
@@ -129,6 +131,7 @@ class TokenIssuer:
     settings: Settings
     keys: KeyStore
     pairwise_secret: bytes
+    vault: IdentityVault | None = None  # opens identity numbers for verified_claims
 
     @property
     def access_token_alg(self) -> str:
@@ -258,6 +261,12 @@ class TokenIssuer:
         if code:
             claims["c_hash"] = half_hash(code, alg)
         claims.update(user_claims(user, scope.split(), client))
+        session = object_session(user)
+        if grant.claims and self.vault is not None and session is not None:
+            # OIDC4IDA verified_claims asked for the ID token (audited in the same session).
+            claims.update(
+                verified_claims_for(session, user, client, grant.claims, "id_token", self.vault)
+            )
         if authority is not None:
             claims["authority"] = authority
         return self.keys.signing_key(alg).sign_jwt(claims)

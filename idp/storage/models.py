@@ -285,6 +285,11 @@ class Client(Base):
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Release policy (issue 10 item 7; idp/oauth/release.py).  ``allowed_claims`` above is
+    # the plain-claim list; verified claims are released only when listed here (None: none).
+    allowed_verified_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    min_assurance: Mapped[str | None] = mapped_column(String(4), nullable=True)  # L2..L5
+    account_types: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # None: all
 
 
 # ----------------------------------------------------------------------------- SSO sessions
@@ -616,6 +621,27 @@ class DirectoryConfig(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ----------------------------------------------------------------------------- identity assurance
+class IdentityVerification(Base):
+    """One proof of who a person is (issue 10 item 5; docs/identity-assurance.md).
+
+    Separate from authentication strength (``acr``): it says how well the *identity* behind
+    the account was established, by which method, on what evidence and by whom.  Records are
+    only ever added; the account's level is the highest one recorded.
+    """
+
+    __tablename__ = "identity_verifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(4))  # L2 | L3 | L4 | L5
+    method: Mapped[str] = mapped_column(String(16))  # self-declared|registry|face|counter|...
+    evidence: Mapped[list[Any]] = mapped_column(default=list)  # OIDC4IDA evidence objects
+    txn: Mapped[str] = mapped_column(String(64))  # verification_process reference
+    verifier: Mapped[str] = mapped_column(String(200))
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # ----------------------------------------------------------------------------- audit

@@ -151,10 +151,13 @@ def test_unknown_service_gets_no_ticket_and_no_redirect(app, client, citizen, po
 
 
 def test_unknown_and_malformed_tickets(app, client, portal) -> None:
-    for ticket in ("ST-" + "A" * 43, "PT-abc", "ST-\x00", "ST-" + "a" * 300):
+    for ticket in ("ST-" + "A" * 43, "PT-abc", "ST-" + "a" * 300):
         assert _failure_code(_validate(client, "serviceValidate", ticket).data) in (
             "INVALID_TICKET",
         ), ticket
+    # A NUL never reaches CAS: the app-wide request guard refuses it (issue 14 item 1).
+    nul = client.get("/cas/serviceValidate?" + urlencode({"ticket": "ST-\x00", "service": SERVICE}))
+    assert nul.status_code == 400
     missing = client.get("/cas/serviceValidate?service=" + SERVICE)
     assert _failure_code(missing.data) == "INVALID_REQUEST"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import pytest
 from sqlalchemy import select, update
@@ -37,19 +36,30 @@ def test_login_with_each_identifier(client, citizen, which):
     assert client.get("/account").status_code == 200
 
 
-def test_wrong_password_and_unknown_user_look_the_same(client, citizen, services):
-    # checklist 83: same status and body; the dummy hash keeps the time comparable.
-    t0 = time.perf_counter()
+def test_wrong_password_and_unknown_user_look_the_same(client, citizen, services, monkeypatch):
+    # checklist 83: same status and body, and the same work: one argon2id verification each
+    # (the dummy hash for an unknown name), with the same parameters.  Counted, not timed:
+    # a timing comparison on a shared machine is a flaky test (issue 14 item 13).
+    hashes: list[str] = []
+    real = services.passwords.hasher
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def verify(self, stored: str, password: str) -> bool:
+            hashes.append(stored.rsplit("$", 2)[0])  # algorithm, version and cost parameters
+            return bool(real.verify(stored, password))
+
+    monkeypatch.setattr(services.passwords, "hasher", Counting())
     wrong = login(client, citizen.email, "not the password at all")
-    t1 = time.perf_counter()
+    assert len(hashes) == 1
     unknown = login(client, "nobody@example.cn", "not the password at all")
-    t2 = time.perf_counter()
+    assert len(hashes) == 2 and hashes[0] == hashes[1]
     assert wrong.status_code == unknown.status_code == 401
 
     # The whole answer, not only the page above the form; CSRF tokens (time-stamped) aside.
     assert login_answer(wrong, citizen.email) == login_answer(unknown, "nobody@example.cn")
-    # Both ran one argon2id verification: neither is an order of magnitude faster.
-    assert (t2 - t1) > (t1 - t0) / 5 and (t1 - t0) > (t2 - t1) / 5
     with services.db.session() as session:
         failures = session.scalars(
             select(AuditEvent).where(AuditEvent.action == "login.failure")

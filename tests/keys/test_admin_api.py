@@ -85,10 +85,15 @@ def test_only_security_admins(db: Database, app: Flask, client: FlaskClient) -> 
 def test_changes_need_a_fresh_mfa(db: Database, app: Flask, client: FlaskClient) -> None:
     stale, _ = admin_token(app, ["security-admin"], minutes_ago=30)
     password_only, _ = admin_token(app, ["security-admin"], acr=None)
+    # A password-only login holds no admin power at all (issue 14 item 8); an MFA login
+    # 30 minutes old may read but not change.
+    refused = client.get("/admin/api/keys", headers=bearer(password_only))
+    assert refused.status_code == 403
+    assert refused.get_json()["error"] == "insufficient_user_authentication"
     for token in (stale, password_only):
-        assert client.get("/admin/api/keys", headers=bearer(token)).status_code == 200
         kid = app.extensions["yitong"].keys.signing_key("RS256").kid
         resp = client.post(f"/admin/api/keys/{kid}/revoke", json={}, headers=bearer(token))
         assert resp.status_code == 403
         assert resp.get_json()["error"] == "insufficient_user_authentication"
+    assert client.get("/admin/api/keys", headers=bearer(stale)).status_code == 200
     assert app.extensions["yitong"].keys.find(kid) is not None

@@ -1,0 +1,195 @@
+"""Identity assurance: how well the person behind an account was identified (issue 10 item 5).
+
+Separate from authentication strength (``acr``).  The ladder (docs/identity-assurance.md):
+
+* ``L2`` self-declared: name and resident ID number passed the format checks (registration);
+* ``L3`` name and ID number matched against the population registry (``registry``);
+* ``L4`` the real person matched: a face check against the registry photo (``face``);
+* ``L5`` the strongest proof: a digital certificate (``certificate``) or in person at a
+  counter (``counter``, ``in-person``).
+
+Each verification is an :class:`IdentityVerification` row carrying OIDC4IDA ``evidence``;
+the account's level is the highest recorded.  Only this module writes those rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from adapters.base import IdentityVerifier, RegistryCheck
+from adapters.identity import HttpRegistry, LocalRegistry
+from idp import audit
+from idp.config import Settings
+from idp.storage.models import IdentityVerification, User, utcnow
+from idp.storage.repo import new_id
+
+#: The OIDC4IDA ``trust_framework`` value for this ladder (documented, not registered).
+TRUST_FRAMEWORK = "cn_gov_rnv"
+LEVELS: tuple[str, ...] = ("L2", "L3", "L4", "L5")
+#: Methods that may establish each level (L2 comes from registration only).
+METHODS: dict[str, tuple[str, ...]] = {
+    "L2": ("self-declared",),
+    "L3": ("registry",),
+    "L4": ("face",),
+    "L5": ("counter", "in-person", "certificate"),
+}
+#: The evidence type each method produces (OIDC4IDA 1.0 evidence ``type``).
+EVIDENCE_TYPES: dict[str, str] = {
+    "registry": "electronic_record",
+    "face": "electronic_record",
+    "counter": "document",
+    "in-person": "document",
+    "certificate": "electronic_signature",
+}
+#: OIDC4IDA predefined ``check_method`` values per method.
+CHECK_METHODS: dict[str, str] = {
+    "registry": "data",
+    "face": "bvr",  # biometric verification against a reference image
+    "counter": "pvp",  # physical verification by a person
+    "in-person": "pvp",
+    "certificate": "vcrypt",  # cryptographic validation of the signature
+}
+
+
+class AssuranceError(ValueError):
+    """A verification cannot be recorded as asked; the message says why (ASCII)."""
+
+
+def rank(level: str | None) -> int:
+    """0 for no level, 2..5 for L2..L5: comparable numbers."""
+    return LEVELS.index(level) + 2 if level in LEVELS else 0
+
+
+def check_level_and_method(level: str, method: str) -> None:
+    if level not in LEVELS:
+        raise AssuranceError(f"level must be one of {', '.join(LEVELS)}")
+    if method not in METHODS[level]:
+        raise AssuranceError(f"level {level} is reached by method {' or '.join(METHODS[level])}")
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def build_evidence(
+    method: str,
+    txn: str,
+    when: dt.datetime,
+    *,
+    registry: RegistryCheck | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One OIDC4IDA evidence object for ``method``; ``extra`` adds the operator's details
+    (for example ``document_details`` at a counter, ``serial_number`` of a certificate)."""
+    if method == "self-declared":
+        return []
+    kind = EVIDENCE_TYPES[method]
+    check: dict[str, Any] = {"check_method": CHECK_METHODS[method], "txn": txn, "time": _iso(when)}
+    evidence: dict[str, Any] = {"type": kind, "check_details": [check]}
+    if registry is not None:
+        check["organization"] = registry.source
+        check["txn"] = registry.reference
+        evidence["record"] = {"type": "population_register", "source": {"name": registry.source}}
+    if kind == "document":
+        evidence["document_details"] = {"type": "idcard", "issuer": {"country_code": "CHN"}}
+    if kind == "electronic_signature":
+        evidence.update({"signature_type": "cn_gov_cert", "created_at": _iso(when)})
+    for key, value in (extra or {}).items():
+        if key == "type":
+            continue  # the method decides the evidence type
+        evidence[key] = value
+    return [evidence]
+
+
+def record_verification(
+    session: Session,
+    user: User,
+    level: str,
+    method: str,
+    *,
+    verifier: str,
+    evidence: Sequence[Mapping[str, Any]] | None = None,
+    registry: RegistryCheck | None = None,
+    extra: Mapping[str, Any] | None = None,
+    ip: str | None = None,
+) -> IdentityVerification:
+    """Store one verification and audit it (the caller commits).
+
+    The L2 record written at registration is covered by the ``user.register`` audit entry.
+    """
+    check_level_and_method(level, method)
+    if registry is not None and not registry.matched:
+        raise AssuranceError("the registry did not match this person")
+    now = utcnow()
+    txn = new_id()[:32]
+    if evidence is None:
+        evidence = build_evidence(method, txn, now, registry=registry, extra=extra)
+    row = IdentityVerification(
+        user_id=user.id,
+        level=level,
+        method=method,
+        evidence=[dict(e) for e in evidence],
+        txn=txn,
+        verifier=verifier,
+        verified_at=now,
+    )
+    session.add(row)
+    session.flush()
+    if method == "self-declared":
+        return row  # part of registration, which ``user.register`` already audits
+    audit.record(
+        session,
+        "identity.verify",
+        actor=verifier,
+        target=user.id,
+        ip=ip,
+        details={"level": level, "method": method, "txn": txn},
+    )
+    return row
+
+
+def verifications_of(session: Session, user_id: str) -> list[IdentityVerification]:
+    """The account's verifications, strongest and newest first."""
+    rows = list(
+        session.scalars(select(IdentityVerification).where(IdentityVerification.user_id == user_id))
+    )
+    rows.sort(key=lambda r: (rank(r.level), r.verified_at), reverse=True)
+    return rows
+
+
+def level_of(session: Session, user_id: str) -> str | None:
+    """The highest level recorded for the account (None: never verified, e.g. staff)."""
+    rows = verifications_of(session, user_id)
+    return rows[0].level if rows else None
+
+
+#: Synthetic registry records shipped for development (never real personal data).
+SYNTHETIC_REGISTRY = Path(__file__).resolve().parents[1] / "data" / "registry-synthetic.json"
+
+
+def build_identity_verifier(settings: Settings) -> IdentityVerifier | None:
+    """The configured population registry: the HTTP service, else a local dataset.
+
+    Production without ``identity_registry_url`` has none (``yitong verify --method
+    registry`` then refuses); elsewhere the bundled synthetic dataset answers.
+    """
+    if settings.identity_registry_url:
+        return HttpRegistry(
+            url=settings.identity_registry_url.rstrip("/"),
+            client_cert=settings.identity_registry_client_cert or None,
+            client_key=settings.identity_registry_client_key or None,
+            ca_file=settings.identity_registry_ca_file or None,
+            connect_timeout=settings.identity_registry_connect_timeout_ms / 1000,
+            read_timeout=settings.identity_registry_read_timeout_ms / 1000,
+        )
+    if settings.identity_registry_dataset:
+        return LocalRegistry.from_file(settings.identity_registry_dataset)
+    if settings.is_production:
+        return None
+    return LocalRegistry.from_file(SYNTHETIC_REGISTRY)
