@@ -47,11 +47,14 @@ fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Two workers (pytest-xdist): CI has two cores; each worker has its own database.
+TEST_WORKERS ?= 2
+
 test-sqlite: venv translations
-	YITONG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider
+	YITONG_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 test-postgres: venv translations
-	YITONG_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider
+	YITONG_TEST_DB=postgres $(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 test: system-deps services venv translations lint test-sqlite test-postgres
 
