@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from idp.blueprints.responses import error_page, see_other
 from idp.interaction import recovery
 from idp.interaction.login import Refused
+from idp.interaction.self_service import password_minimum
 
 bp = Blueprint("recovery", __name__)
 
@@ -100,7 +101,7 @@ def _reset_page(
         error=error,
         info=info,
         factor=recovery.second_factor_for(user, proof),
-        minimum=recovery.password_minimum(user),
+        minimum=password_minimum(user),
     )
 
 

@@ -45,11 +45,16 @@ from idp.accounts.identifiers import (
     normalize_phone,
     normalize_resident_id,
 )
-from idp.accounts.passwords import PasswordPolicyError
 from idp.interaction import mfa
 from idp.interaction.levels import forget_factors, user_factors
 from idp.interaction.login import Refused
-from idp.interaction.self_service import mask_phone, send_sms_code, stash_sealed, unstash_sealed
+from idp.interaction.self_service import (
+    mask_phone,
+    new_password_refused,
+    send_sms_code,
+    stash_sealed,
+    unstash_sealed,
+)
 from idp.interaction.sessions import end_user_sessions
 from idp.interaction.throttle import mfa_rule
 from idp.storage import repo
@@ -376,29 +381,14 @@ def send_second_factor_sms(user: User, proof: Proof) -> tuple[bool, str, int | N
     return send_sms_code(user.phone, "mfa", user.id)
 
 
-def password_minimum(user: User) -> int:
-    has_mfa = user_factors(user).any_second_factor
-    return context.services().passwords.min_length_for(has_mfa=has_mfa)
-
-
 def complete(
     proof: Proof, user: User, *, new: str, confirm: str, method: str = "", code: str = ""
 ) -> Refused | None:
     """Step 3: check the second factor and the password, then set it and end every session."""
     services = context.services()
-    passwords = services.passwords
-    if passwords.too_long(new):
-        return Refused(_("The password is too long."), 400)
-    if new != confirm:
-        return Refused(_("The new passwords do not match."), 400)
-    try:
-        passwords.check_policy(
-            new,
-            min_length=password_minimum(user),
-            context=(user.name, (user.phone or "")[3:], (user.email or "").split("@")[0]),
-        )
-    except PasswordPolicyError as exc:
-        return Refused(_(str(exc)), 400)
+    refused = new_password_refused(user, new, confirm)
+    if refused is not None:
+        return refused
     needed = second_factor_for(user, proof)
     if needed.impossible:
         return Refused(_("This account can only be recovered at the help desk."), 403)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections.abc import Callable
 
 import qrcode
 import qrcode.image.svg
@@ -356,6 +357,38 @@ def password_minimum(user: User) -> int:
     return context.services().passwords.min_length_for(has_mfa=has_mfa)
 
 
+def new_password_refused(
+    user: User,
+    new: str,
+    confirm: str,
+    *,
+    before_policy: Callable[[], Refused | None] | None = None,
+) -> Refused | None:
+    """Why a new password cannot be set (length, confirmation, then the policy), or None.
+
+    The one check for a password change and a reset; ``before_policy`` runs between the cheap
+    checks and the policy (a password change verifies the current password there).
+    """
+    passwords = context.services().passwords
+    if passwords.too_long(new):
+        return Refused(_("The password is too long."), 400)
+    if new != confirm:
+        return Refused(_("The new passwords do not match."), 400)
+    if before_policy is not None:
+        refused = before_policy()
+        if refused is not None:
+            return refused
+    try:
+        passwords.check_policy(
+            new,
+            min_length=password_minimum(user),
+            context=(user.name, (user.phone or "")[3:], (user.email or "").split("@")[0]),
+        )
+    except PasswordPolicyError as exc:
+        return Refused(_(str(exc)), 400)
+    return None
+
+
 def change_password(
     user: User,
     sso: SsoSession,
@@ -374,20 +407,17 @@ def change_password(
     passwords = context.services().passwords
     if user.kind == "staff" or not user.password_hash:
         return Refused(_("Staff passwords are changed in your department's directory."), 400)
-    if passwords.too_long(current) or passwords.too_long(new):
+    if passwords.too_long(current):
         return Refused(_("The password is too long."), 400)
-    if new != confirm:
-        return Refused(_("The new passwords do not match."), 400)
-    if not verify_password(user, current):
-        return Refused(_("The current password is wrong."), 401)
-    try:
-        passwords.check_policy(
-            new,
-            min_length=password_minimum(user),
-            context=(user.name, (user.phone or "")[3:], (user.email or "").split("@")[0]),
-        )
-    except PasswordPolicyError as exc:
-        return Refused(_(str(exc)), 400)
+
+    def current_is_right() -> Refused | None:
+        if not verify_password(user, current):
+            return Refused(_("The current password is wrong."), 401)
+        return None
+
+    refused = new_password_refused(user, new, confirm, before_policy=current_is_right)
+    if refused is not None:
+        return refused
     db_session = context.db_session()
     row = db_session.get(User, user.id)
     assert row is not None
