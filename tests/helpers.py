@@ -288,6 +288,7 @@ def admin_token(
     acr: str | None = "urn:yitong:acr:mfa",
     minutes_ago: int = 1,
     scope: str = "openid admin",
+    user_id: str | None = None,
 ) -> tuple[str, str]:
     """An access token for a new account holding ``roles``, minted straight into the database.
 
@@ -299,13 +300,13 @@ def admin_token(
     from idp.storage.models import Grant, Token, User, utcnow
     from idp.storage.repo import digest, new_id, new_secret
 
-    citizen = Citizen.create(app)
+    account = user_id or Citizen.create(app).id  # a given account, or a new citizen
     rp = RegisteredClient.create(app, name="Admin console")
     services = app.extensions["yitong"]
     now = utcnow()
     raw = new_secret()
     with services.db.transaction() as session:
-        user = session.get(User, citizen.id)
+        user = session.get(User, account)
         assert user is not None
         user.roles = roles
         grant = Grant(
@@ -334,7 +335,7 @@ def admin_token(
                 expires_at=now + dt.timedelta(minutes=10),
             )
         )
-    return raw, f"user:{citizen.id}"
+    return raw, f"user:{account}"
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -14,7 +14,6 @@ POST answers 303, and these endpoints are rate-limited per address (:mod:`.guard
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, jsonify, make_response, render_template, request, url_for
@@ -136,35 +135,11 @@ def _challenge_post(mode: str) -> Response:
     if method == "sms_send":
         return _send_login_sms(p, user, ix)
     code = request.form.get("code", "")[:64]
-    services = context.services()
-    checks: dict[str, Callable[[], str | None]] = {
-        "totp": lambda: (
-            "otp" if mfa.verify_totp(services.db, services.kek, user.id, code) else None
-        ),
-        "recovery": lambda: (
-            "recovery"
-            if mfa.use_recovery_code(services.db, services.code_secret, user.id, code)
-            else None
-        ),
-        "sms": lambda: (
-            "sms"
-            if user.phone
-            and mfa.check_code(
-                services.db,
-                services.code_secret,
-                destination=user.phone,
-                purpose="mfa",
-                user_id=user.id,
-                code=code,
-            )
-            else None
-        ),
-    }
-    if method not in checks or not _offers(p, user).get(method):
+    if method not in ("totp", "recovery", "sms") or not _offers(p, user).get(method):
         return _render_challenge(
             p, user, ix, error=_("Choose a way to confirm it is you."), status=400
         )
-    attempt = signin.attempt_second_factor(p, user, checks[method])
+    attempt = signin.attempt_second_factor(p, user, lambda: signin.code_factor(user, method, code))
     if attempt.factor is None:
         return _refusal_page(p, user, ix, attempt)
     return _finish(p, user, ix, {attempt.factor})

@@ -324,31 +324,64 @@ class Attempt:
     restart: bool = False  # too many wrong codes for this pending login: sign in again
 
 
-def attempt_second_factor(p: Pending, user: User, verify: Callable[[], str | None]) -> Attempt:
+def code_factor(user: User, method: str, code: str) -> str | None:
+    """Verify a typed second-factor code: the factor it proves (``otp``, ``recovery``,
+    ``sms``), or None.  Each code is used up by its own atomic compare-and-set."""
+    services = context.services()
+    if method == "totp":
+        return "otp" if mfa.verify_totp(services.db, services.kek, user.id, code) else None
+    if method == "recovery":
+        used = mfa.use_recovery_code(services.db, services.code_secret, user.id, code)
+        return "recovery" if used else None
+    if method == "sms" and user.phone:
+        ok = mfa.check_code(
+            services.db,
+            services.code_secret,
+            destination=user.phone,
+            purpose="mfa",
+            user_id=user.id,
+            code=code,
+        )
+        return "sms" if ok else None
+    return None
+
+
+def attempt_second_factor(
+    p: Pending | None,
+    user: User,
+    verify: Callable[[], str | None],
+    *,
+    mode: str = "",
+) -> Attempt:
     """Count the attempt first (atomically), then verify (checklist 72).
 
-    Two counters: the pending login's (``mfa.max_attempts`` ends it) and the account's, which
-    survives restarting the login (:func:`idp.interaction.throttle.mfa_rule`).
+    Two counters: the pending login's (``mfa.max_attempts`` ends it; absent when no login is
+    pending, as in a password reset, whose ``mode`` the audit then names) and the account's,
+    which survives restarting the login (:func:`idp.interaction.throttle.mfa_rule`).
     """
     context.release_request_transaction()
     services = context.services()
     counters = services.login_gate.counters
     max_attempts = services.policies.get_int("mfa.max_attempts")
-    pending_key = f"mfa-pending:{p.pid}"
-    pv = counters.reserve(
-        pending_key, Rule(free=1_000_000, base_delay=1, max_delay=1, cap=max_attempts)
-    )
-    if not pv.allowed:
-        return Attempt(restart=True)
+    pending_key = f"mfa-pending:{p.pid}" if p is not None else None
+    pv = None
+    if pending_key is not None:
+        pv = counters.reserve(
+            pending_key, Rule(free=1_000_000, base_delay=1, max_delay=1, cap=max_attempts)
+        )
+        if not pv.allowed:
+            return Attempt(restart=True)
     account_key = f"mfa:{user.id}"
     av = counters.reserve(account_key, mfa_rule(services.policies))
     if not av.allowed:
-        counters.release(pending_key)
+        if pending_key is not None:
+            counters.release(pending_key)
         blocked = services.login_gate._refusal(av)
         return Attempt(refused=Refused(str(blocked), 429, retry_after=av.retry_after or 0))
     factor = verify()
     if factor is not None:
-        counters.reset(pending_key)
+        if pending_key is not None:
+            counters.reset(pending_key)
         counters.reset(account_key)
         return Attempt(factor=factor)
     audit.record_now(
@@ -357,9 +390,9 @@ def attempt_second_factor(p: Pending, user: User, verify: Callable[[], str | Non
         actor=user.id,
         ip=context.client_ip(),
         outcome="failure",
-        details={"mode": p.mode, "failures": av.failures},
+        details={"mode": p.mode if p is not None else mode, "failures": av.failures},
     )
-    if pv.failures >= max_attempts:
+    if pv is not None and pv.failures >= max_attempts:
         return Attempt(restart=True)
     return Attempt(refused=Refused(str(_("The code is wrong or was already used.")), 401))
 

@@ -47,7 +47,7 @@ from idp.accounts.identifiers import (
 )
 from idp.interaction import mfa
 from idp.interaction.levels import forget_factors, user_factors
-from idp.interaction.login import Refused
+from idp.interaction.login import Refused, attempt_second_factor, code_factor
 from idp.interaction.self_service import (
     mask_phone,
     new_password_refused,
@@ -56,7 +56,6 @@ from idp.interaction.self_service import (
     unstash_sealed,
 )
 from idp.interaction.sessions import end_user_sessions
-from idp.interaction.throttle import mfa_rule
 from idp.storage import repo
 from idp.storage.models import User, utcnow
 
@@ -337,41 +336,11 @@ def second_factor_for(user: User, proof: Proof) -> SecondFactor:
 
 
 def _second_factor_refusal(user: User, method: str, code: str) -> Refused | None:
-    """Check a TOTP or recovery code, counted on the account's second-factor counter."""
-    services = context.services()
-    context.release_request_transaction()
-    counters = services.login_gate.counters
-    verdict = counters.reserve(f"mfa:{user.id}", mfa_rule(services.policies))
-    if not verdict.allowed:
-        blocked = services.login_gate._refusal(verdict)
-        return Refused(str(blocked), 429, retry_after=verdict.retry_after or 0)
-    if method == "totp":
-        ok = mfa.verify_totp(services.db, services.kek, user.id, code)
-    elif method == "recovery":
-        ok = mfa.use_recovery_code(services.db, services.code_secret, user.id, code)
-    elif method == "sms" and user.phone:
-        ok = mfa.check_code(
-            services.db,
-            services.code_secret,
-            destination=user.phone,
-            purpose="mfa",
-            user_id=user.id,
-            code=code,
-        )
-    else:
-        ok = False
-    if ok:
-        counters.reset(f"mfa:{user.id}")
-        return None
-    audit.record_now(
-        services.db,
-        "mfa.failure",
-        actor=user.id,
-        ip=context.client_ip(),
-        outcome="failure",
-        details={"mode": "password_reset", "failures": verdict.failures},
+    """Check a TOTP, SMS or recovery code, counted on the account's second-factor counter."""
+    attempt = attempt_second_factor(
+        None, user, lambda: code_factor(user, method, code), mode="password_reset"
     )
-    return Refused(_("The code is wrong or was already used."), 401)
+    return None if attempt.factor is not None else attempt.refused
 
 
 def send_second_factor_sms(user: User, proof: Proof) -> tuple[bool, str, int | None]:

@@ -111,44 +111,10 @@ def set_mandate(app: Flask, mandate_id: str, **values: Any) -> None:
 
 
 def admin_bearer(app: Flask, roles: list[str]) -> dict[str, str]:
-    """A bearer header for a new admin account holding ``roles`` (see tests.helpers.admin_token;
-    made with :func:`person` so its ID number never collides with a representative's)."""
-    from idp.storage.models import Grant, Token
-    from idp.storage.repo import digest, new_id, new_secret
-    from tests.helpers import RegisteredClient
+    """A bearer header for a new admin account holding ``roles`` (tests.helpers.admin_token,
+    for an account made with :func:`person` so its ID number never collides with a
+    representative's)."""
+    from tests.helpers import admin_token, bearer
 
-    who = person(app, name="管理员")
-    rp = RegisteredClient.create(app, name="Admin console")
-    now = utcnow()
-    raw = new_secret()
-    with app.extensions["yitong"].db.transaction() as session:
-        user = session.get(User, who.id)
-        assert user is not None
-        user.roles = roles
-        grant = Grant(
-            id=new_id(),
-            user_id=user.id,
-            client_id=rp.client_id,
-            scope="openid admin",
-            auth_time=now - dt.timedelta(minutes=1),
-            acr="urn:yitong:acr:mfa",
-            amr=["pwd", "otp"],
-            created_at=now,
-            expires_at=now + dt.timedelta(hours=1),
-        )
-        session.add(grant)
-        session.flush()
-        session.add(
-            Token(
-                id=new_id(),
-                digest=digest(raw),
-                kind="access",
-                grant_id=grant.id,
-                client_id=rp.client_id,
-                user_id=user.id,
-                scope="openid admin",
-                created_at=now,
-                expires_at=now + dt.timedelta(minutes=10),
-            )
-        )
-    return {"Authorization": f"Bearer {raw}"}
+    token, _actor = admin_token(app, roles, user_id=person(app, name="管理员").id)
+    return bearer(token)
