@@ -159,8 +159,8 @@ def process_authorization(
 
 def _spend(interaction: Interaction) -> bool:
     """Mark the interaction used (issue 14 item 6); False if it already issued a code."""
-    expires = interaction.started + dt.timedelta(seconds=INTERACTION_MAX_AGE * 2)
-    expires = max(expires, utcnow() + dt.timedelta(seconds=INTERACTION_MAX_AGE))
+    # The token opens at most INTERACTION_MAX_AGE after it was sealed, which is before now.
+    expires = utcnow() + dt.timedelta(seconds=INTERACTION_MAX_AGE)
     return repo.consume_once(context.db_session(), "interaction", interaction.iid, expires)
 
 
