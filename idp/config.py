@@ -143,6 +143,10 @@ class Settings:
     rate_limit_authorize_per_minute: int = field(
         default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
     )
+    rate_limit_registration_per_minute: int = field(
+        default=20,
+        metadata=_doc("Dynamic client registrations (RFC 7591 POSTs) per client IP per minute."),
+    )
     trusted_proxies: int = field(
         default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")
     )
