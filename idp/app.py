@@ -25,6 +25,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.base import AdapterConfigError, EnterpriseRegistry
 from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
+from admin.api_ops import register as register_admin_ops
 from admin.console import register as register_console
 from idp import context
 from idp.accounts.assurance import build_identity_verifier
@@ -281,6 +282,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
+    register_admin_ops(app, csrf)
     register_console(app)
     guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
