@@ -125,3 +125,49 @@ def test_front_channel_logout_through_the_reference_client(
     [raw] = legacy.logout_tokens
     assert bridge.verify_logout_token(raw)["aud"] == reg.system_id
     assert 'id="login-form"' in browser.get(bridge.login_url()).text
+
+
+def test_the_reference_client_recipe_in_the_docs_works(
+    live: LiveServer, legacy: LegacySystem
+) -> None:
+    """docs/integrating.md "Ticket bridge": its Python code, run as written."""
+    from tests.oauth.test_id_token import docs_recipe
+
+    recipe = docs_recipe("### Python (reference client)")
+    citizen = Citizen.create(live.app)
+    reg = register_system(live.app, legacy.url("/cb"), backchannel=legacy.url("/logout"))
+    bridge = recipe["bridge_client"](live.url, reg.system_id, reg.secret)
+    browser = requests.Session()
+    _browse(browser, recipe["login_redirect"](bridge, "next"), citizen)
+    sub, attributes, access_token = recipe["on_callback"](bridge, legacy.callbacks[-1])
+    assert sub == citizen.id and attributes == {"name": citizen.name, "email": citizen.email}
+    sessions = {bridge.user_info(access_token)["sid"]: "local-session"}
+    assert bridge.logout(access_token)
+    live.app.extensions["yitong"].logout.wait()
+    [raw] = legacy.logout_tokens
+    assert recipe["on_logout_token"](bridge, {"logout_token": raw}, sessions) == "local-session"
+    with pytest.raises(PermissionError, match="invalid_ticket"):  # a ticket works once
+        recipe["on_callback"](bridge, legacy.callbacks[-1])
+    with pytest.raises(PermissionError, match="access_denied"):
+        recipe["on_callback"](bridge, {"error": "access_denied"})
+
+
+def test_the_signature_example_in_the_docs() -> None:
+    from pathlib import Path
+
+    from clients.yitong_bridge import sign
+    from idp.bridge.protocol import signature_of
+
+    text = (Path(__file__).parents[2] / "docs" / "integrating.md").read_text("utf-8")
+    section = text.split("## Ticket bridge (protocol v1)", 1)[1]
+    params = {
+        "version": "1",
+        "system_id": "bridge-3f9c2a7d10b4e865",
+        "timestamp": "1764763200",
+        "nonce": "q8Zk2mV0rT6yLw1pXc4nHs",
+        "state": "/办事/申报",
+        "acting": "self",
+    }
+    expected = sign("s3cr3t-example-only-8Hq2", "/bridge/v1/login", params)
+    assert f"signature={expected}" in section
+    assert signature_of(b"s3cr3t-example-only-8Hq2", "/bridge/v1/login", params) == expected
