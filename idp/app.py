@@ -57,9 +57,11 @@ from idp.interaction.throttle import Counters, LoginGate
 from idp.interaction.web import init_login_manager, open_interaction
 from idp.logging_setup import install_redaction
 from idp.oauth.client_cache import ClientSnapshot
+from idp.oauth.discovery import discovery_document
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
 from idp.storage.db import Database
@@ -292,6 +294,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     _install_key_rotation(app, services)
     _install_headers(app, settings)
     _install_error_handlers(app)
+    # Discovery and the JWKS as cached bytes, served in front of Flask (idp/published.py).
+    published = PublishedDocuments(services, discovery_document(services))
+    app.extensions["yitong.published"] = published
+    app.wsgi_app = published.wrap(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, static_security_headers(settings)
+    )
     return app
 
 
@@ -341,20 +349,32 @@ def _install_limits_and_health(app: Flask) -> None:
         return jsonify({"status": "ready"}), 200
 
 
+def static_security_headers(settings: Settings) -> list[tuple[str, str]]:
+    """The headers every answer carries (unless a view set its own)."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self' http: https:",
+        ),
+    ]
+    if settings.issuer.startswith("https://"):
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return headers
+
+
 def _install_headers(app: Flask, settings: Settings) -> None:
+    static = static_security_headers(settings)
+
     @app.after_request
     def security_headers(resp: Response) -> Response:
         h = resp.headers
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        if "Content-Security-Policy" not in h:
-            h["Content-Security-Policy"] = (
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                "frame-ancestors 'none'; base-uri 'none'; form-action 'self' http: https:"
-            )
-        if settings.issuer.startswith("https://"):
-            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        for name, value in static:
+            if name not in h:
+                h[name] = value
         if g.get("sso") is not None or request.path.startswith(
             ("/login", "/consent", "/register", "/account", "/logout", "/authorize", "/entities")
         ):

@@ -56,7 +56,7 @@ from idp.oauth.authorization import (
     validate_request,
 )
 from idp.oauth.claims import subject_for, user_claims
-from idp.oauth.discovery import INTEGRATOR_GUIDE, discovery_document
+from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
@@ -380,15 +380,17 @@ def userinfo() -> Response:
 # ------------------------------------------------------------------ keys and discovery
 @bp.route("/jwks", methods=["GET"])
 def jwks() -> Response:
-    resp = jsonify(context.services().keys.public_jwks())
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.jwks(), mimetype="application/json")
     resp.headers["Cache-Control"] = f"public, max-age={context.services().keys.jwks_max_age()}"
     return resp
 
 
 @bp.route("/.well-known/openid-configuration", methods=["GET"])
 def openid_configuration() -> Response:
-    resp = jsonify(discovery_document(context.services()))
-    resp.headers["Cache-Control"] = f"public, max-age={context.settings().jwks_cache_seconds}"
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.discovery, mimetype="application/json")
+    resp.headers["Cache-Control"] = f"public, max-age={published.discovery_max_age}"
     return resp
 
 

@@ -31,7 +31,10 @@ AUTH_METHODS = (
     "private_key_jwt",
     "none",
 )
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+#: RFC 8693 token exchange (:mod:`idp.oauth.token_exchange`): one service calls another on a
+#: person's behalf.
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE)
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
 #: The authentication methods that use a client secret (RFC 6749 §2.3.1, OIDC Core §9).
@@ -361,6 +364,8 @@ def validate_client_spec(
         raise ClientRegistrationError("a confidential client needs an authentication method")
     if spec.public and "client_credentials" in grant_types:
         raise ClientRegistrationError("a public client cannot use client_credentials")
+    if spec.public and TOKEN_EXCHANGE in grant_types:
+        raise ClientRegistrationError("a public client cannot use token exchange")
     if "authorization_code" in grant_types and not redirect_in:
         raise ClientRegistrationError(
             "the authorization_code grant needs at least one redirect URI"

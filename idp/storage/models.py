@@ -326,6 +326,10 @@ class Consent(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # The claims agreed to ("name", "v:resident_id_number", "authority:<entity id>"...); a
+    # consent is asked again when the released set grows (issue 10 item 7).  None: recorded
+    # before the set was kept, so it covers its scopes' plain claims only.
+    released: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
 
@@ -407,6 +411,8 @@ class Token(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)  # rotated refresh
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # RFC 8693 §4.1 ``act``: who acts with this token (a token-exchange result), else None.
+    act: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class PushedRequest(Base):
