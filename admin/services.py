@@ -27,6 +27,7 @@ from idp.accounts.entities import (
 from idp.accounts.entities import grant_mandate as _grant_mandate
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
+from idp.bridge.registry import list_systems, system_summary
 from idp.cas.registry import (
     CasServiceError,
     CasServiceSpec,
@@ -775,3 +776,9 @@ def create_cas_service(
         raise AdminInputError(exc.message) from None
     session.commit()
     return service_summary(row)
+
+
+# ------------------------------------------------------------------ ticket-bridge systems (issue 13)
+def list_bridge_systems(session: Session) -> list[dict[str, Any]]:
+    """Registered legacy systems (registered by ``yitong bridge systems add``; no secret)."""
+    return [system_summary(r) for r in list_systems(session)]

@@ -33,6 +33,7 @@ from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import (
     account,
+    bridge,
     cas,
     entities,
     guards,
@@ -82,6 +83,8 @@ API_PREFIXES = (
     "/par",
     "/admin/api",
     "/connect/register",
+    "/bridge/v1/token",
+    "/bridge/v1/userinfo",
 )
 
 
@@ -276,12 +279,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         logout.bp,
         entities.bp,
         cas.bp,
+        bridge.bp,
         recovery.bp,
         registration.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
+    csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)

@@ -114,6 +114,20 @@ class Settings:
             "once (CAS 3.0 §3.1.1 recommends at most 5 minutes; 10 s is plenty server to server)."
         ),
     )
+    bridge_ticket_lifetime: int = field(
+        default=30,
+        metadata=_doc(
+            "Seconds a ticket-bridge ticket (`BT-…`) stays exchangeable; the legacy system "
+            "exchanges it server to server at once (docs/integrating.md, ticket bridge)."
+        ),
+    )
+    bridge_request_max_skew: int = field(
+        default=300,
+        metadata=_doc(
+            "Seconds a signed ticket-bridge request's timestamp may differ from our clock; "
+            "its nonce is remembered this long (twice) so a replay inside the window fails."
+        ),
+    )
     access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
     id_token_lifetime: int = field(default=600, metadata=_doc("ID-token lifetime (s)."))
     refresh_token_idle_lifetime: int = field(
@@ -380,6 +394,10 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_ISSUER must not end with '/' or carry a query or fragment")
     if settings.authorization_code_lifetime > 60 or settings.authorization_code_lifetime < 1:
         problems.append("YITONG_AUTHORIZATION_CODE_LIFETIME must be between 1 and 60 seconds")
+    if not 1 <= settings.bridge_ticket_lifetime <= 300:
+        problems.append("YITONG_BRIDGE_TICKET_LIFETIME must be between 1 and 300 seconds")
+    if not 30 <= settings.bridge_request_max_skew <= 900:
+        problems.append("YITONG_BRIDGE_REQUEST_MAX_SKEW must be between 30 and 900 seconds")
     if settings.password_min_length < 8:
         problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
     if settings.password_max_length < 64:

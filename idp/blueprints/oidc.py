@@ -185,6 +185,8 @@ def resume() -> Response:
         return error_page(_("The sign-in page has expired; start again."), 400)
     if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
+        return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
