@@ -39,8 +39,10 @@ from idp.blueprints import (
     oidc,
     recovery,
     registration,
+    rights,
     second_factor,
     security,
+    sms_login,
 )
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
@@ -274,6 +276,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         cas.bp,
         recovery.bp,
         registration.bp,
+        rights.bp,
+        sms_login.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
