@@ -42,8 +42,10 @@ from idp.blueprints import (
     oidc,
     recovery,
     registration,
+    rights,
     second_factor,
     security,
+    sms_login,
 )
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
@@ -282,6 +284,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         bridge.bp,
         recovery.bp,
         registration.bp,
+        rights.bp,
+        sms_login.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)

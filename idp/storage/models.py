@@ -91,13 +91,20 @@ class User(Base):
     id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     id_number_masked: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # An ID number this account declared while another account, verified below L3, held it
+    # (issue 15 item 2): the keyed digest only; the number moves to ``id_number_digest`` when
+    # this account is verified at L3 or above and the unverified holder is released.
+    id_claim_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |disabled|closing|closed
+    # Closing the account (注销, issue 15 item 5): asked at, and completed after (cooling-off).
+    close_requested_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    close_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     roles: Mapped[list[Any]] = mapped_column(default=list)
     # staff (LDAP) identities
