@@ -243,7 +243,7 @@ def pushed_authorization_request() -> Response:
     except OAuth2Error as error:
         return json_error(error, status=400)
     request_uri, expires_in = par.push(
-        context.db_session(), client.get_client_id(), dict(ctx.multi)
+        context.db_session(), client.get_client_id(), dict(ctx.multi), hot=context.services().hot
     )
     context.db_session().commit()
     resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})

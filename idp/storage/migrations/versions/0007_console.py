@@ -10,7 +10,7 @@ import idp.storage.models
 
 
 revision = '0007_console'
-down_revision = '0003_assurance'
+down_revision = '0007_exchange'
 branch_labels = None
 depends_on = None
 
