@@ -30,8 +30,9 @@ from idp.accounts.mandates import mandate_is_live
 from idp.accounts.privacy import mask
 from idp.blueprints.login import (
     MAX_IX,
-    after_password,
+    after_factors,
     cancel,
+    closing_page,
     expired_page,
     login_page,
     open_ix,
@@ -96,6 +97,8 @@ def choose_post() -> Response:
     if option is None:
         return _picker(ix, user, client_id, error=_("Choose one of the listed companies."))
     acting.remember(client_id, interaction.started, option.key)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login continues there
+        return see_other(url_for("bridge.login", ix=ix))
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -140,6 +143,9 @@ def entity_login_post() -> Response:
             mode="entity",
             credit_code=raw_code,
         )
+    now = int(utcnow().timestamp())
+    if isinstance(outcome, signin.Closing):  # the account is being closed: as at 个人登录
+        return closing_page(outcome.user, {"pwd": now}, ix)
     if isinstance(outcome, signin.Refused):
         return refused_page(ix, creds, outcome, mode="entity", credit_code=raw_code)
     session = context.db_session()
@@ -172,7 +178,7 @@ def entity_login_post() -> Response:
         )
     if opened is not None and client is not None:
         acting.remember(client.client_id, opened[1], option.key)
-    return after_password(outcome, ix)
+    return after_factors(outcome.user, dict.fromkeys(outcome.factors, now), ix)
 
 
 # ------------------------------------------------------------------ my companies
