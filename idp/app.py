@@ -28,6 +28,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.base import AdapterConfigError, EnterpriseRegistry
 from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
+from admin.api_identity import register as register_admin_identity
 from admin.api_ops import register as register_admin_ops
 from admin.console import register as register_console
 from idp import context, metrics, observability
@@ -309,6 +310,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)
+    register_admin_identity(app, csrf)
     register_console(app)
     guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
