@@ -20,9 +20,9 @@ from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
 from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
+from idp.interaction import acting, mfa, rights, sms_login
 from idp.interaction import login as signin
-from idp.interaction import mfa, rights, sms_login
-from idp.interaction.consent import record_consent
+from idp.interaction.consent import pending_release, record_consent
 from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
 from idp.interaction.self_service import start_phone_change, stash_sealed, unstash_sealed
@@ -35,7 +35,7 @@ from idp.interaction.web import (
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.release import release_labels
+from idp.oauth.release import released_keys
 from idp.storage.models import Client, User, utcnow
 
 bp = Blueprint("login", __name__)
@@ -106,14 +106,22 @@ def login_page(
     status: int = 200,
     recovery: bool = False,
     retry_after: int = 0,
+    mode: str = "",
+    credit_code: str = "",
 ) -> Response:
-    """The login form (with the requesting client's name when ``ix`` names one)."""
+    """The login form (with the requesting client's name when ``ix`` names one).
+
+    ``mode="entity"`` shows the legal-person entry (法人登录, :mod:`idp.blueprints.entities`)
+    instead of the personal one, where the client lets people act for companies.
+    """
     client = None
+    opened = None
     try:
         opened = open_ix(ix)
         client = _client_for(opened[0]) if opened else None
     except InteractionExpired:
         client = None
+    entity_login = acting.login_offered(opened[0] if opened else None, client)
     body = render_template(
         "login.html",
         ix=ix,
@@ -124,6 +132,9 @@ def login_page(
         department=department,
         recovery=recovery,
         sms_login=sms_login.enabled(),
+        entity_login=entity_login,
+        login_mode="entity" if entity_login and mode == "entity" else "person",
+        credit_code=credit_code[:64],
     )
     resp = make_response(body, status)
     if retry_after:
@@ -145,7 +156,7 @@ def login_form() -> Response:
     except InteractionExpired:
         return expired_page()
     hint = (opened[0].get("login_hint") or [""])[0] if opened else ""
-    return login_page(ix, login_name=hint)
+    return login_page(ix, login_name=hint, mode=request.args.get("mode", ""))
 
 
 @bp.route("/login", methods=["POST"])
@@ -177,16 +188,35 @@ def login_post() -> Response:
     if isinstance(outcome, signin.Closing):
         return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     if isinstance(outcome, signin.Refused):
-        control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
-        return login_page(
-            ix,
-            login_name="" if control else creds.login_name,
-            department="" if control else creds.department,
-            error=outcome.message,
-            status=outcome.status,
-            recovery=outcome.offer_recovery,
-            retry_after=outcome.retry_after,
-        )
+        return refused_page(ix, creds, outcome)
+    return after_password(outcome, ix)
+
+
+def refused_page(
+    ix: str,
+    creds: signin.Credentials,
+    outcome: signin.Refused,
+    *,
+    mode: str = "",
+    credit_code: str = "",
+) -> Response:
+    """The login form again, saying why the sign-in was refused."""
+    control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
+    return login_page(
+        ix,
+        login_name="" if control else creds.login_name,
+        department="" if control else creds.department,
+        error=outcome.message,
+        status=outcome.status,
+        recovery=outcome.offer_recovery,
+        retry_after=outcome.retry_after,
+        mode=mode,
+        credit_code=credit_code,
+    )
+
+
+def after_password(outcome: signin.Proven, ix: str) -> Response:
+    """The password (and perhaps a recovery code) was right: on to the session."""
     if outcome.factors == ("pwd",):
         return finish_login(outcome.user, amr=["pwd"], ix=ix)
     now = int(utcnow().timestamp())
@@ -332,7 +362,9 @@ def consent() -> Response:
     if client is None:
         return error_page(_("Unknown service."))
     scopes = (opened[0].get("scope") or [""])[0].split()
-    released = release_labels(client, scopes, _claims_request(opened[0]))
+    released = pending_release(
+        context.db_session(), user, client, scopes, _claims_request(opened[0]), opened[1]
+    )
     body = render_template(
         "consent.html",
         ix=ix,
@@ -374,6 +406,10 @@ def consent_post() -> Response:
     if client is None:
         return error_page(_("Unknown service."))
     db_session = context.db_session()
-    record_consent(db_session, user, client, (multi.get("scope") or [""])[0].split())
+    scopes = (multi.get("scope") or [""])[0].split()
+    released = pending_release(
+        db_session, user, client, scopes, _claims_request(multi), interaction.started
+    )
+    record_consent(db_session, user, client, scopes, released_keys(released))
     db_session.commit()
     return process_authorization(multi, interaction=interaction, consent_given=True)

@@ -37,7 +37,7 @@ from idp.errors import (
     SlowDownError,
 )
 from idp.interaction import acting, prompts
-from idp.interaction.consent import consent_of
+from idp.interaction.consent import consent_of, release_for, unconsented
 from idp.interaction.flow import INTERACTION_MAX_AGE, Interaction, InteractionExpired
 from idp.interaction.web import (
     current_sso,
@@ -109,32 +109,44 @@ def process_authorization(
     sso = current_sso()
     user = current_user_row()
     now = utcnow()
+    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
+    # before consent, and counts for this interaction only.
+    available: list[acting.ActingOption] = []
+    acting_for = None
+    if user is not None and acting.wanted(ctx.scopes):
+        available = acting.options(session, user, ctx.client, now)
+        acting_for = acting.chosen(available, ctx.client.client_id, started)
+    consent = consent_of(session, user, ctx.client.client_id)
     try:
         sit = prompts.Situation(
             session=sso,
-            consent=consent_of(session, user, ctx.client.client_id),
+            consent=consent,
             interaction_started=started,
             consent_given_in_interaction=consent_given,
             hint_subject_matches=hint_matches(ctx, user),
             required_acr=required_acr(ctx, user),
             now=now,
+            unconsented=unconsented(
+                consent, release_for(ctx.client, ctx.scopes, ctx.claims, acting_for)
+            ),
         )
         decision = prompts.decide(ctx, sit)
         if decision in ("consent", "issue") and user is not None:
-            check_served(session, ctx.client, user)  # release policy: account type, assurance
+            # Release policy: account type (company once acting for one), assurance level.
+            check_served(
+                session,
+                ctx.client,
+                user,
+                served_as=acting.served_as(user, acting_for) if acting_for else None,
+                may_act_for_company=any(o.entity is not None for o in available),
+            )
     except OAuth2Error as error:
         return redirect_error(ctx, error)
 
-    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
-    # before consent, and counts for this interaction only.
-    acting_for = None
-    if decision in ("consent", "issue") and acting.wanted(ctx.scopes):
-        assert user is not None
-        acting_for = acting.chosen(session, user, ctx.client.client_id, started, now)
-        if acting_for is None:
-            if "none" in ctx.prompt:
-                return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
-            return _interaction_redirect(ctx, "entity", started or now)
+    if decision in ("consent", "issue") and acting.wanted(ctx.scopes) and acting_for is None:
+        if "none" in ctx.prompt:
+            return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
+        return _interaction_redirect(ctx, "entity", started or now)
 
     if decision != "issue":
         return _interaction_redirect(ctx, decision, started or now)
