@@ -121,6 +121,7 @@ def login_page(
         directories=context.services().directories,
         department=department,
         recovery=recovery,
+        upstream_login=context.services().upstream is not None,
     )
     resp = make_response(body, status)
     if retry_after:
