@@ -39,6 +39,7 @@ from idp.blueprints import (
     bridge,
     cas,
     entities,
+    federation,
     guards,
     login,
     logout,
@@ -74,6 +75,7 @@ from idp.oauth.discovery import discovery_document
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamConfig, UpstreamOIDC
 from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
@@ -158,7 +160,14 @@ def build_services(settings: Settings) -> Services:
         enterprises=_build_enterprise_registry(settings),
         mail_sender=build_mail_sender(settings, db),
         hot=hot,
+        upstream=_build_upstream(settings),
     )
+
+
+def _build_upstream(settings: Settings) -> UpstreamOIDC | None:
+    """The national platform as an upstream provider, when ``upstream_issuer`` is set."""
+    config = UpstreamConfig.from_settings(settings)
+    return UpstreamOIDC(config) if config is not None else None
 
 
 #: Synthetic enterprise records for development and tests (issue 10).
@@ -297,6 +306,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         entities.bp,
         cas.bp,
         bridge.bp,
+        federation.bp,
         recovery.bp,
         registration.bp,
         rights.bp,
@@ -306,6 +316,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
+    csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)
