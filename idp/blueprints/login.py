@@ -85,6 +85,8 @@ def cancel(ix: str) -> Response:
         opened = None
     if opened is None:
         return see_other(url_for("account.home"))
+    if "bridge_system" in opened[0]:  # a ticket-bridge login: the system hears of it
+        return see_other(url_for("bridge.login", ix=ix, cancel="1"))
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:

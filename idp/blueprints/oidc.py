@@ -56,7 +56,7 @@ from idp.oauth.authorization import (
     validate_request,
 )
 from idp.oauth.claims import subject_for, user_claims
-from idp.oauth.discovery import INTEGRATOR_GUIDE, discovery_document
+from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
@@ -185,6 +185,8 @@ def resume() -> Response:
         return error_page(_("The sign-in page has expired; start again."), 400)
     if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
+        return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -241,7 +243,7 @@ def pushed_authorization_request() -> Response:
     except OAuth2Error as error:
         return json_error(error, status=400)
     request_uri, expires_in = par.push(
-        context.db_session(), client.get_client_id(), dict(ctx.multi)
+        context.db_session(), client.get_client_id(), dict(ctx.multi), hot=context.services().hot
     )
     context.db_session().commit()
     resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})
@@ -378,15 +380,17 @@ def userinfo() -> Response:
 # ------------------------------------------------------------------ keys and discovery
 @bp.route("/jwks", methods=["GET"])
 def jwks() -> Response:
-    resp = jsonify(context.services().keys.public_jwks())
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.jwks(), mimetype="application/json")
     resp.headers["Cache-Control"] = f"public, max-age={context.services().keys.jwks_max_age()}"
     return resp
 
 
 @bp.route("/.well-known/openid-configuration", methods=["GET"])
 def openid_configuration() -> Response:
-    resp = jsonify(discovery_document(context.services()))
-    resp.headers["Cache-Control"] = f"public, max-age={context.settings().jwks_cache_seconds}"
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.discovery, mimetype="application/json")
+    resp.headers["Cache-Control"] = f"public, max-age={published.discovery_max_age}"
     return resp
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.base import AdapterUnavailable, InvalidCredentials
-from idp import audit, context
+from idp import audit, context, metrics
 from idp.accounts.people import find_citizen
 from idp.accounts.staff import StaffThrottled, authenticate_staff, upsert_staff
 from idp.errors import TemporarilyUnavailableError
@@ -104,6 +104,7 @@ def generic_failure() -> str:
 
 def _blocked(blocked: Blocked, *, citizen: bool) -> Refused:
     locked = bool(getattr(blocked, "locked", False))
+    metrics.refused("locked" if locked else "throttled", "citizen" if citizen else "staff")
     return Refused(
         str(blocked),
         429,

@@ -456,7 +456,9 @@ class PolicyStore:
 
 
 # ------------------------------------------------------------------ classes of user
-ADMIN_ROLES = frozenset({"security-admin", "client-admin", "department-admin", "auditor"})
+ADMIN_ROLES = frozenset(
+    {"security-admin", "client-admin", "department-admin", "auditor", "helpdesk"}
+)
 # A login acts for a legal entity when it asks for one of these scopes (issue 7 names them).
 LEGAL_ENTITY_SCOPES = frozenset({"entity", "legal_entity", "act_as"})
 

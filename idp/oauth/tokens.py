@@ -157,10 +157,19 @@ class TokenIssuer:
         scope: str,
         now: dt.datetime,
         resources: list[str] | None = None,
+        *,
+        act: dict[str, Any] | None = None,
+        not_after: dt.datetime | None = None,
     ) -> tuple[str, str]:
-        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience."""
+        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience.
+
+        ``act`` (RFC 8693 §4.1) names who acts with it, for a token-exchange result, which
+        never outlives its subject token (``not_after``).
+        """
         token_id = new_id()
         expires = now + dt.timedelta(seconds=self.settings.access_token_lifetime)
+        if not_after is not None:
+            expires = min(expires, not_after)
         audience = list(resources or grant.resources) or [client.client_id]
         kid = None
         if self.wants_jwt(client, resources or grant.resources):
@@ -182,6 +191,8 @@ class TokenIssuer:
                 claims["auth_time"] = int(grant.auth_time.timestamp())
             if grant.acr and user:
                 claims["acr"] = grant.acr
+            if act is not None:
+                claims["act"] = act
             raw = key.sign_jwt(claims, {"typ": "at+jwt"})
         else:
             raw = new_secret(32)
@@ -198,6 +209,7 @@ class TokenIssuer:
             kid=kid,
             created_at=now,
             expires_at=expires,
+            act=act,
         )
         return raw, token_id
 

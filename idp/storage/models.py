@@ -197,6 +197,10 @@ class Department(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The staff directories whose people belong to this department: its department admins
+    # administer them, and a directory group mapped to ``department-admin`` makes its members
+    # admins of this department.
+    directories: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -261,6 +265,10 @@ class Client(Base):
     secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # client_secret_jwt needs the shared secret itself (HMAC); stored encrypted, only then.
     secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # After a rotation the previous secret keeps working until this moment (a grace period
+    # for the client's deployment to pick up the new one); digest only, never the secret.
+    previous_secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
     post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
@@ -289,6 +297,13 @@ class Client(Base):
     # RFC 7592: the digest of the registration access token of a dynamically registered client.
     registration_access_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
+    # Shown to people and to the approving security admin (issue 11): the English name (the
+    # ``client_name#en`` of RFC 7591 §2.2), the logo, what the service is for, and the release
+    # the department asked for (claims, account types, minimum assurance) before approval.
+    name_en: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    logo_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_release: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -333,6 +348,10 @@ class Consent(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # The claims agreed to ("name", "v:resident_id_number", "authority:<entity id>"...); a
+    # consent is asked again when the released set grows (issue 10 item 7).  None: recorded
+    # before the set was kept, so it covers its scopes' plain claims only.
+    released: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
 
@@ -414,6 +433,8 @@ class Token(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)  # rotated refresh
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # RFC 8693 §4.1 ``act``: who acts with this token (a token-exchange result), else None.
+    act: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class PushedRequest(Base):

@@ -11,7 +11,7 @@ from alembic import op
 import idp.storage.models
 
 revision = "0007_citizen"
-down_revision = "0003_assurance"
+down_revision = "0007_console"
 branch_labels = None
 depends_on = None
 
