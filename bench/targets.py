@@ -300,7 +300,7 @@ def measure_yitong(
         )
         at = y.mint(y.portal, 1, "access")[0]
         run("userinfo", get_bearer_unit(y.port, "/userinfo", at, b"sub"), y.server)
-        pool = y.mint(y.native, int(seconds * 1200 + 2000), "refresh")
+        pool = y.mint(y.native, int(seconds * 500 + 1500), "refresh")
         lock = threading.Lock()
 
         def next_form() -> dict[str, str]:

@@ -95,7 +95,25 @@ class Settings:
     pkcs11_pin_file: str = field(default="", metadata=_doc("File holding the HSM user PIN."))
     redis_url: str = field(
         default="",
-        metadata=_doc("Redis URL for shared rate limits and replay caches; empty: database only."),
+        metadata=_doc(
+            "Redis URL (`redis://host:6379/0`) for rate limits, lockout counters, replay caches "
+            "and pushed requests, shared by every node; empty: the database keeps them. "
+            "Redis down: those checks fail closed (503), see docs/deployment.md."
+        ),
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=_doc(
+            "Bearer token the Prometheus scraper must send to `/metrics`; empty: open (keep "
+            "`/metrics` off the public proxy then, see docs/deployment.md)."
+        ),
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text",
+        metadata=_doc(
+            "`json`: one JSON object per log line on stderr (time, level, logger, message, "
+            "request id), for log shippers; `text`: Python's default."
+        ),
     )
     default_locale: str = field(default="zh_CN", metadata=_doc("Page language: `zh_CN` or `en`."))
     session_idle_timeout: int = field(
@@ -112,6 +130,20 @@ class Settings:
         metadata=_doc(
             "Seconds a CAS service ticket (`ST-…`) stays valid; the service validates it at "
             "once (CAS 3.0 §3.1.1 recommends at most 5 minutes; 10 s is plenty server to server)."
+        ),
+    )
+    bridge_ticket_lifetime: int = field(
+        default=30,
+        metadata=_doc(
+            "Seconds a ticket-bridge ticket (`BT-…`) stays exchangeable; the legacy system "
+            "exchanges it server to server at once (docs/integrating.md, ticket bridge)."
+        ),
+    )
+    bridge_request_max_skew: int = field(
+        default=300,
+        metadata=_doc(
+            "Seconds a signed ticket-bridge request's timestamp may differ from our clock; "
+            "its nonce is remembered this long (twice) so a replay inside the window fails."
         ),
     )
     access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
@@ -142,6 +174,10 @@ class Settings:
     )
     rate_limit_authorize_per_minute: int = field(
         default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
+    )
+    rate_limit_registration_per_minute: int = field(
+        default=20,
+        metadata=_doc("Dynamic client registrations (RFC 7591 POSTs) per client IP per minute."),
     )
     trusted_proxies: int = field(
         default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")
@@ -376,6 +412,10 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_ISSUER must not end with '/' or carry a query or fragment")
     if settings.authorization_code_lifetime > 60 or settings.authorization_code_lifetime < 1:
         problems.append("YITONG_AUTHORIZATION_CODE_LIFETIME must be between 1 and 60 seconds")
+    if not 1 <= settings.bridge_ticket_lifetime <= 300:
+        problems.append("YITONG_BRIDGE_TICKET_LIFETIME must be between 1 and 300 seconds")
+    if not 30 <= settings.bridge_request_max_skew <= 900:
+        problems.append("YITONG_BRIDGE_REQUEST_MAX_SKEW must be between 30 and 900 seconds")
     if settings.password_min_length < 8:
         problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
     if settings.password_max_length < 64:

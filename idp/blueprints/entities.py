@@ -72,6 +72,8 @@ def choose_post() -> Response:
     if option is None:
         return _picker(ix, user, client_id, error=_("Choose one of the listed companies."))
     acting.remember(client_id, interaction.started, option.key)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login continues there
+        return see_other(url_for("bridge.login", ix=ix))
     return process_authorization(interaction.multi, interaction=interaction)
 
 

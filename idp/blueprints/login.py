@@ -21,9 +21,11 @@ from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
 from idp.interaction import login as signin
-from idp.interaction import mfa
+from idp.interaction import mfa, rights, sms_login
 from idp.interaction.consent import record_consent
+from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
+from idp.interaction.self_service import start_phone_change, stash_sealed, unstash_sealed
 from idp.interaction.web import (
     clear_session_cookie,
     current_user_row,
@@ -83,6 +85,8 @@ def cancel(ix: str) -> Response:
         opened = None
     if opened is None:
         return see_other(url_for("account.home"))
+    if "bridge_system" in opened[0]:  # a ticket-bridge login: the system hears of it
+        return see_other(url_for("bridge.login", ix=ix, cancel="1"))
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:
@@ -119,6 +123,7 @@ def login_page(
         directories=context.services().directories,
         department=department,
         recovery=recovery,
+        sms_login=sms_login.enabled(),
     )
     resp = make_response(body, status)
     if retry_after:
@@ -169,6 +174,8 @@ def login_post() -> Response:
             error=_("The department directory is unavailable; try again later."),
             status=503,
         )
+    if isinstance(outcome, signin.Closing):
+        return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     if isinstance(outcome, signin.Refused):
         control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
         return login_page(
@@ -189,6 +196,44 @@ def login_post() -> Response:
     )
 
 
+def after_factors(user: User, factors: dict[str, int], ix: str) -> Response:
+    """Sign in with the factors proven so far (``pwd`` alone goes through the usual
+    second-factor decision in :func:`finish_login`)."""
+    if set(factors) == {"pwd"}:
+        return finish_login(user, amr=["pwd"], ix=ix)
+    return finish_login(
+        user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
+    )
+
+
+# ------------------------------------------------------------------ closing (注销) in progress
+CLOSING_KEY = "yt_closing"
+CLOSING_TTL = 600
+
+
+def closing_page(user: User, factors: dict[str, int], ix: str) -> Response:
+    """The right credentials for an account being closed: offer to cancel the closing."""
+    stash_sealed(CLOSING_KEY, "close-cancel", "", json.dumps({"u": user.id, "f": factors}))
+    body = render_template("closing.html", user=user, ix=ix, days=rights.cooling_days())
+    resp = make_response(body, 200)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/login/closing/cancel", methods=["POST"])
+def closing_cancel() -> Response:
+    """Keep the account: the closing is cancelled and the person signed in."""
+    ix = request.form.get("ix", "")[:MAX_IX]
+    raw = unstash_sealed(CLOSING_KEY, "close-cancel", "", CLOSING_TTL)
+    data = json.loads(raw) if raw else None
+    user = context.db_session().get(User, str(data["u"])) if isinstance(data, dict) else None
+    if user is None or user.status != "closing":
+        return see_other(url_for("login.login_form", ix=ix or None))
+    rights.cancel_closing(user)
+    factors = {str(k): int(v) for k, v in dict(data["f"]).items()}  # type: ignore[index]
+    return after_factors(user, factors, ix)
+
+
 def finish_login(
     user: User,
     *,
@@ -196,9 +241,11 @@ def finish_login(
     ix: str,
     acr: str | None = None,
     factors: dict[str, int] | None = None,
+    target: str | None = None,
 ) -> Response:
     """Continue after a proven factor: to the second factor when one is needed, else start
-    the session and go back to the authorization request (or the account page)."""
+    the session and go to ``target``, else back to the authorization request (or the
+    account page)."""
     if list(amr) == ["pwd"]:
         wanted = required_acr(ix_context(ix), user)
         if wanted is not None and signin.needs_second_factor(amr, wanted):
@@ -207,7 +254,8 @@ def finish_login(
             clear_session_cookie(resp)  # the browser's old session ended with the new login
             return resp
     token = signin.begin_session(user, amr=amr, acr=acr, factors=factors)
-    target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
+    if target is None:
+        target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
     resp = see_other(target)
     set_session_cookie(resp, token)
     context.services().devices.remember(resp, user.id)
@@ -247,7 +295,15 @@ def register_post() -> Response:
         db_session.rollback()
         return _register_failed(values, {exc.field: _(exc.message)})
     db_session.commit()
-    return finish_login(user, amr=["pwd"], ix=form.get("ix", "")[:MAX_IX])
+    ix = form.get("ix", "")[:MAX_IX]
+    # Confirm the contact points now (issue 15 item 2): a code to the phone, a link to the
+    # e-mail; until then neither is a login name nor a reset channel.
+    if user.phone:
+        start_phone_change(user, user.phone)
+    if user.email:
+        send_email_link(user, user.email)
+    target = url_for("rights.confirm_contacts", ix=ix or None)
+    return finish_login(user, amr=["pwd"], ix=ix, target=target)
 
 
 def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:

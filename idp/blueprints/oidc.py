@@ -185,6 +185,8 @@ def resume() -> Response:
         return error_page(_("The sign-in page has expired; start again."), 400)
     if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
+        return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -241,7 +243,7 @@ def pushed_authorization_request() -> Response:
     except OAuth2Error as error:
         return json_error(error, status=400)
     request_uri, expires_in = par.push(
-        context.db_session(), client.get_client_id(), dict(ctx.multi)
+        context.db_session(), client.get_client_id(), dict(ctx.multi), hot=context.services().hot
     )
     context.db_session().commit()
     resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})

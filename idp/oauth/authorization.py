@@ -76,7 +76,7 @@ def verify_own_id_token(token: str, *, allow_expired: bool = True) -> dict[str, 
 
 
 def _take_pushed(request_uri: str, client: Any) -> dict[str, list[str]]:
-    return par.take(context.db_session(), request_uri, client.client_id)
+    return par.take(context.db_session(), request_uri, client.client_id, hot=context.services().hot)
 
 
 def _open_request_object(token: str, client: Any) -> dict[str, list[str]]:

@@ -161,6 +161,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         authority = authority_claim(session, services.vault, grant, row.scope.split())
         if authority is not None:
             body["authority"] = authority  # acting for a company (issue 10)
+        if row.act is not None:
+            body["act"] = row.act  # a token-exchange result: who acts (RFC 8693 §4.1)
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.

@@ -66,6 +66,7 @@ from idp.errors import (
 )
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
+from idp.oauth.clients import TOKEN_EXCHANGE
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
@@ -81,7 +82,12 @@ CLIENT_AUTH_METHODS = [
     "none",
 ]
 CONFIDENTIAL_AUTH_METHODS = [m for m in CLIENT_AUTH_METHODS if m != "none"]
-GRANT_TYPES_SUPPORTED = ["authorization_code", "refresh_token", "client_credentials"]
+GRANT_TYPES_SUPPORTED = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    TOKEN_EXCHANGE,
+]
 
 #: Scopes that only make sense with a user; never granted to client_credentials.
 USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})

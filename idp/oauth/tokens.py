@@ -218,9 +218,18 @@ class TokenIssuer:
         scope: str,
         now: dt.datetime,
         resources: list[str] | None = None,
+        *,
+        act: dict[str, Any] | None = None,
+        not_after: dt.datetime | None = None,
     ) -> tuple[str, str]:
-        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience."""
-        raw, row = self._mint_access(grant, client, user, scope, now, resources)
+        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience.
+
+        ``act`` (RFC 8693 §4.1) names who acts with it, for a token-exchange result, which
+        never outlives its subject token (``not_after``).
+        """
+        raw, row = self._mint_access(
+            grant, client, user, scope, now, resources, act=act, not_after=not_after
+        )
         insert_token(session, **row)
         return raw, row["id"]
 
@@ -250,10 +259,15 @@ class TokenIssuer:
         scope: str,
         now: dt.datetime,
         resources: list[str] | None,
+        *,
+        act: dict[str, Any] | None = None,
+        not_after: dt.datetime | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new access token and the row that stores it (by digest)."""
         token_id = new_id()
         expires = now + dt.timedelta(seconds=self.settings.access_token_lifetime)
+        if not_after is not None:
+            expires = min(expires, not_after)
         audience = list(resources or grant.resources) or [client.client_id]
         kid = None
         if self.wants_jwt(client, resources or grant.resources):
@@ -275,6 +289,8 @@ class TokenIssuer:
                 claims["auth_time"] = int(grant.auth_time.timestamp())
             if grant.acr and user:
                 claims["acr"] = grant.acr
+            if act is not None:
+                claims["act"] = act
             raw = key.sign_jwt(claims, {"typ": "at+jwt"})
         else:
             raw = new_secret(32)
@@ -290,6 +306,7 @@ class TokenIssuer:
             "kid": kid,
             "created_at": now,
             "expires_at": expires,
+            "act": act,
         }
 
     def refresh_token(

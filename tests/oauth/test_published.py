@@ -51,6 +51,9 @@ def test_plain_gets_skip_flask_and_match_what_flask_sends(
         assert "Origin" in fast.headers["Vary"] and "Origin" in slow.headers["Vary"]
         assert "Set-Cookie" not in fast.headers
         assert int(fast.headers["Content-Length"]) == len(fast.data)
+        assert fast.headers["X-Request-Id"] and slow.headers["X-Request-Id"]
+    traced = client.get("/jwks", headers={"X-Request-Id": "proxy-7.a_b"})
+    assert traced.headers["X-Request-Id"] == "proxy-7.a_b"  # the proxy's id is kept
 
 
 def test_other_requests_go_through_flask(client: FlaskClient, through_flask: list[str]) -> None:
