@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Request, Response, g, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_login import LoginManager
@@ -256,10 +257,24 @@ def _select_locale() -> str:
     return context.settings().default_locale
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building the signer for a request with no cookie.
+
+    API clients (token, introspection, userinfo) never send one; Flask would build an
+    ``itsdangerous`` serializer for each of their requests before finding no cookie.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    app.session_interface = _CookieSessions()
     # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
     install_request_guards(app)
     configure_logging(settings.log_format)
