@@ -32,6 +32,7 @@ from idp.blueprints.login import (
     MAX_IX,
     after_password,
     cancel,
+    closing_page,
     expired_page,
     login_page,
     open_ix,
@@ -144,6 +145,8 @@ def entity_login_post() -> Response:
         )
     if isinstance(outcome, signin.Refused):
         return refused_page(ix, creds, outcome, mode="entity", credit_code=raw_code)
+    if isinstance(outcome, signin.Closing):  # cooling-off before closing: no session here
+        return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     session = context.db_session()
     entity = find_entity(session, context.services().vault, code)
     option = None
