@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Request, Response, g, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_login import LoginManager
@@ -40,6 +41,7 @@ from idp.blueprints import (
     bridge,
     cas,
     entities,
+    federation,
     guards,
     login,
     logout,
@@ -75,6 +77,7 @@ from idp.oauth.discovery import discovery_document
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamConfig, UpstreamOIDC
 from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
@@ -159,7 +162,14 @@ def build_services(settings: Settings) -> Services:
         enterprises=_build_enterprise_registry(settings),
         mail_sender=build_mail_sender(settings, db),
         hot=hot,
+        upstream=_build_upstream(settings),
     )
+
+
+def _build_upstream(settings: Settings) -> UpstreamOIDC | None:
+    """The national platform as an upstream provider, when ``upstream_issuer`` is set."""
+    config = UpstreamConfig.from_settings(settings)
+    return UpstreamOIDC(config) if config is not None else None
 
 
 #: Synthetic enterprise records for development and tests (issue 10).
@@ -248,10 +258,24 @@ def _select_locale() -> str:
     return context.settings().default_locale
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building the signer for a request with no cookie.
+
+    API clients (token, introspection, userinfo) never send one; Flask would build an
+    ``itsdangerous`` serializer for each of their requests before finding no cookie.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    app.session_interface = _CookieSessions()
     # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
     install_request_guards(app)
     configure_logging(settings.log_format)
@@ -298,6 +322,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         entities.bp,
         cas.bp,
         bridge.bp,
+        federation.bp,
         recovery.bp,
         registration.bp,
         rights.bp,
@@ -307,6 +332,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
+    csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)

@@ -296,6 +296,56 @@ class Settings:
             "production: the bundled synthetic dataset. Never real personal data."
         ),
     )
+    upstream_issuer: str = field(
+        default="",
+        metadata=_doc(
+            "Issuer URL of the upstream OpenID Connect provider (the national government "
+            "service platform); empty: no upstream login. Its discovery document is fetched "
+            "through the SSRF guard (https; `outbound_private_hosts` for intranet hosts)."
+        ),
+    )
+    upstream_client_id: str = field(
+        default="", metadata=_doc("Our client id at the upstream provider.")
+    )
+    upstream_client_secret: str = field(
+        default="",
+        metadata=_doc("Our client secret at the upstream provider (`client_secret_basic`)."),
+    )
+    upstream_scopes: tuple[str, ...] = field(
+        default=("openid", "profile"),
+        metadata=_doc("Scopes asked of the upstream provider (comma-separated; `openid` first)."),
+    )
+    upstream_claim_mapping: tuple[str, ...] = field(
+        default=(
+            "id_number=verified_claims.claims.resident_id_number",
+            "name=verified_claims.claims.name",
+            "identity_level=verified_claims.verification.assurance_level",
+        ),
+        metadata=_doc(
+            "`ours=path` pairs (comma-separated): where in the upstream ID token each value is "
+            "found (dotted path). `id_number` is required: accounts are linked by it, and "
+            "only when it is inside `verified_claims`; `name` and `identity_level` are optional."
+        ),
+    )
+    upstream_acr_mapping: tuple[str, ...] = field(
+        default=(
+            "urn:yitong:acr:pwd=urn:yitong:acr:pwd",
+            "urn:yitong:acr:mfa=urn:yitong:acr:mfa",
+            "urn:yitong:acr:phr=urn:yitong:acr:phr",
+        ),
+        metadata=_doc(
+            "`upstream acr=our acr` pairs (comma-separated). An upstream login gets the level "
+            "its asserted `acr` maps to, never more; an unmapped or absent `acr` gets the "
+            "lowest level (password)."
+        ),
+    )
+    upstream_min_identity_level: str = field(
+        default="L3",
+        metadata=_doc(
+            "The identity assurance level (`verified_claims` `assurance_level`, L3..L5) the "
+            "upstream must assert for its identity number to link an account."
+        ),
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(
@@ -416,6 +466,18 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_BRIDGE_TICKET_LIFETIME must be between 1 and 300 seconds")
     if not 30 <= settings.bridge_request_max_skew <= 900:
         problems.append("YITONG_BRIDGE_REQUEST_MAX_SKEW must be between 30 and 900 seconds")
+    if settings.upstream_issuer:
+        if not (settings.upstream_client_id and settings.upstream_client_secret):
+            problems.append(
+                "YITONG_UPSTREAM_ISSUER needs YITONG_UPSTREAM_CLIENT_ID and "
+                "YITONG_UPSTREAM_CLIENT_SECRET"
+            )
+        if settings.is_production and not settings.upstream_issuer.startswith("https://"):
+            problems.append("YITONG_UPSTREAM_ISSUER must be an https:// URL in production")
+        if settings.upstream_min_identity_level not in ("L3", "L4", "L5"):
+            problems.append("YITONG_UPSTREAM_MIN_IDENTITY_LEVEL must be L3, L4 or L5")
+        if not any(p.startswith("id_number=") for p in settings.upstream_claim_mapping):
+            problems.append("YITONG_UPSTREAM_CLAIM_MAPPING must map id_number")
     if settings.password_min_length < 8:
         problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
     if settings.password_max_length < 64:

@@ -47,7 +47,6 @@ from idp.interaction.web import (
     open_interaction,
     seal_interaction,
 )
-from idp.oauth.authorization import find_client
 from idp.oauth.client_auth import parse_basic
 from idp.oauth.clients import OAuthClient
 from idp.storage import repo
@@ -139,8 +138,7 @@ def _resume(ix: str, *, cancelled: bool) -> Response:
     now = utcnow()
     option = None
     if (interaction.multi.get(IX_ACTING) or ["self"])[0] == "company":
-        client = find_client(system.client_id)
-        available = acting.options(session, user, client, now) if client is not None else []
+        available = acting.options(session, user, system, now)
         option = acting.chosen(available, system.client_id, interaction.started)
         if option is None:
             return _no_store(see_other(url_for("entities.choose", ix=ix), code=302))

@@ -148,6 +148,8 @@ def entity_login_post() -> Response:
         return closing_page(outcome.user, {"pwd": now}, ix)
     if isinstance(outcome, signin.Refused):
         return refused_page(ix, creds, outcome, mode="entity", credit_code=raw_code)
+    if isinstance(outcome, signin.Closing):  # cooling-off before closing: no session here
+        return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     session = context.db_session()
     entity = find_entity(session, context.services().vault, code)
     option = None

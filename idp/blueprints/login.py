@@ -135,6 +135,7 @@ def login_page(
         entity_login=entity_login,
         login_mode="entity" if entity_login and mode == "entity" else "person",
         credit_code=credit_code[:64],
+        upstream_login=context.services().upstream is not None,
     )
     resp = make_response(body, status)
     if retry_after:

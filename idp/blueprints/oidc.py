@@ -61,7 +61,7 @@ from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
-from idp.storage.models import Client, Grant, utcnow
+from idp.storage.models import Client, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -284,8 +284,10 @@ def _form_problem() -> Response | None:
 
 def _finish(resp: Response) -> Response:
     """Commit what a successful answer minted, drop everything else; never cache (RFC 6749 §5.1)."""
-    session = context.db_session()
-    if resp.status_code == 200:
+    session = context.open_db_session()
+    if session is None:
+        pass  # nothing read or written through the request's session (client_credentials)
+    elif resp.status_code == 200:
         try:
             session.commit()
         except Exception:
@@ -359,31 +361,33 @@ def userinfo() -> Response:
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
         )
-    found = load_access_token(raw)
-    if found is None:
-        return _invalid_token("the access token is invalid, expired or revoked")
-    row, user = found
-    scopes = row.scope.split()
-    if user is None or "openid" not in scopes:
-        return json_error(
-            InsufficientScopeError("the openid scope is required"),
-            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
-        )
-    client = context.find_client(row.client_id)
-    assert client is not None
-    body: dict[str, Any] = {"sub": subject_for(user, client, context.services().pairwise_secret)}
-    body.update(user_claims(user, scopes, client))
-    grant = context.db_session().get(Grant, row.grant_id)  # loaded with the token
-    assert grant is not None  # load_access_token checked it
-    authority = authority_claim(context.db_session(), context.services().vault, grant, scopes)
-    if authority is not None:
-        body["authority"] = authority  # acting for a company (issue 10)
-    ida = userinfo_verified_claims(
-        context.db_session(), row, user, client, context.services().vault
-    )
-    if ida:
-        body.update(ida)
-        context.db_session().commit()  # the audit record of a sensitive release
+    services = context.services()
+    # The lookups need no transaction (PostgreSQL: no BEGIN/ROLLBACK round trips); a release
+    # of verified claims writes its audit record through the request's own session.
+    with services.db.reads() as session:
+        found = load_access_token(raw, session)
+        if found is None:
+            return _invalid_token("the access token is invalid, expired or revoked")
+        row, grant, user = found
+        scopes = row.scope.split()
+        if user is None or "openid" not in scopes:
+            return json_error(
+                InsufficientScopeError("the openid scope is required"),
+                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
+            )
+        client = context.find_client(row.client_id)
+        assert client is not None  # load_access_token checked it
+        body: dict[str, Any] = {"sub": subject_for(user, client, services.pairwise_secret)}
+        body.update(user_claims(user, scopes, client))
+        authority = authority_claim(session, services.vault, grant, scopes)
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
+    if grant.claims:
+        writer = context.db_session()
+        ida = userinfo_verified_claims(writer, row, user, client, services.vault)
+        if ida:
+            body.update(ida)
+            writer.commit()  # the audit record of a sensitive release
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -527,6 +527,44 @@ class CasTicket(Base):
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+# ----------------------------------------------------------------------------- upstream federation
+class UpstreamLink(Base):
+    """An account linked to an identity at the upstream provider (issue 13 item 3).
+
+    Made only with the person's consent, after the upstream asserted a *verified* identity
+    number equal to the account's (never by e-mail); one account per upstream subject and
+    one upstream subject per account.
+    """
+
+    __tablename__ = "upstream_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_upstream_links_subject"),
+        UniqueConstraint("issuer", "user_id", name="uq_upstream_links_user"),
+    )
+
+
+class UpstreamSession(Base):
+    """Which of our SSO sessions began with which upstream session: the upstream's
+    back-channel logout (by ``sid``, or by ``sub``) ends ours."""
+
+    __tablename__ = "upstream_sessions"
+
+    sid: Mapped[str] = mapped_column(
+        ForeignKey("sso_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # ----------------------------------------------------------------------------- keys
 class SigningKey(Base):
     """A signing key and its lifecycle state (next -> active -> retired -> removed; revoked).

@@ -1,7 +1,7 @@
 """Client secret rotation with a grace period; English name, logo, purpose, requested release; departments bound to staff directories (issue 11)
 
-Revision ID: 0007_console
-Revises: 0003_assurance
+Revision ID: 0008_console
+Revises: 0007_exchange
 Create Date: 2026-12-03 12:30:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import idp.storage.models
 
 
-revision = '0007_console'
+revision = '0008_console'
 down_revision = '0007_exchange'
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """citizen rights: contested ID-number claims and the closing of an account (issue 15)
 
-Revision ID: 0007_citizen
-Revises: 0003_assurance
+Revision ID: 0009_citizen
+Revises: 0008_console
 Create Date: 2026-12-03 12:30:00
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import idp.storage.models
 
-revision = "0007_citizen"
-down_revision = "0007_console"
+revision = "0009_citizen"
+down_revision = "0008_console"
 branch_labels = None
 depends_on = None
 
