@@ -37,6 +37,7 @@ from idp.blueprints import (
     login,
     logout,
     oidc,
+    qr,
     recovery,
     registration,
     second_factor,
@@ -274,10 +275,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         cas.bp,
         recovery.bp,
         registration.bp,
+        qr.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
+    csrf.exempt(qr.app_decision)  # the app's token authenticates it, not a browser cookie
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     guards.install(app)

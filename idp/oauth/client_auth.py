@@ -40,6 +40,7 @@ from idp.oauth.clients import OAuthClient
 from idp.oauth.jose_inbound import (
     ASYMMETRIC_ALGS,
     HMAC_ALGS,
+    PRIVATE_MEMBERS,
     InboundJwtError,
     audience_matches,
     check_times,
@@ -65,7 +66,6 @@ MAX_ASSERTION_BYTES = 8192
 MAX_ASSERTION_LIFETIME = 3600
 MAX_FUTURE_SECONDS = 60
 MAX_HEADER_BYTES = 8192
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 _DUMMY_DIGEST = "0" * 64
 #: Authlib endpoint names and the paths they are served at (for ``aud``).
 ENDPOINT_PATHS = {

@@ -157,8 +157,10 @@ class TokenIssuer:
         scope: str,
         now: dt.datetime,
         resources: list[str] | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, str]:
-        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience."""
+        """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience;
+        ``jkt`` binds it to a DPoP key (RFC 9449 §6: ``cnf.jkt``)."""
         token_id = new_id()
         expires = now + dt.timedelta(seconds=self.settings.access_token_lifetime)
         audience = list(resources or grant.resources) or [client.client_id]
@@ -182,6 +184,8 @@ class TokenIssuer:
                 claims["auth_time"] = int(grant.auth_time.timestamp())
             if grant.acr and user:
                 claims["acr"] = grant.acr
+            if jkt is not None:
+                claims["cnf"] = {"jkt": jkt}
             raw = key.sign_jwt(claims, {"typ": "at+jwt"})
         else:
             raw = new_secret(32)
@@ -198,13 +202,21 @@ class TokenIssuer:
             kid=kid,
             created_at=now,
             expires_at=expires,
+            jkt=jkt,
         )
         return raw, token_id
 
     def refresh_token(
-        self, session: Session, grant: Grant, client: Client, scope: str, now: dt.datetime
+        self,
+        session: Session,
+        grant: Grant,
+        client: Client,
+        scope: str,
+        now: dt.datetime,
+        jkt: str | None = None,
     ) -> tuple[str, str]:
-        """Mint a refresh token: idle expiry from now, never beyond the grant's absolute end."""
+        """Mint a refresh token: idle expiry from now, never beyond the grant's absolute end;
+        ``jkt`` binds it to a public client's DPoP key (RFC 9449 §5)."""
         raw = new_secret(32)
         idle = now + dt.timedelta(seconds=self.settings.refresh_token_idle_lifetime)
         token_id = new_id()
@@ -221,6 +233,7 @@ class TokenIssuer:
             kid=None,
             created_at=now,
             expires_at=min(idle, grant.expires_at),
+            jkt=jkt,
         )
         return raw, token_id
 
