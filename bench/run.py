@@ -59,7 +59,17 @@ from bench.harness import (
     query_param,
 )
 
-PEER_SOURCE = REPO.parent / "shared" / "peers" / "node-oidc-provider"
+
+def _peer_source() -> Path:
+    """``shared/peers/node-oidc-provider`` beside the checkout (or beside a worktree's parent)."""
+    for base in (REPO.parent, *REPO.parent.parents):
+        candidate = base / "shared" / "peers" / "node-oidc-provider"
+        if candidate.is_dir():
+            return candidate
+    return REPO.parent / "shared" / "peers" / "node-oidc-provider"
+
+
+PEER_SOURCE = _peer_source()
 PEER_FILES = ("package.json", "package-lock.json", "server.js", "run.sh")
 PEER_SECRET = "web-secret-0123456789abcdef0123456789abcdef"
 

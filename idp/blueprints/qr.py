@@ -2,7 +2,7 @@
 
 The decisions are in :mod:`idp.interaction.decoupled`; this module parses, calls and draws.
 
-Browser (the login page, ``templates/qr_login.html``):
+Browser (the login page, ``templates/_qr_login.html``):
   the login page shows a QR code (an SVG drawn here) and sets the ``yitong_qr`` cookie, the
   browser's secret; the page's script polls ``GET /qr/status/<id>`` (JSON, this browser's
   cookie only) and, once the app approved, submits ``POST /qr/complete``, which starts the
@@ -63,7 +63,7 @@ def qr_svg(text: str) -> Markup:
 def panel(client_id: str | None) -> dict[str, Any] | None:
     """A fresh QR request for the login page, or None when this address asked too often.
 
-    The caller renders ``qr`` into ``qr_login.html`` and passes the response through
+    The caller renders ``qr`` into ``_qr_login.html`` and passes the response through
     :func:`remember_browser`.
     """
     settings = context.settings()
@@ -162,18 +162,16 @@ def complete() -> Response:
 # ------------------------------------------------------------------ the app's side
 def _app_caller(path: str) -> tuple[User, Grant, str] | Response:
     """The person the app acts for, its grant and the app's client id, or the refusal."""
-    found = resource_access(path)
+    found = resource_access(path, context.db_session())
     if isinstance(found, Response):
         return found
-    row, user = found
+    row, grant, user = found
     if user is None or context.settings().qr_login_scope not in row.scope.split():
         scope = context.settings().qr_login_scope
         return json_error(
             InsufficientScopeError(f"the {scope} scope is required"),
             headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
         )
-    grant = context.db_session().get(Grant, row.grant_id)
-    assert grant is not None  # resource_access checked it is live
     return user, grant, row.client_id
 
 

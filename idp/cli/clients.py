@@ -16,7 +16,13 @@ from sqlalchemy import select
 from admin.services import OPERATOR, AdminInputError, set_client_status, show_client
 from idp import audit
 from idp.cli.common import CliError, emit, open_services
-from idp.oauth.clients import ClientRegistrationError, ClientSpec, client_summary, create_client
+from idp.oauth.clients import (
+    GRANT_TYPES,
+    ClientRegistrationError,
+    ClientSpec,
+    client_summary,
+    create_client,
+)
 from idp.oauth.outbound import OutboundPolicy, fetch_json
 from idp.oauth.release import ReleasePolicyError, check_policy
 from idp.storage.models import Client
@@ -56,7 +62,7 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
     "--grant-type",
     "grant_types",
     multiple=True,
-    type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]),
+    type=click.Choice(list(GRANT_TYPES)),
     help="repeatable (default: authorization_code + refresh_token with redirect URIs, "
     "else client_credentials)",
 )

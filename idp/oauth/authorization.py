@@ -76,7 +76,7 @@ def verify_own_id_token(token: str, *, allow_expired: bool = True) -> dict[str, 
 
 
 def _take_pushed(request_uri: str, client: Any) -> dict[str, list[str]]:
-    return par.take(context.db_session(), request_uri, client.client_id)
+    return par.take(context.db_session(), request_uri, client.client_id, hot=context.services().hot)
 
 
 def _open_request_object(token: str, client: Any) -> dict[str, list[str]]:
@@ -218,9 +218,9 @@ def dpop_nonce() -> str:
 
 
 def load_access_token(
-    raw: str | None, *, proven_jkt: str | None = None
-) -> tuple[Token, User | None] | None:
-    """The live access token row (opaque or JWT) and its user, or None.
+    raw: str | None, session: Session, *, proven_jkt: str | None = None
+) -> tuple[Token, Grant, User | None] | None:
+    """The live access token row (opaque or JWT), its grant and its user, or None.
 
     Only access tokens are found (an ID token or a refresh token presented as a Bearer token
     is unknown here, checklist 51); liveness is :func:`idp.oauth.tokens.check_live`, which
@@ -231,14 +231,13 @@ def load_access_token(
     """
     if not raw or len(raw) > 4096:
         return None
-    session = context.db_session()
     found = find_token(session, raw, "access")
     if found is None or found.token.jkt != proven_jkt:
         return None
     alive = live(session, found)
     if alive is None:
         return None
-    return found.token, alive[1]
+    return found.token, alive[0], alive[1]
 
 
 def live(session: Session, found: FoundToken) -> tuple[Grant, User | None] | None:

@@ -67,7 +67,8 @@ from idp.errors import (
 )
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
+from idp.oauth.clients import TOKEN_EXCHANGE
+from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
 
@@ -82,7 +83,12 @@ CLIENT_AUTH_METHODS = [
     "none",
 ]
 CONFIDENTIAL_AUTH_METHODS = [m for m in CLIENT_AUTH_METHODS if m != "none"]
-GRANT_TYPES_SUPPORTED = ["authorization_code", "refresh_token", "client_credentials"]
+GRANT_TYPES_SUPPORTED = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    TOKEN_EXCHANGE,
+]
 
 #: Scopes that only make sense with a user; never granted to client_credentials.
 USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})
@@ -501,7 +507,6 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client_row: Client = self.request.client.row
-        session = context.db_session()
         settings = context.settings()
         now = utcnow()
         grant = Grant(
@@ -514,10 +519,9 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             created_at=now,
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
         )
-        insert_grant(session, grant)
         jkt = dpop_binding(client_row)
-        access, _ = context.services().tokens.access_token(
-            session, grant, client_row, None, self.request.scope, now, jkt=jkt
+        access = context.services().tokens.client_credentials_token(
+            context.services().db, context.db_session, grant, client_row, self.request.scope, jkt
         )
         body = bearer_response(access, self.request.scope, dpop=jkt is not None)
         return 200, body, self.TOKEN_RESPONSE_HEADER

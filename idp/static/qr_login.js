@@ -1,4 +1,4 @@
-/* QR login (templates/qr_login.html): poll this browser's request and continue once the app
+/* QR login (templates/_qr_login.html): poll this browser's request and continue once the app
    approved.  The status line is an aria-live region, so screen readers hear each change;
    without script the "I have approved in the app" button does the same in one step. */
 (function () {

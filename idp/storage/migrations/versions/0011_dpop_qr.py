@@ -1,7 +1,7 @@
 """DPoP (RFC 9449) bindings and decoupled sign-in requests (QR login, RFC 8628) (issue 13)
 
-Revision ID: 0007_dpop_qr
-Revises: 0003_assurance
+Revision ID: 0011_dpop_qr
+Revises: 0010_upstream
 Create Date: 2026-12-03 12:20:00
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import idp.storage.models
 
-revision = "0007_dpop_qr"
-down_revision = "0003_assurance"  # the head of main when merged
+revision = "0011_dpop_qr"
+down_revision = "0010_upstream"  # the head of main when merged
 branch_labels = None
 depends_on = None
 
