@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 
 from idp import context
 from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
+from idp.blueprints import qr as qr_login
 from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
@@ -122,6 +123,7 @@ def login_page(
     except InteractionExpired:
         client = None
     entity_login = acting.login_offered(opened[0] if opened else None, client)
+    qr = qr_login.panel(client.client_id if client else None)  # QR login (issue 13)
     body = render_template(
         "login.html",
         ix=ix,
@@ -131,13 +133,15 @@ def login_page(
         directories=context.services().directories,
         department=department,
         recovery=recovery,
+        qr=qr,
+        qr_message=qr_login.outcome_message(request.args.get("qr")),
         sms_login=sms_login.enabled(),
         entity_login=entity_login,
         login_mode="entity" if entity_login and mode == "entity" else "person",
         credit_code=credit_code[:64],
         upstream_login=context.services().upstream is not None,
     )
-    resp = make_response(body, status)
+    resp = qr_login.remember_browser(make_response(body, status), qr)
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)
     return resp
