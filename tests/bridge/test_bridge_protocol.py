@@ -63,8 +63,9 @@ def _post(http: FlaskClient, path: str, system: Registered, **form: str) -> Any:
 
 def _refusal(resp: Any) -> str:
     """The bridge error code on an error page (the browser side)."""
-    m = re.search(r"\(([a-z_]+)\)", resp.get_data(as_text=True))
-    assert m, resp.get_data(as_text=True)[:400]
+    html = resp.get_data(as_text=True)
+    m = re.search(r'<code id="error-code">([a-z_]+)</code>', html)
+    assert m, (resp.status_code, html[html.find("<main") :][:600])
     return m.group(1)
 
 
