@@ -95,7 +95,25 @@ class Settings:
     pkcs11_pin_file: str = field(default="", metadata=_doc("File holding the HSM user PIN."))
     redis_url: str = field(
         default="",
-        metadata=_doc("Redis URL for shared rate limits and replay caches; empty: database only."),
+        metadata=_doc(
+            "Redis URL (`redis://host:6379/0`) for rate limits, lockout counters, replay caches "
+            "and pushed requests, shared by every node; empty: the database keeps them. "
+            "Redis down: those checks fail closed (503), see docs/deployment.md."
+        ),
+    )
+    metrics_token: str = field(
+        default="",
+        metadata=_doc(
+            "Bearer token the Prometheus scraper must send to `/metrics`; empty: open (keep "
+            "`/metrics` off the public proxy then, see docs/deployment.md)."
+        ),
+    )
+    log_format: Literal["text", "json"] = field(
+        default="text",
+        metadata=_doc(
+            "`json`: one JSON object per log line on stderr (time, level, logger, message, "
+            "request id), for log shippers; `text`: Python's default."
+        ),
     )
     default_locale: str = field(default="zh_CN", metadata=_doc("Page language: `zh_CN` or `en`."))
     session_idle_timeout: int = field(
@@ -156,6 +174,10 @@ class Settings:
     )
     rate_limit_authorize_per_minute: int = field(
         default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
+    )
+    rate_limit_registration_per_minute: int = field(
+        default=20,
+        metadata=_doc("Dynamic client registrations (RFC 7591 POSTs) per client IP per minute."),
     )
     trusted_proxies: int = field(
         default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")

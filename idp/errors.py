@@ -203,6 +203,16 @@ class InvalidClientMetadataError(ProtocolError):
     error = "invalid_client_metadata"
 
 
+class StateStoreUnavailable(Exception):
+    """The shared state store (Redis) did not answer: the request cannot be decided safely.
+
+    Not a :class:`TemporarilyUnavailableError` subclass on purpose: handlers that catch that
+    one speak of a directory outage.  The app answers it everywhere the same way (issue 12):
+    ``503`` with ``temporarily_unavailable`` for protocol endpoints, a translated page for
+    people; a replay check or a lockout counter is never skipped (checklist 117).
+    """
+
+
 def error_class(code: str) -> type[OAuth2Error]:
     """The class of an RFC error code named by a lower layer (``invalid_request`` if unknown)."""
     for cls in (InvalidRedirectUriError, InvalidClientMetadataError, InvalidScopeError):
@@ -365,6 +375,7 @@ __all__ = [
     "RequestNotSupportedError",
     "ServerError",
     "SlowDownError",
+    "StateStoreUnavailable",
     "TemporarilyUnavailableError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",

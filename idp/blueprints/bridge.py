@@ -138,7 +138,8 @@ def _resume(ix: str, *, cancelled: bool) -> Response:
     now = utcnow()
     option = None
     if (interaction.multi.get(IX_ACTING) or ["self"])[0] == "company":
-        option = acting.chosen(session, user, system.client_id, interaction.started, now)
+        available = acting.options(session, user, system, now)
+        option = acting.chosen(available, system.client_id, interaction.started)
         if option is None:
             return _no_store(see_other(url_for("entities.choose", ix=ix), code=302))
     expires = interaction.started + dt.timedelta(seconds=INTERACTION_MAX_AGE * 2)

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.storage.models import Client, User
+from idp.storage.models import Client, User, utcnow
 from idp.storage.repo import digest, new_secret
 from keys.crypto import Kek
 
@@ -531,6 +531,22 @@ def create_client(
     return client, secret
 
 
+_DUMMY_DIGEST = "0" * 64
+
+
+def secret_digest_matches(row: Client | None, presented: str) -> bool:
+    """Whether ``presented`` (a SHA-256 hex digest) is the client's secret, or its previous one
+    within the grace period after a rotation (issue 11).  Both comparisons run whether or not
+    the client exists or has a previous secret: the same work, the same time (checklist 32)."""
+    stored = row.secret_digest if row is not None else None
+    previous = row.previous_secret_digest if row is not None else None
+    until = row.previous_secret_expires_at if row is not None else None
+    current_ok = hmac.compare_digest(stored or _DUMMY_DIGEST, presented) and stored is not None
+    previous_ok = hmac.compare_digest(previous or _DUMMY_DIGEST, presented)
+    in_grace = previous is not None and until is not None and utcnow() < until
+    return current_ok or (previous_ok and in_grace)
+
+
 class OAuthClient:
     """Authlib's ``ClientMixin`` over a :class:`Client` row."""
 
@@ -559,9 +575,9 @@ class OAuthClient:
         )
 
     def check_client_secret(self, client_secret: str) -> bool:
-        if not self.row.secret_digest or not isinstance(client_secret, str):
+        if not isinstance(client_secret, str):
             return False
-        return hmac.compare_digest(self.row.secret_digest, digest(client_secret))
+        return secret_digest_matches(self.row, digest(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.row.token_endpoint_auth_method

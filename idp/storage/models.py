@@ -91,13 +91,20 @@ class User(Base):
     id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     id_number_masked: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # An ID number this account declared while another account, verified below L3, held it
+    # (issue 15 item 2): the keyed digest only; the number moves to ``id_number_digest`` when
+    # this account is verified at L3 or above and the unverified holder is released.
+    id_claim_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |disabled|closing|closed
+    # Closing the account (注销, issue 15 item 5): asked at, and completed after (cooling-off).
+    close_requested_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    close_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     roles: Mapped[list[Any]] = mapped_column(default=list)
     # staff (LDAP) identities
@@ -190,6 +197,10 @@ class Department(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The staff directories whose people belong to this department: its department admins
+    # administer them, and a directory group mapped to ``department-admin`` makes its members
+    # admins of this department.
+    directories: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -254,6 +265,10 @@ class Client(Base):
     secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # client_secret_jwt needs the shared secret itself (HMAC); stored encrypted, only then.
     secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # After a rotation the previous secret keeps working until this moment (a grace period
+    # for the client's deployment to pick up the new one); digest only, never the secret.
+    previous_secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
     post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
@@ -282,6 +297,13 @@ class Client(Base):
     # RFC 7592: the digest of the registration access token of a dynamically registered client.
     registration_access_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
+    # Shown to people and to the approving security admin (issue 11): the English name (the
+    # ``client_name#en`` of RFC 7591 §2.2), the logo, what the service is for, and the release
+    # the department asked for (claims, account types, minimum assurance) before approval.
+    name_en: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    logo_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_release: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,8 +1,8 @@
 """Upstream federation: accounts linked to the national platform, and which SSO sessions
 began there (issue 13 item 3)
 
-Revision ID: 0008_upstream
-Revises: 0007_exchange
+Revision ID: 0010_upstream
+Revises: 0009_citizen
 Create Date: 2026-12-03 12:45:00
 """
 from alembic import op
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import idp.storage.models
 
 
-revision = '0008_upstream'
-down_revision = '0007_exchange'
+revision = '0010_upstream'
+down_revision = '0009_citizen'
 branch_labels = None
 depends_on = None
 
