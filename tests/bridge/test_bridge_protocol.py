@@ -439,3 +439,17 @@ def test_the_jwt_form_of_a_signed_request(
         query_string={"system_id": system.system_id, "request": unsigned, "state": "x"},
     )
     assert _refusal(mixed) == "invalid_request"
+
+
+def test_rate_limits_answer_in_each_side_s_form(make_app: Any) -> None:
+    app = make_app(rate_limit_authorize_per_minute=2, rate_limit_token_per_minute=2)
+    http = app.test_client()
+    system = register_system(app, CALLBACK)
+    bridge = system.client()
+    answers = [http.get(_path(bridge.login_url())) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [302, 302]
+    assert answers[2].status_code == 429 and _refusal(answers[2]) == "slow_down"
+    assert answers[2].headers["Retry-After"]
+    server = [_post(http, "token", system, ticket="BT-x") for _ in range(3)]
+    assert server[2].status_code == 429
+    assert server[2].get_json()["error"] == "slow_down" and server[2].headers["Retry-After"]
