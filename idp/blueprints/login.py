@@ -22,6 +22,7 @@ from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
 from idp.interaction import login as signin
 from idp.interaction import mfa, rights, sms_login
+from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import record_consent
 from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
@@ -34,9 +35,8 @@ from idp.interaction.web import (
 )
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
-from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.release import release_labels
-from idp.storage.models import Client, User, utcnow
+from idp.storage.models import Client, Department, User, utcnow
 
 bp = Blueprint("login", __name__)
 
@@ -333,12 +333,17 @@ def consent() -> Response:
         return error_page(_("Unknown service."))
     scopes = (opened[0].get("scope") or [""])[0].split()
     released = release_labels(client, scopes, _claims_request(opened[0]))
+    department = (
+        context.db_session().get(Department, client.department_id) if client.department_id else None
+    )
+    labels = scope_labels()
     body = render_template(
         "consent.html",
         ix=ix,
         client=client,
-        scopes=scopes,
-        scope_claims=SCOPE_CLAIMS,
+        department=department,
+        # Plain words for what each scope gives (issue 15 item 4), never raw scope names.
+        scope_words=[labels[s] for s in scopes if s in labels],
         user=user,
         released=released,
     )
