@@ -366,3 +366,19 @@ def test_closing_ends_everything_cooling_off_cancel_and_completion(
         assert action in kept_actions  # the audit trail stays
     assert login(app.test_client(), citizen.email).status_code == 401
     assert run("users", "close-due", "--json").output.count(citizen.id) == 0  # nothing left
+
+
+def test_a_claimant_can_reset_with_the_claimed_id_number(app: Flask) -> None:
+    """Before the L3 verification the claimant's password reset works with the number it
+    typed (the squatter's account is not the one reached)."""
+    Citizen.create(app, index=6)  # the squatter holds the number
+    http = app.test_client()
+    register(http, 6, phone="13900006666", email="claimant@example.cn")
+    post_form(http, confirm_link(app, "claimant@example.cn"), {})
+    resp = post_form(
+        app.test_client(),
+        "/password/forgot",
+        {"login": "claimant@example.cn", "id_number": IDS["resident_ids"][6]},
+    )
+    assert resp.status_code == 303
+    assert any("/password/reset/" in body for body in outbox(app, "claimant@example.cn"))
