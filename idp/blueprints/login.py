@@ -23,6 +23,7 @@ from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
 from idp.interaction import acting, mfa, rights, sms_login
 from idp.interaction import login as signin
+from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import pending_release, record_consent
 from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
@@ -35,9 +36,8 @@ from idp.interaction.web import (
 )
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
-from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.release import released_keys
-from idp.storage.models import Client, User, utcnow
+from idp.storage.models import Client, Department, User, utcnow
 
 bp = Blueprint("login", __name__)
 
@@ -360,12 +360,17 @@ def consent() -> Response:
     released = pending_release(
         context.db_session(), user, client, scopes, _claims_request(opened[0]), opened[1]
     )
+    department = (
+        context.db_session().get(Department, client.department_id) if client.department_id else None
+    )
+    labels = scope_labels()
     body = render_template(
         "consent.html",
         ix=ix,
         client=client,
-        scopes=scopes,
-        scope_claims=SCOPE_CLAIMS,
+        department=department,
+        # Plain words for what each scope gives (issue 15 item 4), never raw scope names.
+        scope_words=[labels[s] for s in scopes if s in labels],
         user=user,
         released=released,
     )
