@@ -341,6 +341,13 @@ def create_cas_service() -> tuple[Response, int]:
     return jsonify(result), 201
 
 
+# ------------------------------------------------------------------ ticket-bridge systems (issue 13)
+@bp.route("/bridge/systems", methods=["GET"])
+@require_role("client-admin")
+def list_bridge_systems() -> Response:
+    return jsonify(services.list_bridge_systems(context.db_session()))
+
+
 def register(app: Any, csrf: Any) -> None:
     """Mount the admin API (bearer-token authenticated, so exempt from form CSRF)."""
     app.register_blueprint(bp)

@@ -79,17 +79,14 @@ def require_role(*roles: str, fresh_mfa: bool = False) -> Callable[[F], F]:
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            found = load_access_token(bearer_token())
+            found = load_access_token(bearer_token(), context.db_session())
             if found is None:
                 return _deny(InvalidTokenError("a valid admin access token is required"))
-            token, user = found
+            token, grant, user = found
             if user is None or ADMIN_SCOPE not in token.scope.split():
                 return _deny(InsufficientScopeError("the admin scope is required"))
             if not set(roles).intersection(user.roles or []):
                 return _deny(InsufficientScopeError(f"the {' or '.join(roles)} role is required"))
-            grant = context.db_session().get(Grant, token.grant_id)
-            if grant is None:
-                return _deny(InvalidTokenError("a valid admin access token is required"))
             # Every call: the account still holds an admin role and the login behind the
             # token is still at the admin level and recent enough (checklist 95).
             refusal = admin_token_refusal(user, grant, utcnow(), _max_auth_age())

@@ -24,9 +24,13 @@ from idp.accounts.entities import (
     set_entity_status,
     standing_mandate,
 )
+from idp.accounts.entities import (
+    end_of_day as mandate_end,
+)
 from idp.accounts.entities import grant_mandate as _grant_mandate
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
+from idp.bridge.registry import list_systems, system_summary
 from idp.cas.registry import (
     CasServiceError,
     CasServiceSpec,
@@ -603,18 +607,13 @@ def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[st
 
 
 # ------------------------------------------------------------------ companies and mandates (issue 10)
-#: A mandate ``until`` date is inclusive, in China Standard Time (UTC+8): it ends at the
-#: following midnight there.
-CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
-
-
 def end_of_day(value: str) -> dt.datetime:
     """``YYYY-MM-DD`` (inclusive, China time) -> the moment the mandate ends, in UTC."""
     try:
         day = dt.date.fromisoformat(value.strip())
     except (AttributeError, ValueError):
         raise AdminInputError("until must be a date, YYYY-MM-DD") from None
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), CHINA_TIME).astimezone(dt.UTC)
+    return mandate_end(day)
 
 
 def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
@@ -775,3 +774,9 @@ def create_cas_service(
         raise AdminInputError(exc.message) from None
     session.commit()
     return service_summary(row)
+
+
+# ------------------------------------------------------------------ ticket-bridge systems (issue 13)
+def list_bridge_systems(session: Session) -> list[dict[str, Any]]:
+    """Registered legacy systems (registered by ``yitong bridge systems add``; no secret)."""
+    return [system_summary(r) for r in list_systems(session)]

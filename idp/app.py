@@ -14,11 +14,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, render_template, request
+from flask import Flask, Request, Response, g, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel, get_locale
+from flask_babel import gettext as _
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -27,26 +31,35 @@ from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
 from admin.api_ops import register as register_admin_ops
 from admin.console import register as register_console
-from idp import context
+from idp import context, metrics, observability
 from idp.accounts.assurance import build_identity_verifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import (
     account,
+    bridge,
     cas,
     entities,
+    federation,
     guards,
     login,
     logout,
     oidc,
     recovery,
     registration,
+    rights,
     second_factor,
     security,
+    sms_login,
 )
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
-from idp.errors import InvalidRequestError, ServerError
+from idp.errors import (
+    InvalidRequestError,
+    ServerError,
+    StateStoreUnavailable,
+    TemporarilyUnavailableError,
+)
 from idp.instance import hsm_pin, key_encryption_key, previous_keks, secret_key
 from idp.interaction.devices import KnownDevices
 from idp.interaction.flow import InteractionExpired, InteractionSealer
@@ -54,18 +67,21 @@ from idp.interaction.outbox import build_mail_sender, build_sms_sender
 from idp.interaction.password_rules import PolicyPasswords
 from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
-from idp.interaction.throttle import Counters, LoginGate
+from idp.interaction.redis_counters import RedisCounters
+from idp.interaction.throttle import AttemptCounters, Counters, LoginGate
 from idp.interaction.web import init_login_manager, open_interaction
-from idp.logging_setup import install_redaction
+from idp.logging_setup import configure_logging, install_redaction
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.discovery import discovery_document
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamConfig, UpstreamOIDC
 from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
 from idp.storage.db import Database
+from idp.storage.hot import RedisStore
 from keys.crypto import Kek, KekRing
 from keys.sql import SqlKeyStore
 from keys.store import KeyStoreError, ManagedKeyStore
@@ -82,6 +98,8 @@ API_PREFIXES = (
     "/par",
     "/admin/api",
     "/connect/register",
+    "/bridge/v1/token",
+    "/bridge/v1/userinfo",
 )
 
 
@@ -106,6 +124,8 @@ def build_services(settings: Settings) -> Services:
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
     vault = IdentityVault(kek, derive(secret, b"identity-lookup"))
+    hot = RedisStore(settings.redis_url, namespace=f"yt{namespace}") if settings.redis_url else None
+    counters: AttemptCounters = RedisCounters(hot) if hot is not None else Counters(db)
     try:
         identity_verifier = build_identity_verifier(settings)
     except AdapterConfigError as exc:
@@ -130,7 +150,7 @@ def build_services(settings: Settings) -> Services:
         code_secret=derive(secret, b"yitong-mfa-codes"),
         sealer=InteractionSealer(secret),
         policies=policies,
-        login_gate=LoginGate(Counters(db), policies, devices.device_for),
+        login_gate=LoginGate(counters, policies, devices.device_for),
         devices=devices,
         rate_limiter=RateLimiter(settings.redis_url, namespace=f"yt{namespace}"),
         sms_sender=build_sms_sender(settings, db),
@@ -140,7 +160,15 @@ def build_services(settings: Settings) -> Services:
         identity_verifier=identity_verifier,
         enterprises=_build_enterprise_registry(settings),
         mail_sender=build_mail_sender(settings, db),
+        hot=hot,
+        upstream=_build_upstream(settings),
     )
+
+
+def _build_upstream(settings: Settings) -> UpstreamOIDC | None:
+    """The national platform as an upstream provider, when ``upstream_issuer`` is set."""
+    config = UpstreamConfig.from_settings(settings)
+    return UpstreamOIDC(config) if config is not None else None
 
 
 #: Synthetic enterprise records for development and tests (issue 10).
@@ -229,15 +257,31 @@ def _select_locale() -> str:
     return context.settings().default_locale
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building the signer for a request with no cookie.
+
+    API clients (token, introspection, userinfo) never send one; Flask would build an
+    ``itsdangerous`` serializer for each of their requests before finding no cookie.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    app.session_interface = _CookieSessions()
     # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
     install_request_guards(app)
+    configure_logging(settings.log_format)
     services = build_services(settings)
     _check_keys(services)
     app.extensions["yitong"] = services
+    observability.install(app, services)  # first hooks: the request id is set before any log
     secure = settings.issuer.startswith("https://")
     app.config.update(
         SECRET_KEY=services.secret_key,
@@ -276,12 +320,18 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         logout.bp,
         entities.bp,
         cas.bp,
+        bridge.bp,
+        federation.bp,
         recovery.bp,
         registration.bp,
+        rights.bp,
+        sms_login.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
+    csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
+    csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)
@@ -289,7 +339,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
-    _install_limits_and_health(app)
+    _install_limits(app)
     _install_key_rotation(app, services)
     _install_headers(app, settings)
     _install_error_handlers(app)
@@ -322,8 +372,8 @@ def _install_key_rotation(app: Flask, services: Services) -> None:
             log.exception("scheduled key rotation failed; will retry")
 
 
-def _install_limits_and_health(app: Flask) -> None:
-    """Refuse oversized URLs before any work (checklist 110) and expose health probes."""
+def _install_limits(app: Flask) -> None:
+    """Refuse oversized URLs before any work (checklist 110)."""
 
     @app.before_request
     def refuse_oversized_query() -> Any:
@@ -332,20 +382,6 @@ def _install_limits_and_health(app: Flask) -> None:
                 return json_error(InvalidRequestError("request URI too long"), status=414)
             return render_template("error.html", message="Request URI too long", error=None), 414
         return None
-
-    @app.route("/healthz", methods=["GET"])
-    def healthz() -> Response:
-        return jsonify({"status": "alive"})
-
-    @app.route("/readyz", methods=["GET"])
-    def readyz() -> tuple[Response, int]:
-        try:
-            with context.services().db.session() as session:
-                session.execute(text("SELECT 1"))
-        except Exception:
-            log.warning("readiness: database unreachable")
-            return jsonify({"status": "unavailable", "database": "down"}), 503
-        return jsonify({"status": "ready"}), 200
 
 
 def static_security_headers(settings: Settings) -> list[tuple[str, str]]:
@@ -401,6 +437,27 @@ def _install_error_handlers(app: Flask) -> None:
             error = ServerError(exc.name) if code >= 500 else InvalidRequestError(exc.name)
             return json_error(error, status=code, headers=headers)
         return render_template("error.html", message=exc.name, error=None), code
+
+    @app.errorhandler(StateStoreUnavailable)
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def dependency_down(exc: Exception) -> Any:
+        # Redis or the database did not answer (checklist 114, 117; issue 12): a clean 503,
+        # never a 500 and never a request let through unchecked.
+        log.warning("refused %s %s: %s", request.method, request.path, type(exc).__name__)
+        metrics.DEPENDENCY_ERRORS.inc()
+        context.close_db_session()
+        headers = {"Retry-After": "5"}
+        if _wants_json():
+            error = TemporarilyUnavailableError("the service is temporarily unavailable")
+            return json_error(error, status=503, headers=headers)
+        page = render_template(
+            "error.html",
+            message=_("The service is temporarily unavailable. Try again in a moment."),
+            error="temporarily_unavailable",
+        )
+        return page, 503, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:

@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from idp import metrics
 from idp.storage.db import Database
 from idp.storage.models import AuditEvent, utcnow
 
@@ -128,6 +129,7 @@ def record(
     session.add(event)
     session.flush()
     log.info("audit %s actor=%s target=%s outcome=%s", action, actor, target, outcome)
+    metrics.audited(action, outcome, target, details)
     return event
 
 

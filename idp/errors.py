@@ -203,6 +203,16 @@ class InvalidClientMetadataError(ProtocolError):
     error = "invalid_client_metadata"
 
 
+class StateStoreUnavailable(Exception):
+    """The shared state store (Redis) did not answer: the request cannot be decided safely.
+
+    Not a :class:`TemporarilyUnavailableError` subclass on purpose: handlers that catch that
+    one speak of a directory outage.  The app answers it everywhere the same way (issue 12):
+    ``503`` with ``temporarily_unavailable`` for protocol endpoints, a translated page for
+    people; a replay check or a lockout counter is never skipped (checklist 117).
+    """
+
+
 def error_class(code: str) -> type[OAuth2Error]:
     """The class of an RFC error code named by a lower layer (``invalid_request`` if unknown)."""
     for cls in (InvalidRedirectUriError, InvalidClientMetadataError, InvalidScopeError):
@@ -255,9 +265,90 @@ class CasUnauthorizedServiceProxyError(CasError):
     code = "UNAUTHORIZED_SERVICE_PROXY"
 
 
+class BridgeError(Exception):
+    """A ticket-bridge failure (protocol v1, docs/integrating.md "Ticket bridge"), named by
+    its bridge error code.  Answered as ``{"version": "1", "error", "error_description"}``
+    server to server, or on an error page in the browser; ``description`` is ASCII."""
+
+    code = "server_error"
+    status = 400
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = ascii_safe(description)
+
+
+class BridgeInvalidRequestError(BridgeError):
+    """``invalid_request``: a parameter is missing, repeated, malformed or too long."""
+
+    code = "invalid_request"
+
+
+class BridgeUnknownSystemError(BridgeError):
+    """``unknown_system``: no enabled system is registered under this id."""
+
+    code = "unknown_system"
+
+
+class BridgeInvalidSignatureError(BridgeError):
+    """``invalid_signature``: the request's HMAC (or JWT) does not verify with the system's
+    secret."""
+
+    code = "invalid_signature"
+
+
+class BridgeStaleRequestError(BridgeError):
+    """``stale_request``: the timestamp is too far from our clock (a replay window closed)."""
+
+    code = "stale_request"
+
+
+class BridgeReplayedRequestError(BridgeError):
+    """``replayed_request``: this nonce was used already by this system."""
+
+    code = "replayed_request"
+
+
+class BridgeInvalidClientError(BridgeError):
+    """``invalid_client``: the system's credentials are wrong or missing (HTTP 401)."""
+
+    code = "invalid_client"
+    status = 401
+
+
+class BridgeInvalidTicketError(BridgeError):
+    """``invalid_ticket``: unknown, used, expired, or issued to another system."""
+
+    code = "invalid_ticket"
+
+
+class BridgeInvalidTokenError(BridgeError):
+    """``invalid_token``: the access token is unknown, expired, revoked or another system's
+    (HTTP 401)."""
+
+    code = "invalid_token"
+    status = 401
+
+
+class BridgeAccessDeniedError(BridgeError):
+    """``access_denied``: the person declined (sent to the callback, never a page)."""
+
+    code = "access_denied"
+
+
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
+    "BridgeAccessDeniedError",
+    "BridgeError",
+    "BridgeInvalidClientError",
+    "BridgeInvalidRequestError",
+    "BridgeInvalidSignatureError",
+    "BridgeInvalidTicketError",
+    "BridgeInvalidTokenError",
+    "BridgeReplayedRequestError",
+    "BridgeStaleRequestError",
+    "BridgeUnknownSystemError",
     "CasError",
     "CasInvalidRequestError",
     "CasInvalidServiceError",
@@ -284,6 +375,7 @@ __all__ = [
     "RequestNotSupportedError",
     "ServerError",
     "SlowDownError",
+    "StateStoreUnavailable",
     "TemporarilyUnavailableError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",

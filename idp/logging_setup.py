@@ -16,8 +16,11 @@ logged it:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -88,3 +91,48 @@ def _redacting_factory(
 
     make._yitong = True  # type: ignore[attr-defined]
     return make
+
+
+def _request_id() -> str:
+    """The current request's id (:mod:`idp.observability`), or ``-`` outside a request."""
+    from flask import g, has_request_context
+
+    if has_request_context():
+        return str(g.get("request_id", "-"))
+    return "-"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, ``request_id``
+    (and ``exc`` for an exception).  The message went through :class:`RedactingFilter` first,
+    so it carries no identity number, no control character and no database row."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or _request_id(),
+        }
+        if record.exc_info or record.exc_text:
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(entry, ensure_ascii=False)
+
+
+JsonFormatter.converter = time.gmtime  # type: ignore[assignment]
+
+
+def configure_logging(log_format: str) -> None:
+    """``json``: one redacted JSON line per record on stderr (idempotent); ``text``: as is."""
+    if log_format != "json":
+        return
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_FILTER)
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)

@@ -9,15 +9,20 @@ rotated by another process is served here within the key store's refresh bound.
 :class:`PublishedDocuments` is also a WSGI middleware that answers a plain ``GET`` of these
 paths with those bytes and the same headers the Flask views send, without the request
 context, sessions or per-request hooks: a relying party polling the JWKS costs about what a
-hello-world app does (docs/benchmarks.md).  Anything else (another method, a query string, an
+hello-world app does (docs/benchmarks.md).  They still carry an ``X-Request-Id`` and are
+counted in the request metrics like every other request (:mod:`idp.observability`).  Anything else (another method, a query string, an
 ``Origin`` header that needs CORS) goes through Flask, whose views send the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+
+from idp.metrics import LATENCY, REQUESTS
+from idp.observability import request_id_for
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -25,7 +30,11 @@ if TYPE_CHECKING:
 Headers = list[tuple[str, str]]
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
+ENDPOINTS = {
+    "/.well-known/openid-configuration": "oidc.openid_configuration",
+    "/.well-known/oauth-authorization-server": "oidc.oauth_metadata",
+}
+DISCOVERY_PATHS = tuple(ENDPOINTS)
 JWKS_PATH = "/jwks"
 
 
@@ -73,10 +82,13 @@ class PublishedDocuments:
             and not environ.get("QUERY_STRING")
             and "HTTP_ORIGIN" not in environ
         ):
+            started = time.perf_counter()
             if path == JWKS_PATH:
                 body, max_age = self.jwks(), self.services.keys.jwks_max_age()
+                endpoint = "oidc.jwks"
             else:
                 body, max_age = self.discovery, self.discovery_max_age
+                endpoint = ENDPOINTS[path]
             start_response(
                 "200 OK",
                 [
@@ -85,7 +97,11 @@ class PublishedDocuments:
                     ("Cache-Control", f"public, max-age={max_age}"),
                     ("Vary", "Origin"),
                     *self.security_headers,
+                    ("X-Request-Id", request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))),
                 ],
             )
+            # Counted as the Flask views are (idp.observability).
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            REQUESTS.labels(endpoint, "200").inc()
             return [body]
         return self.app(environ, start_response)

@@ -24,7 +24,9 @@ from idp.interaction.throttle import LoginGate
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamOIDC
 from idp.storage.db import Database
+from idp.storage.hot import RedisStore
 from keys.crypto import KekRing
 from keys.store import ManagedKeyStore
 
@@ -56,3 +58,8 @@ class Services:
     identity_verifier: IdentityVerifier | None = None
     enterprises: EnterpriseRegistry | None = None  # the enterprise registry (issue 10)
     mail_sender: Any | None = None  # an adapters.mail sender; None in production without SMTP
+    # Redis for replay markers, pushed requests and attempt counters (issue 12); None: the
+    # database keeps them (the embedded default).
+    hot: RedisStore | None = None
+    # The upstream OpenID Connect provider (issue 13 item 3); None when not configured.
+    upstream: UpstreamOIDC | None = None

@@ -19,7 +19,11 @@ from flask.testing import FlaskClient
 
 from tests.helpers import TEST_KEK, Citizen, RegisteredClient, make_settings
 
-pytest_plugins: list[str] = ["tests.services.slapd", "tests.services.browser"]
+pytest_plugins: list[str] = [
+    "tests.services.slapd",
+    "tests.services.browser",
+    "tests.services.redis",
+]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -23,6 +23,12 @@ LOGIN_LIMITED = {
     "recovery.forgot_post": "reset",
     "recovery.code_post": "reset",
     "recovery.reset_post": "reset",
+    "login.closing_cancel": "login",
+    "sms_login.send": "login",
+    "sms_login.code_post": "login",
+    "sms_login.password_post": "login",
+    "rights.confirm_contacts_post": "mfa",
+    "rights.email_confirm_post": "mfa",
 }
 
 

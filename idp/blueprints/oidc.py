@@ -37,7 +37,7 @@ from idp.errors import (
     SlowDownError,
 )
 from idp.interaction import acting, prompts
-from idp.interaction.consent import consent_of
+from idp.interaction.consent import consent_of, release_for, unconsented
 from idp.interaction.flow import INTERACTION_MAX_AGE, Interaction, InteractionExpired
 from idp.interaction.web import (
     current_sso,
@@ -61,7 +61,7 @@ from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
-from idp.storage.models import Client, Grant, utcnow
+from idp.storage.models import Client, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -109,32 +109,44 @@ def process_authorization(
     sso = current_sso()
     user = current_user_row()
     now = utcnow()
+    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
+    # before consent, and counts for this interaction only.
+    available: list[acting.ActingOption] = []
+    acting_for = None
+    if user is not None and acting.wanted(ctx.scopes):
+        available = acting.options(session, user, ctx.client, now)
+        acting_for = acting.chosen(available, ctx.client.client_id, started)
+    consent = consent_of(session, user, ctx.client.client_id)
     try:
         sit = prompts.Situation(
             session=sso,
-            consent=consent_of(session, user, ctx.client.client_id),
+            consent=consent,
             interaction_started=started,
             consent_given_in_interaction=consent_given,
             hint_subject_matches=hint_matches(ctx, user),
             required_acr=required_acr(ctx, user),
             now=now,
+            unconsented=unconsented(
+                consent, release_for(ctx.client, ctx.scopes, ctx.claims, acting_for)
+            ),
         )
         decision = prompts.decide(ctx, sit)
         if decision in ("consent", "issue") and user is not None:
-            check_served(session, ctx.client, user)  # release policy: account type, assurance
+            # Release policy: account type (company once acting for one), assurance level.
+            check_served(
+                session,
+                ctx.client,
+                user,
+                served_as=acting.served_as(user, acting_for) if acting_for else None,
+                may_act_for_company=any(o.entity is not None for o in available),
+            )
     except OAuth2Error as error:
         return redirect_error(ctx, error)
 
-    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
-    # before consent, and counts for this interaction only.
-    acting_for = None
-    if decision in ("consent", "issue") and acting.wanted(ctx.scopes):
-        assert user is not None
-        acting_for = acting.chosen(session, user, ctx.client.client_id, started, now)
-        if acting_for is None:
-            if "none" in ctx.prompt:
-                return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
-            return _interaction_redirect(ctx, "entity", started or now)
+    if decision in ("consent", "issue") and acting.wanted(ctx.scopes) and acting_for is None:
+        if "none" in ctx.prompt:
+            return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
+        return _interaction_redirect(ctx, "entity", started or now)
 
     if decision != "issue":
         return _interaction_redirect(ctx, decision, started or now)
@@ -185,6 +197,8 @@ def resume() -> Response:
         return error_page(_("The sign-in page has expired; start again."), 400)
     if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
+        return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -241,7 +255,7 @@ def pushed_authorization_request() -> Response:
     except OAuth2Error as error:
         return json_error(error, status=400)
     request_uri, expires_in = par.push(
-        context.db_session(), client.get_client_id(), dict(ctx.multi)
+        context.db_session(), client.get_client_id(), dict(ctx.multi), hot=context.services().hot
     )
     context.db_session().commit()
     resp = jsonify({"request_uri": request_uri, "expires_in": expires_in})
@@ -270,8 +284,10 @@ def _form_problem() -> Response | None:
 
 def _finish(resp: Response) -> Response:
     """Commit what a successful answer minted, drop everything else; never cache (RFC 6749 §5.1)."""
-    session = context.db_session()
-    if resp.status_code == 200:
+    session = context.open_db_session()
+    if session is None:
+        pass  # nothing read or written through the request's session (client_credentials)
+    elif resp.status_code == 200:
         try:
             session.commit()
         except Exception:
@@ -345,31 +361,33 @@ def userinfo() -> Response:
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
         )
-    found = load_access_token(raw)
-    if found is None:
-        return _invalid_token("the access token is invalid, expired or revoked")
-    row, user = found
-    scopes = row.scope.split()
-    if user is None or "openid" not in scopes:
-        return json_error(
-            InsufficientScopeError("the openid scope is required"),
-            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
-        )
-    client = context.find_client(row.client_id)
-    assert client is not None
-    body: dict[str, Any] = {"sub": subject_for(user, client, context.services().pairwise_secret)}
-    body.update(user_claims(user, scopes, client))
-    grant = context.db_session().get(Grant, row.grant_id)  # loaded with the token
-    assert grant is not None  # load_access_token checked it
-    authority = authority_claim(context.db_session(), context.services().vault, grant, scopes)
-    if authority is not None:
-        body["authority"] = authority  # acting for a company (issue 10)
-    ida = userinfo_verified_claims(
-        context.db_session(), row, user, client, context.services().vault
-    )
-    if ida:
-        body.update(ida)
-        context.db_session().commit()  # the audit record of a sensitive release
+    services = context.services()
+    # The lookups need no transaction (PostgreSQL: no BEGIN/ROLLBACK round trips); a release
+    # of verified claims writes its audit record through the request's own session.
+    with services.db.reads() as session:
+        found = load_access_token(raw, session)
+        if found is None:
+            return _invalid_token("the access token is invalid, expired or revoked")
+        row, grant, user = found
+        scopes = row.scope.split()
+        if user is None or "openid" not in scopes:
+            return json_error(
+                InsufficientScopeError("the openid scope is required"),
+                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
+            )
+        client = context.find_client(row.client_id)
+        assert client is not None  # load_access_token checked it
+        body: dict[str, Any] = {"sub": subject_for(user, client, services.pairwise_secret)}
+        body.update(user_claims(user, scopes, client))
+        authority = authority_claim(session, services.vault, grant, scopes)
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
+    if grant.claims:
+        writer = context.db_session()
+        ida = userinfo_verified_claims(writer, row, user, client, services.vault)
+        if ida:
+            body.update(ida)
+            writer.commit()  # the audit record of a sensitive release
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp

@@ -23,6 +23,9 @@ from idp.accounts.assurance import (
 )
 from idp.cli.common import CliError, emit, open_services
 from idp.cli.users import _find_user
+from idp.interaction.contacts import tell_claim_released
+from idp.services import Services
+from idp.storage.models import User
 
 ALL_METHODS = sorted({m for level, ms in METHODS.items() if level != "L2" for m in ms})
 
@@ -67,7 +70,28 @@ def verify(
     extra = _evidence(evidence)
     if method == "face" and face_image is None:
         raise CliError("--method face needs --face-image")
-    with open_services() as services, services.db.transaction() as session:
+    released: list[User] = []
+    with open_services() as services:
+        data = _record(services, user, level, method, extra, face_image, released)
+        for holder in released:  # told after the commit: the release has happened
+            tell_claim_released(services, holder)
+    lines = [f"{data['user']}: {level} by {method} (txn {data['txn']})"]
+    if released:
+        lines.append(f"released the unverified claim of {released[0].id} to this ID number")
+        data["released"] = released[0].id
+    emit(data, as_json, lines)
+
+
+def _record(
+    services: Services,
+    user: str,
+    level: str,
+    method: str,
+    extra: dict[str, Any] | None,
+    face_image: str | None,
+    released: list[User],
+) -> dict[str, Any]:
+    with services.db.transaction() as session:
         account = _find_user(services, session, user)
         registry: RegistryCheck | None = None
         if method in ("registry", "face"):
@@ -94,9 +118,15 @@ def verify(
                 raise CliError("the registry did not match this person; nothing recorded")
         try:
             row = record_verification(
-                session, account, level, method, verifier="cli", registry=registry, extra=extra
+                session,
+                account,
+                level,
+                method,
+                verifier="cli",
+                registry=registry,
+                extra=extra,
+                on_release=released.append,
             )
         except AssuranceError as exc:
             raise CliError(str(exc)) from None
-        data = {"user": account.id, "level": row.level, "method": row.method, "txn": row.txn}
-    emit(data, as_json, [f"{data['user']}: {level} by {method} (txn {data['txn']})"])
+        return {"user": account.id, "level": row.level, "method": row.method, "txn": row.txn}

@@ -1,4 +1,5 @@
-"""``yitong users``: add, list, show, enable, disable, reset-password, totp-enroll, unlock.
+"""``yitong users``: add, list, show, enable, disable, reset-password, totp-enroll, unlock,
+close-due.
 
 Every change is audited with the actor ``cli`` (never with a secret).  ``totp-enroll`` is for
 operators provisioning a seed for someone (a hardware token, assisted enrolment): it prints the
@@ -20,6 +21,7 @@ from idp.accounts.lifecycle import disable_account
 from idp.accounts.people import NewCitizen, RegistrationError, find_account, register_citizen
 from idp.cli.common import CliError, emit, open_services, out
 from idp.interaction import mfa
+from idp.interaction.rights import complete_due_closings
 from idp.services import Services
 from idp.storage.models import User
 
@@ -187,3 +189,15 @@ def users_reset_password(user: str, as_json: bool) -> None:
     result = _person_command("reset-password", user)
     data = {"id": result["id"], "password": result["password"]}
     emit(data, as_json, [f"new password for {data['id']} (shown only now): {data['password']}"])
+
+
+@users.command("close-due")
+@click.option("--json", "as_json", is_flag=True)
+def close_due(as_json: bool) -> None:
+    """Complete the closings (注销) whose cooling-off period has passed (run it from cron).
+
+    Each closed account's personal data is erased; its row and the audit trail stay.
+    """
+    with open_services() as services:
+        closed = complete_due_closings(services)
+    emit({"closed": closed}, as_json, [f"closed {len(closed)} account(s)", *closed])

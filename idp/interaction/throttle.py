@@ -5,8 +5,11 @@ limit consecutive failed attempts on one account to no more than 100, and MAY ma
 claimant wait between attempts.  We do both, per account (exponential back-off after a few
 free attempts, a hard lock at ``lockout.max_failures`` <= 100) and per client address.
 
-Counters live in the ``throttles`` table, so they survive restarts of the flow and of the
-process and are shared by every worker (checklist 72, 117: nothing here depends on Redis).
+Counters live in the ``throttles`` table (:class:`Counters`), or in Redis when ``redis_url``
+is set (:class:`~idp.interaction.redis_counters.RedisCounters`, same contract), so they survive
+restarts of the flow and of the process and are shared by every worker and node (checklist 72).
+In Redis they fail closed: Redis down means no password is checked (a 503), never an
+uncounted attempt (checklist 117).
 
 **Reservation, not after-the-fact counting.**  An attempt is counted *before* the password is
 checked, by one atomic ``UPDATE … SET failures = failures + 1 WHERE key = ? AND <allowed>``;
@@ -43,7 +46,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -96,6 +99,26 @@ class Blocked(str):
 def _key_digest(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).strip().casefold()
     return hashlib.sha256(folded.encode("utf-8")).hexdigest()[:40]
+
+
+class AttemptCounters(Protocol):
+    """Reserve-then-settle failure counters; the database's and Redis' implement it alike."""
+
+    def reserve(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict: ...
+
+    def reserve_all(
+        self, items: list[tuple[str, Rule]], now: dt.datetime | None = None
+    ) -> list[Verdict]: ...
+
+    def settle(self, *, release: tuple[str, ...] = (), reset: tuple[str, ...] = ()) -> None: ...
+
+    def reset(self, key: str) -> None: ...
+
+    def release(self, key: str) -> None: ...
+
+    def failures(self, key: str) -> int: ...
+
+    def peek(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict: ...
 
 
 class Counters:
@@ -299,7 +322,7 @@ class LoginGate:
 
     def __init__(
         self,
-        counters: Counters,
+        counters: AttemptCounters,
         policies: PolicyStore,
         device_for: Callable[[str], str | None] | None = None,
     ) -> None:

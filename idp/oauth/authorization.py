@@ -76,7 +76,7 @@ def verify_own_id_token(token: str, *, allow_expired: bool = True) -> dict[str, 
 
 
 def _take_pushed(request_uri: str, client: Any) -> dict[str, list[str]]:
-    return par.take(context.db_session(), request_uri, client.client_id)
+    return par.take(context.db_session(), request_uri, client.client_id, hot=context.services().hot)
 
 
 def _open_request_object(token: str, client: Any) -> dict[str, list[str]]:
@@ -184,8 +184,8 @@ def bearer_token() -> str | None:
     return value.strip()
 
 
-def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
-    """The live access token row (opaque or JWT) and its user, or None.
+def load_access_token(raw: str | None, session: Session) -> tuple[Token, Grant, User | None] | None:
+    """The live access token row (opaque or JWT), its grant and its user, or None.
 
     Only access tokens are found (an ID token or a refresh token presented as a Bearer token
     is unknown here, checklist 51); liveness is :func:`idp.oauth.tokens.check_live`, which
@@ -193,12 +193,11 @@ def load_access_token(raw: str | None) -> tuple[Token, User | None] | None:
     """
     if not raw or len(raw) > 4096:
         return None
-    session = context.db_session()
     found = find_token(session, raw, "access")
     alive = live(session, found) if found is not None else None
     if found is None or alive is None:
         return None
-    return found.token, alive[1]
+    return found.token, alive[0], alive[1]
 
 
 def live(session: Session, found: FoundToken) -> tuple[Grant, User | None] | None:

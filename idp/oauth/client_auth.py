@@ -302,7 +302,9 @@ class ClientAuthenticator:
         """Record the jti until the assertion expires; a second use is a replay (checklist 33)."""
         expires = dt.datetime.fromtimestamp(int(claims["exp"]), dt.UTC) + dt.timedelta(seconds=60)
         value = f"{client_id}\x00{claims['jti']}"
-        if not repo.consume_once(context.db_session(), "client_assertion", value, expires):
+        if not repo.consume_once_shared(
+            context.db_session(), context.services().hot, "client_assertion", value, expires
+        ):
             log.warning("client assertion jti replayed for %s", client_id)
             raise client_auth_failed()
 

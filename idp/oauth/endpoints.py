@@ -116,8 +116,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
 
     def describe(self, raw: str, caller: Client) -> dict[str, Any]:
         services = context.services()
-        # A read-only request: a deferred transaction (no SQLite write lock).
-        with services.db.session() as session:
+        # A read-only request: no transaction on PostgreSQL, a deferred one on SQLite (no
+        # write lock).
+        with services.db.reads() as session:
             return self._describe(session, raw, caller)
 
     def _describe(self, session: Session, raw: str, caller: Client) -> dict[str, Any]:

@@ -67,7 +67,7 @@ from idp.errors import (
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.clients import TOKEN_EXCHANGE
-from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
+from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
 
@@ -474,7 +474,6 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client_row: Client = self.request.client.row
-        session = context.db_session()
         settings = context.settings()
         now = utcnow()
         grant = Grant(
@@ -487,9 +486,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             created_at=now,
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
         )
-        insert_grant(session, grant)
-        access, _ = context.services().tokens.access_token(
-            session, grant, client_row, None, self.request.scope, now
+        access = context.services().tokens.client_credentials_token(
+            context.services().db, context.db_session, grant, client_row, self.request.scope
         )
         return 200, bearer_response(access, self.request.scope), self.TOKEN_RESPONSE_HEADER
 

@@ -10,16 +10,23 @@ endpoint) and gets a ``request_uri`` to send the browser with.  The request_uri 
 - bound to the client that pushed it (§4: the authorization request's client_id must match);
 - single-use, consumed with an atomic compare-and-set (§4, FAPI 2.0; checklist 23);
 - short-lived: :data:`LIFETIME` seconds, well under the 600 s FAPI 2.0 allows (§2.2).
+
+With Redis configured (issue 12) a pushed request is a Redis value under the digest, taken with
+``GETDEL`` (single use on every node, no row); otherwise a ``pushed_requests`` row.  Redis down
+raises :class:`~idp.errors.StateStoreUnavailable` (``temporarily_unavailable``), never a lookup
+in the other store.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from idp.oauth.authorize import PAR_URN_PREFIX, RequestResolutionError
+from idp.storage.hot import RedisStore
 from idp.storage.models import PushedRequest, utcnow
 from idp.storage.repo import digest, new_secret
 
@@ -28,11 +35,19 @@ MAX_REQUEST_URI_LENGTH = 200
 
 
 def push(
-    session: Session, client_id: str, params: dict[str, list[str]], now: dt.datetime | None = None
+    session: Session,
+    client_id: str,
+    params: dict[str, list[str]],
+    now: dt.datetime | None = None,
+    hot: RedisStore | None = None,
 ) -> tuple[str, int]:
     """Store validated parameters; return (request_uri, expires_in).  The caller commits."""
     now = now or utcnow()
     request_uri = PAR_URN_PREFIX + new_secret(32)
+    if hot is not None:
+        value = json.dumps({"client_id": client_id, "params": params}).encode()
+        hot.put("par", digest(request_uri), value, LIFETIME)
+        return request_uri, LIFETIME
     session.add(
         PushedRequest(
             digest=digest(request_uri),
@@ -51,7 +66,11 @@ def push(
 
 
 def take(
-    session: Session, request_uri: str, client_id: str, now: dt.datetime | None = None
+    session: Session,
+    request_uri: str,
+    client_id: str,
+    now: dt.datetime | None = None,
+    hot: RedisStore | None = None,
 ) -> dict[str, list[str]]:
     """Consume a pushed request for ``client_id``; raise ``invalid_request_uri`` otherwise.
 
@@ -67,6 +86,8 @@ def take(
     if len(request_uri) > MAX_REQUEST_URI_LENGTH or not request_uri.startswith(PAR_URN_PREFIX):
         raise refused
     key = digest(request_uri)
+    if hot is not None:
+        return _take_hot(hot, key, client_id, refused)
     result = session.execute(
         update(PushedRequest)
         .where(
@@ -84,3 +105,17 @@ def take(
     session.commit()  # single use holds even if the rest of this request fails
     assert row is not None
     return {str(k): [str(x) for x in v] for k, v in row.params.items() if isinstance(v, list)}
+
+
+def _take_hot(
+    hot: RedisStore, key: str, client_id: str, refused: RequestResolutionError
+) -> dict[str, list[str]]:
+    """Take from Redis; another client's presentation leaves the request where it was."""
+    raw = hot.peek("par", key)
+    if raw is None:
+        raise refused
+    stored = json.loads(raw)
+    if stored.get("client_id") != client_id or hot.take("par", key) is None:
+        raise refused  # not this client's, or another request took it first (single use)
+    params = stored.get("params") or {}
+    return {str(k): [str(x) for x in v] for k, v in params.items() if isinstance(v, list)}

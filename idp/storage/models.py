@@ -91,13 +91,20 @@ class User(Base):
     id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     id_number_masked: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # An ID number this account declared while another account, verified below L3, held it
+    # (issue 15 item 2): the keyed digest only; the number moves to ``id_number_digest`` when
+    # this account is verified at L3 or above and the unverified holder is released.
+    id_claim_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |disabled|closing|closed
+    # Closing the account (注销, issue 15 item 5): asked at, and completed after (cooling-off).
+    close_requested_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    close_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     roles: Mapped[list[Any]] = mapped_column(default=list)
     # staff (LDAP) identities
@@ -518,6 +525,44 @@ class CasTicket(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# ----------------------------------------------------------------------------- upstream federation
+class UpstreamLink(Base):
+    """An account linked to an identity at the upstream provider (issue 13 item 3).
+
+    Made only with the person's consent, after the upstream asserted a *verified* identity
+    number equal to the account's (never by e-mail); one account per upstream subject and
+    one upstream subject per account.
+    """
+
+    __tablename__ = "upstream_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_upstream_links_subject"),
+        UniqueConstraint("issuer", "user_id", name="uq_upstream_links_user"),
+    )
+
+
+class UpstreamSession(Base):
+    """Which of our SSO sessions began with which upstream session: the upstream's
+    back-channel logout (by ``sid``, or by ``sub``) ends ours."""
+
+    __tablename__ = "upstream_sessions"
+
+    sid: Mapped[str] = mapped_column(
+        ForeignKey("sso_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # ----------------------------------------------------------------------------- keys

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from idp.storage.hot import RedisStore
 from idp.storage.models import (
     AuthorizationCode,
     CasTicket,
@@ -99,6 +100,21 @@ def consume_once(session: Session, purpose: str, value: str, expires_at: dt.date
         session.rollback()
         return False
     return True
+
+
+def consume_once_shared(
+    session: Session, hot: RedisStore | None, purpose: str, value: str, expires_at: dt.datetime
+) -> bool:
+    """:func:`consume_once` in Redis when it is configured (issue 12: a replay cache written on
+    every client authentication, seen by every node at once, no row), else in the database.
+
+    Redis down raises :class:`~idp.errors.StateStoreUnavailable`: the value is neither accepted
+    unchecked nor checked against the database, which never saw the earlier uses.
+    """
+    if hot is None:
+        return consume_once(session, purpose, value, expires_at)
+    ttl = int((expires_at - utcnow()).total_seconds()) + 1
+    return hot.claim_once(purpose, digest(f"{purpose}\x00{value}"), ttl)
 
 
 def was_consumed(session: Session, purpose: str, value: str) -> bool:

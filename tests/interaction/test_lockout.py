@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
 import threading
 from typing import Any
 
@@ -16,7 +15,6 @@ from sqlalchemy import update
 
 from idp.interaction import mfa
 from idp.storage.models import Throttle
-from tests.conftest import missing
 from tests.helpers import (
     Citizen,
     Flow,
@@ -368,15 +366,6 @@ def test_item77_no_truncation_two_80_char_passwords_differing_at_75(app: Flask) 
 
 
 # ----------------------------------------------------------------------------- item 112 / 117
-def _redis_url() -> str:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            pass
-    except OSError:
-        missing("Redis is not running on 127.0.0.1:6379")
-    return "redis://127.0.0.1:6379/0"
-
-
 def _limit_apps(make_app: Any, redis_url: str, per_minute: int) -> tuple[Flask, Flask]:
     namespace = "test-" + secrets.token_hex(6)
     apps = []
@@ -388,8 +377,10 @@ def _limit_apps(make_app: Any, redis_url: str, per_minute: int) -> tuple[Flask, 
 
 
 @pytest.mark.redis
-def test_item112_login_rate_limit_is_shared_by_workers_through_redis(make_app: Any) -> None:
-    a, b = _limit_apps(make_app, _redis_url(), 5)
+def test_item112_login_rate_limit_is_shared_by_workers_through_redis(
+    make_app: Any, redis_url: str
+) -> None:
+    a, b = _limit_apps(make_app, redis_url, 5)
     statuses = []
     for worker in (a, b, a, b, a, b):
         statuses.append(_post(worker.test_client(), "someone@example.cn", "x" * 20).status_code)
@@ -405,7 +396,9 @@ def test_item112_item117_without_redis_the_limit_falls_back_locally_never_unlimi
     app = make_app(redis_url="redis://127.0.0.1:9/0", rate_limit_login_per_minute=5)
     client = app.test_client()
     statuses = [_post(client, "someone@example.cn", "x" * 20).status_code for _ in range(7)]
-    assert statuses == [401] * 5 + [429] * 2
+    # The lockout counters live in Redis too and fail closed (503, no password checked); the
+    # request limit in front of them still counts, locally (tests/storage/test_redis_state.py).
+    assert statuses == [503] * 5 + [429] * 2
     assert services(app).rate_limiter.last_backend == "local"
 
 
@@ -424,27 +417,6 @@ def test_item112_second_factor_and_registration_are_rate_limited(make_app: Any) 
         for _ in range(3)
     ]
     assert statuses[-1] == 429
-
-
-def test_item117_with_redis_down_totp_replay_and_lockout_still_hold(
-    make_app: Any,
-) -> None:
-    app = make_app(redis_url="redis://127.0.0.1:9/0")
-    citizen = Citizen.create(app)
-    rp = RegisteredClient.create(app)
-    secret = enrol_totp(app, citizen.id)
-    the_code = code(secret)
-    first = Flow(app.test_client(), rp)
-    resp = first.login(first.authorize(), citizen.email, citizen.password)
-    assert submit(first.http, page(first.http, resp), "totp", the_code).status_code == 303
-    second = Flow(app.test_client(), rp)
-    resp = second.login(second.authorize(), citizen.email, citizen.password)
-    assert submit(second.http, page(second.http, resp), "totp", the_code).status_code == 401
-    set_policy(app, "lockout.free_attempts", 100)
-    set_policy(app, "lockout.max_failures", 3)
-    for _ in range(3):
-        _post(app.test_client(), citizen.email, "wrong password 1234567")
-    assert _post(app.test_client(), citizen.email, citizen.password).status_code == 429
 
 
 def test_unlock_command_clears_the_lock(app: Flask, citizen: Any) -> None:

@@ -1,0 +1,105 @@
+"""Short-lived shared state in Redis: replay caches and pushed requests (issue 12 item 2).
+
+PostgreSQL (or SQLite) stays the system of record for accounts, grants, refresh tokens,
+consents, keys and the audit trail.  What moves here when ``redis_url`` is set is state that
+lives seconds to minutes, is written on hot paths and must be seen by every worker and node at
+once:
+
+- one-time markers (client-assertion ``jti``, RFC 7523 §3 item 7): ``SET key 1 NX EX ttl``,
+  the first writer wins atomically on every node;
+- pushed authorization requests (RFC 9126): ``SET … EX`` on push, ``GETDEL`` on use, so a
+  ``request_uri`` is single-use without a database row;
+- the lockout and second-factor counters (:mod:`idp.interaction.redis_counters`).
+
+**When Redis is down nothing is bypassed** (checklist 117): every call raises
+:class:`~idp.errors.StateStoreUnavailable`, which the app answers with a 503 page or an RFC 6749
+``temporarily_unavailable`` JSON error; no replay check is skipped and no counter is guessed.
+Timeouts are short, so an outage costs a fraction of a second per request, not a hang.
+
+Keys carry the instance's namespace (``<ns>:<kind>:<digest>``); values that name a credential
+are stored under its SHA-256 digest, never in the clear.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from idp.errors import StateStoreUnavailable
+
+#: Seconds; a Redis call that takes longer is an outage (fail closed, answer 503).
+SOCKET_TIMEOUT = 0.5
+
+
+class RedisStore:
+    """One Redis connection pool per process, with the namespace every key carries."""
+
+    def __init__(self, url: str, *, namespace: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        """The (lazily created) client; a pool of connections shared by the worker's threads."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = redis.Redis.from_url(
+                        self.url,
+                        socket_timeout=SOCKET_TIMEOUT,
+                        socket_connect_timeout=SOCKET_TIMEOUT,
+                        retry_on_timeout=False,
+                        health_check_interval=30,
+                    )
+        return self._client
+
+    def key(self, kind: str, name: str) -> str:
+        return f"{self.namespace}:{kind}:{name}"
+
+    def run(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, turning any Redis failure into :class:`StateStoreUnavailable`."""
+        try:
+            return call()
+        except redis.RedisError as exc:
+            raise StateStoreUnavailable(f"redis {what}: {type(exc).__name__}") from None
+
+    # ------------------------------------------------------------------ one-time markers
+    def claim_once(self, kind: str, name: str, ttl: int) -> bool:
+        """Record ``name`` as used for ``ttl`` seconds; False if it already was (a replay)."""
+        key = self.key(kind, name)
+        ok = self.run("claim", lambda: self.client.set(key, b"1", ex=max(1, ttl), nx=True))
+        return bool(ok)
+
+    # ------------------------------------------------------------------ values used once
+    def put(self, kind: str, name: str, value: bytes, ttl: int) -> None:
+        key = self.key(kind, name)
+        self.run("put", lambda: self.client.set(key, value, ex=max(1, ttl)))
+
+    def take(self, kind: str, name: str) -> bytes | None:
+        """The value, removed atomically (``GETDEL``): a second taker gets None."""
+        key = self.key(kind, name)
+        value = self.run("take", lambda: self.client.getdel(key))
+        return value if isinstance(value, bytes) else None
+
+    def peek(self, kind: str, name: str) -> bytes | None:
+        key = self.key(kind, name)
+        value = self.run("get", lambda: self.client.get(key))
+        return value if isinstance(value, bytes) else None
+
+    # ------------------------------------------------------------------ health
+    def ping(self) -> bool:
+        """Whether Redis answers now (the readiness probe)."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
