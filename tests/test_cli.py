@@ -363,6 +363,13 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     state = json.loads(state_file.read_text())
     password = state["citizen"]["password"]
     assert f"password   {password}" in first.stdout
+    for key, role in (
+        ("security_admin", "security-admin"),
+        ("department_admin", "department-admin"),
+    ):
+        assert role in first.stdout
+        assert state[key]["password"] in first.stdout and state[key]["totp_secret"] in first.stdout
+    assert "/admin" in first.stdout
 
     second = run("demo", "--no-serve")
     assert second.exit_code == 0, second.output
@@ -373,7 +380,8 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     with db.connect() as conn:
         ids = conn.execute(select(Client.client_id).order_by(Client.client_id)).scalars().all()
         assert ids == ["demo-portal", "demo-service"]
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
+        # The citizen, a security admin and a department admin (issue 11).
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
         portal_first_party = conn.execute(
             select(Client.first_party).where(Client.client_id == "demo-portal")
         ).scalar_one()
@@ -387,7 +395,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         from idp.storage.repo import query_client
 
         with services.db.session() as session:
-            user = find_citizen(session, "13800138000", vault=services.vault)
+            user = find_citizen(session, "wang.xiaoming@example.cn", vault=services.vault)
             assert user is not None and services.passwords.verify(user.password_hash, password)
             for key in ("portal", "service"):
                 row = query_client(session, state[key]["client_id"])
@@ -404,7 +412,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     assert renewed["portal"]["client_secret"] != state["portal"]["client_secret"]
     assert renewed["citizen"]["password"] != password
     with db.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
         assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2
     assert run("audit", "verify").exit_code == 0
 
