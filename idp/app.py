@@ -46,6 +46,7 @@ from idp.blueprints import (
     login,
     logout,
     oidc,
+    qr,
     recovery,
     registration,
     rights,
@@ -327,12 +328,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         registration.bp,
         rights.bp,
         sms_login.bp,
+        qr.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
     csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
+    csrf.exempt(qr.app_decision)  # the app's token authenticates it, not a browser cookie
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)

@@ -50,6 +50,7 @@ from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, reg
 from idp.app import build_services
 from idp.config import ConfigError, Settings, load_settings
 from idp.context import Services
+from idp.demo_admins import DemoAdmin, describe_admins, ensure_admins
 from idp.instance import initialize
 from idp.oauth.clients import ClientSpec, create_client
 from idp.storage.models import Client, User, utcnow
@@ -158,6 +159,7 @@ class DemoState:
     state_file: Path
     outbox: str | None = None
     created: list[str] = field(default_factory=list)
+    admins: list[DemoAdmin] = field(default_factory=list)
     company: DemoCompany | None = None
 
 
@@ -236,7 +238,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
                 "portal",
                 "省政务服务门户 Provincial portal",
                 layout.portal_url,
-                ["openid", "profile", "email", "phone"],
+                ["openid", "profile", "email", "phone", "qr_login"],
                 True,
             ),
         ),
@@ -436,6 +438,10 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             entity_id, entity_name = _ensure_company(
                 session, services, people["representative"].id, people["agent"].id, created
             )
+        # The admin service layer commits its own changes: a plain session, not a transaction.
+        with services.db.session() as session:
+            admins = ensure_admins(session, services, stored, created, _new_password)
+            session.commit()
         outbox = _outbox_location(settings)
     finally:
         services.db.dispose()
@@ -454,6 +460,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
                 **login,
                 "password": password,
             },
+            **{a.key: a.as_state() for a in admins},
             **{
                 key: {"id": p.id, "name": p.name, **p.login, "password": p.password}
                 for key, p in people.items()
@@ -471,6 +478,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
         state_file=state_path,
         outbox=outbox,
         created=created,
+        admins=admins,
         company=DemoCompany(
             entity_id,
             entity_name,
@@ -497,6 +505,8 @@ def describe(state: DemoState) -> list[str]:
         f"    phone      {state.citizen_login['phone']}  (once confirmed by SMS code)",
         f"    password   {state.password}",
         "",
+        *describe_admins(state.admins, state.issuer),
+        "",
         f"  client ids and secrets: {state.state_file} (mode 0600)",
     ]
     if state.company is not None:
@@ -515,6 +525,8 @@ def describe(state: DemoState) -> list[str]:
     lines += [
         "",
         f"  Open {state.portal.url}, sign in, then follow 'Open' to the service: no second password.",
+        f"  QR login: {state.portal.url}/app is the simulated government app (signed in at the",
+        "  portal); open the service in a private window and paste the QR code's link there.",
         "",
     ]
     return lines

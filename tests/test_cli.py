@@ -369,6 +369,13 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     state = json.loads(state_file.read_text())
     password = state["citizen"]["password"]
     assert f"password   {password}" in first.stdout
+    for key, role in (
+        ("security_admin", "security-admin"),
+        ("department_admin", "department-admin"),
+    ):
+        assert role in first.stdout
+        assert state[key]["password"] in first.stdout and state[key]["totp_secret"] in first.stdout
+    assert "/admin" in first.stdout
     for key in ("representative", "agent"):
         assert f"password {state[key]['password']}" in first.stdout
 
@@ -381,7 +388,9 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     with db.connect() as conn:
         ids = conn.execute(select(Client.client_id).order_by(Client.client_id)).scalars().all()
         assert ids == ["demo-portal", "demo-service"]
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
+        # The citizen, a security admin and a department admin (issue 11), the company's
+        # representative and its agent (issue 10).
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5
         assert conn.execute(select(func.count()).select_from(LegalEntity)).scalar_one() == 1
         mandates = conn.execute(select(Mandate)).all()
         assert len(mandates) == 1 and mandates[0].accepted_at is not None
