@@ -117,6 +117,11 @@ def _person(session: Session, user_id: str, who: Caller, *, act: bool) -> User:
     return user
 
 
+def person_for_action(session: Session, user_id: str, who: Caller) -> User:
+    """The account ``who`` may act on (404 unknown, 403 outside their departments)."""
+    return _person(session, user_id, who, act=True)
+
+
 def show_person(session: Session, services: Services, user_id: str, who: Caller) -> dict[str, Any]:
     user = _person(session, user_id, who, act=False)
     factors = mfa.factors_of(session, services.policies, user)

@@ -181,7 +181,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
                 "portal",
                 "省政务服务门户 Provincial portal",
                 layout.portal_url,
-                ["openid", "profile", "email", "phone"],
+                ["openid", "profile", "email", "phone", "qr_login"],
                 True,
             ),
         ),
@@ -377,6 +377,8 @@ def describe(state: DemoState) -> list[str]:
     lines += [
         "",
         f"  Open {state.portal.url}, sign in, then follow 'Open' to the service: no second password.",
+        f"  QR login: {state.portal.url}/app is the simulated government app (signed in at the",
+        "  portal); open the service in a private window and paste the QR code's link there.",
         "",
     ]
     return lines

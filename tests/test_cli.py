@@ -395,7 +395,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         from idp.storage.repo import query_client
 
         with services.db.session() as session:
-            user = find_citizen(session, "13800138000", vault=services.vault)
+            user = find_citizen(session, "wang.xiaoming@example.cn", vault=services.vault)
             assert user is not None and services.passwords.verify(user.password_hash, password)
             for key in ("portal", "service"):
                 row = query_client(session, state[key]["client_id"])

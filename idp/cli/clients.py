@@ -124,6 +124,7 @@ def _refuse_unknown_scopes(scope_list: list[str]) -> None:
     show_default=True,
 )
 @click.option("--require-par", is_flag=True, help="accept only pushed authorization requests")
+@click.option("--dpop", "dpop_bound", is_flag=True, help="require DPoP proofs (RFC 9449)")
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
 @click.option("--backchannel-logout-uri", default=None, help="receives logout tokens (POST)")
 @click.option("--frontchannel-logout-uri", default=None, help="loaded in an iframe at logout")
@@ -149,6 +150,7 @@ def clients_add(
     sector_identifier_uri: str | None,
     access_token_format: str,
     require_par: bool,
+    dpop_bound: bool,
     post_logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
     frontchannel_logout_uri: str | None,
@@ -187,6 +189,7 @@ def clients_add(
         sector_identifier_uri=sector_identifier_uri,
         access_token_format=access_token_format,
         require_par=require_par,
+        dpop_bound_access_tokens=dpop_bound,
         post_logout_redirect_uris=list(post_logout_uris),
         backchannel_logout_uri=backchannel_logout_uri,
         frontchannel_logout_uri=frontchannel_logout_uri,
