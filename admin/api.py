@@ -8,11 +8,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from admin import services
+from admin import operations, services
 from admin.auth import principal, require_role
 from idp import context
 from idp.blueprints.responses import json_error
-from keys.store import SUPPORTED_ALGS, KeyNotFoundError, KeyState, KeyStoreError, ManagedKeyStore
+from keys.store import SUPPORTED_ALGS, KeyState, KeyStoreError, ManagedKeyStore
 
 bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 
@@ -170,21 +170,10 @@ def audit_verify() -> Response:
 # kid, old -> new state) in one transaction.  Never any key material in or out; KEK rewrap
 # stays on the command line (`yitong keys rewrap`), as a KEK must not travel over HTTP.
 def _keystore() -> ManagedKeyStore:
-    # The store writes in a transaction of its own, under its own lock.  End the request's
-    # transaction first: on SQLite it holds the write lock (BEGIN IMMEDIATE) and the store
-    # would wait for it until the busy timeout; on PostgreSQL an uncommitted audit row of the
-    # request would hold up the store's audit row the same way.
-    context.db_session().commit()
-    store = context.services().keys
-    if not isinstance(store, ManagedKeyStore):
-        raise services.AdminInputError("this key store cannot be managed", status=501)
-    return store
+    return operations.managed_keys(caller())
 
 
-def _key_error(exc: KeyStoreError) -> services.AdminInputError:
-    if isinstance(exc, KeyNotFoundError):
-        return services.AdminInputError(str(exc), status=404)
-    return services.AdminInputError(str(exc))
+_key_error = operations.key_error
 
 
 @bp.route("/keys", methods=["GET"])
@@ -350,6 +339,13 @@ def create_cas_service() -> tuple[Response, int]:
     """Body: ``{"name", "service" | "pattern", "attributes": [claim, …]}``."""
     result = services.create_cas_service(context.db_session(), json_body(), principal())
     return jsonify(result), 201
+
+
+# ------------------------------------------------------------------ ticket-bridge systems (issue 13)
+@bp.route("/bridge/systems", methods=["GET"])
+@require_role("client-admin")
+def list_bridge_systems() -> Response:
+    return jsonify(services.list_bridge_systems(context.db_session()))
 
 
 def register(app: Any, csrf: Any) -> None:

@@ -26,11 +26,21 @@ from idp.errors import (
     InvalidTokenError,
     OAuth2Error,
 )
-from idp.oauth.admin_scopes import ADMIN_MAX_AUTH_AGE, ADMIN_SCOPE, admin_token_refusal
+from idp.interaction.levels import user_factors
+from idp.interaction.mfa import higher, policy_acr
+from idp.interaction.sessions import ACR_PHISHING_RESISTANT, acr_rank
+from idp.oauth.admin_scopes import (
+    ADMIN_ACR,
+    ADMIN_MAX_AUTH_AGE,
+    ADMIN_SCOPE,
+    admin_level,
+    admin_token_refusal,
+    holds_admin_role,
+)
 from idp.oauth.authorization import bearer_token, load_access_token
 from idp.storage.models import Grant, User, utcnow
 
-ROLES = ("security-admin", "client-admin", "department-admin", "auditor")
+ROLES = ("security-admin", "client-admin", "department-admin", "auditor", "helpdesk")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -69,39 +79,62 @@ def require_role(*roles: str, fresh_mfa: bool = False) -> Callable[[F], F]:
     def wrap(view: F) -> F:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            found = load_access_token(bearer_token())
+            found = load_access_token(bearer_token(), context.db_session())
             if found is None:
                 return _deny(InvalidTokenError("a valid admin access token is required"))
-            token, user = found
+            token, grant, user = found
             if user is None or ADMIN_SCOPE not in token.scope.split():
                 return _deny(InsufficientScopeError("the admin scope is required"))
             if not set(roles).intersection(user.roles or []):
                 return _deny(InsufficientScopeError(f"the {' or '.join(roles)} role is required"))
-            grant = context.db_session().get(Grant, token.grant_id)
-            if grant is None:
-                return _deny(InvalidTokenError("a valid admin access token is required"))
             # Every call: the account still holds an admin role and the login behind the
             # token is still at the admin level and recent enough (checklist 95).
             refusal = admin_token_refusal(user, grant, utcnow(), _max_auth_age())
             if refusal is not None:
                 return _deny(InsufficientUserAuthenticationError(refusal))
-            if fresh_mfa:
-                mfa = grant.acr in ("urn:yitong:acr:mfa", "urn:yitong:acr:phr")
-                recent = grant.auth_time is not None and utcnow() - grant.auth_time <= dt.timedelta(
-                    minutes=15
-                )
-                if not (mfa and recent):
-                    return _deny(
-                        InsufficientUserAuthenticationError(
-                            "a multi-factor login in the last 15 minutes is required"
-                        )
+            if fresh_mfa and not fresh_enough(grant.acr, grant.auth_time):
+                return _deny(
+                    InsufficientUserAuthenticationError(
+                        "a multi-factor login in the last 15 minutes is required"
                     )
+                )
             g.admin = AdminPrincipal(user=user, grant=grant)
             return view(*args, **kwargs)
 
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+#: Keys, policies and directories need a multi-factor login this recent (checklist 95).
+FRESH_MFA = dt.timedelta(minutes=15)
+
+
+def fresh_enough(acr: str | None, auth_time: dt.datetime | None) -> bool:
+    """A multi-factor login in the last :data:`FRESH_MFA` (the sensitive admin actions)."""
+    recent = auth_time is not None and utcnow() - auth_time <= FRESH_MFA
+    return admin_level(acr) and recent
+
+
+def console_acr(user: User) -> str:
+    """The level a console sign-in needs: what the admin policy sets (a second factor by
+    default), and phishing-resistant where the person has a passkey or security key."""
+    wanted = higher(policy_acr(context.services().policies, user, None), ADMIN_ACR) or ADMIN_ACR
+    if user_factors(user).webauthn:
+        wanted = higher(wanted, ACR_PHISHING_RESISTANT) or wanted
+    return wanted
+
+
+def console_refusal(user: User, acr: str | None, auth_time: dt.datetime | None) -> str | None:
+    """Why this browser session may not use the console, or None when it may: the same rule
+    as an admin token (role held now, level, age), at the console's own level."""
+    if not holds_admin_role(user):
+        return "role"
+    if acr_rank(acr) < acr_rank(console_acr(user)):
+        return "level"
+    if auth_time is None or utcnow() - auth_time > _max_auth_age():
+        return "age"
+    return None
 
 
 def principal() -> AdminPrincipal:

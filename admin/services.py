@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,9 +24,13 @@ from idp.accounts.entities import (
     set_entity_status,
     standing_mandate,
 )
+from idp.accounts.entities import (
+    end_of_day as mandate_end,
+)
 from idp.accounts.entities import grant_mandate as _grant_mandate
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
+from idp.bridge.registry import list_systems, system_summary
 from idp.cas.registry import (
     CasServiceError,
     CasServiceSpec,
@@ -47,6 +52,7 @@ from idp.oauth.clients import create_client as _create_client
 from idp.oauth.outbound import OutboundPolicy, fetch_json
 from idp.oauth.registration import delete_client as _delete_client
 from idp.oauth.registration import spec_from_metadata
+from idp.oauth.release import ReleasePolicyError, check_policy
 from idp.services import Services
 from idp.storage.models import (
     AdminRole,
@@ -121,18 +127,32 @@ OPERATOR = Caller(actor="cli", roles=frozenset(ROLES))
 
 
 def caller_of(session: Session, who: AdminPrincipal) -> Caller:
-    """The caller behind an admin token: roles and departments as the account holds them now."""
-    roles = frozenset(who.user.roles or ()) & frozenset(ROLES)
-    departments = frozenset(
+    """The caller behind an admin token or console session: roles and departments as the
+    account holds them now."""
+    return caller_for_user(session, who.user, who.actor)
+
+
+def caller_for_user(session: Session, user: User, actor: str) -> Caller:
+    """Roles granted directly or through directory groups (the directory's ``role_map``); a
+    department admin's departments are those granted to it, and, for a staff account whose
+    directory group made it ``department-admin``, the departments its directory is bound to."""
+    roles = frozenset(user.roles or ()) & frozenset(ROLES)
+    departments = {
         d
         for d in session.scalars(
             select(AdminRole.department_id).where(
-                AdminRole.user_id == who.user.id, AdminRole.role == "department-admin"
+                AdminRole.user_id == user.id, AdminRole.role == "department-admin"
             )
         )
         if d is not None
-    )
-    return Caller(actor=who.actor, roles=roles, departments=departments)
+    }
+    if "department-admin" in roles and user.directory_id:
+        departments |= {
+            d.id
+            for d in session.scalars(select(Department))
+            if user.directory_id in (d.directories or ())
+        }
+    return Caller(actor=actor, roles=roles, departments=frozenset(departments))
 
 
 def _forbidden() -> AdminInputError:
@@ -145,14 +165,21 @@ def _forbidden() -> AdminInputError:
 def list_clients(session: Session, who: Caller) -> list[dict[str, Any]]:
     """The clients ``who`` may see: all of them, or their departments' only."""
     rows = session.scalars(select(Client).order_by(Client.created_at))
-    return [_summary(c) for c in rows if who.may_read(c.department_id)]
+    return [client_view(c) for c in rows if who.may_read(c.department_id)]
 
 
-def _summary(client: Client) -> dict[str, Any]:
-    return {**client_summary(client), "department": client.department_id}
+def client_view(client: Client) -> dict[str, Any]:
+    return {
+        **client_summary(client),
+        "department": client.department_id,
+        "client_name#en": client.name_en,
+        "logo_uri": client.logo_uri,
+        "purpose": client.purpose,
+        "requested": client.requested_release,
+    }
 
 
-def _client(session: Session, client_id: str, who: Caller, *, write: bool) -> Client:
+def client_row(session: Session, client_id: str, who: Caller, *, write: bool) -> Client:
     client = session.get(Client, client_id) if len(client_id) <= 64 else None
     if client is None:
         raise AdminInputError("no such client", status=404)
@@ -162,7 +189,7 @@ def _client(session: Session, client_id: str, who: Caller, *, write: bool) -> Cl
 
 
 def show_client(session: Session, client_id: str, who: Caller) -> dict[str, Any]:
-    return _summary(_client(session, client_id, who, write=False))
+    return client_view(client_row(session, client_id, who, write=False))
 
 
 def _department_for(session: Session, requested: Any, who: Caller) -> str | None:
@@ -184,6 +211,7 @@ def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[s
     """Register a client from RFC 7591 metadata (plus ``department``); it waits for approval."""
     data = dict(data)
     department = _department_for(session, data.pop("department", None), who)
+    shown = _presentation(data)
     services = context.services()
     policy = OutboundPolicy.from_settings(services.settings)
     try:
@@ -206,10 +234,55 @@ def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[s
             f"malformed client metadata: {exc}", error=InvalidClientMetadataError
         ) from None
     client.status = "pending"
+    for name, value in shown.items():
+        setattr(client, name, value)
     session.commit()
-    out = _summary(client)
+    out = client_view(client)
     if secret:
         out["client_secret"] = secret
+    return out
+
+
+def _presentation(data: dict[str, Any]) -> dict[str, Any]:
+    """Pop what people and the approving admin read (English name, logo, purpose, the
+    release asked for) from ``data``, checked; the rest is RFC 7591 metadata."""
+    out: dict[str, Any] = {}
+    for key, column, limit in (
+        ("client_name#en", "name_en", 200),
+        ("logo_uri", "logo_uri", 2000),
+        ("purpose", "purpose", 1000),
+    ):
+        value = data.pop(key, None)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str) or len(value) > limit or any(ord(c) < 32 for c in value):
+            raise AdminInputError(f"{key} must be text of at most {limit} characters")
+        out[column] = value.strip()
+    logo = out.get("logo_uri")
+    if logo is not None:
+        parts = urlsplit(logo)
+        if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
+            raise AdminInputError(
+                "logo_uri must be an https URL without userinfo", error=InvalidClientMetadataError
+            )
+    requested = data.pop("requested", None)
+    if requested is not None:
+        if not isinstance(requested, dict) or set(requested) - {
+            "claims",
+            "account_types",
+            "min_assurance",
+        }:
+            raise AdminInputError("requested may name claims, account_types and min_assurance")
+        try:
+            check_policy(
+                requested.get("claims"),
+                None,
+                requested.get("min_assurance"),
+                requested.get("account_types"),
+            )
+        except (ReleasePolicyError, TypeError, AttributeError) as exc:
+            raise AdminInputError(f"requested: {exc}") from None
+        out["requested_release"] = requested
     return out
 
 
@@ -219,7 +292,7 @@ def set_client_status(session: Session, client_id: str, status: str, who: Caller
         raise AdminInputError("status must be approved or disabled")
     if status == "approved":
         who.require("security-admin")
-    client = _client(session, client_id, who, write=True)
+    client = client_row(session, client_id, who, write=True)
     old = client.status
     client.status = status
     revoked: list[str] = []
@@ -233,11 +306,11 @@ def set_client_status(session: Session, client_id: str, status: str, who: Caller
         details={"old": old, "new": status, "grants_revoked": len(revoked)},
     )
     session.commit()
-    return _summary(client)
+    return client_view(client)
 
 
 def delete_client(session: Session, client_id: str, who: Caller) -> dict[str, Any]:
-    client = _client(session, client_id, who, write=True)
+    client = client_row(session, client_id, who, write=True)
     _delete_client(session, client, actor=who.actor)
     session.commit()
     return {"deleted": client_id}
@@ -425,7 +498,7 @@ def list_directories(session: Session, registry: Any) -> list[dict[str, Any]]:
 
 
 def put_directory(
-    session: Session, directory_id: str, table: dict[str, Any], who: AdminPrincipal
+    session: Session, directory_id: str, table: dict[str, Any], who: Caller | AdminPrincipal
 ) -> dict[str, Any]:
     """Add or replace a directory after validating it exactly as a settings table would be."""
     import re
@@ -463,7 +536,7 @@ def put_directory(
     return {"id": directory_id, "config": public_config(stored)}
 
 
-def delete_directory(session: Session, directory_id: str, who: AdminPrincipal) -> None:
+def delete_directory(session: Session, directory_id: str, who: Caller | AdminPrincipal) -> None:
     row = session.get(DirectoryConfig, directory_id)
     if row is None:
         raise AdminInputError(
@@ -486,7 +559,7 @@ def list_policies() -> dict[str, Any]:
 
 
 def set_policies(
-    session: Session, changes: dict[str, Any], who: AdminPrincipal, ip: str | None
+    session: Session, changes: dict[str, Any], who: Caller | AdminPrincipal, ip: str | None
 ) -> dict[str, Any]:
     """Validate every change, then store all of them (or none); each is audited old -> new."""
     from idp.interaction.policies import PolicyError
@@ -534,18 +607,13 @@ def disable_user(session: Session, user_id: str, who: AdminPrincipal) -> dict[st
 
 
 # ------------------------------------------------------------------ companies and mandates (issue 10)
-#: A mandate ``until`` date is inclusive, in China Standard Time (UTC+8): it ends at the
-#: following midnight there.
-CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
-
-
 def end_of_day(value: str) -> dt.datetime:
     """``YYYY-MM-DD`` (inclusive, China time) -> the moment the mandate ends, in UTC."""
     try:
         day = dt.date.fromisoformat(value.strip())
     except (AttributeError, ValueError):
         raise AdminInputError("until must be a date, YYYY-MM-DD") from None
-    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), CHINA_TIME).astimezone(dt.UTC)
+    return mandate_end(day)
 
 
 def _entity(session: Session, services: Services, ref: str) -> LegalEntity:
@@ -706,3 +774,9 @@ def create_cas_service(
         raise AdminInputError(exc.message) from None
     session.commit()
     return service_summary(row)
+
+
+# ------------------------------------------------------------------ ticket-bridge systems (issue 13)
+def list_bridge_systems(session: Session) -> list[dict[str, Any]]:
+    """Registered legacy systems (registered by ``yitong bridge systems add``; no secret)."""
+    return [system_summary(r) for r in list_systems(session)]

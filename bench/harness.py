@@ -113,6 +113,73 @@ def _dechunk(body: bytes) -> bytes:
     return bytes(out)
 
 
+#: Clients keep connections open between requests (HTTP/1.1 keep-alive) when True; set by a
+#: bench's ``--keepalive``.  A server that answers ``Connection: close`` (gunicorn's sync
+#: worker always does) still gets a new connection for each request.
+KEEPALIVE = False
+_conns = threading.local()
+
+
+def _read_response(sock: socket.socket) -> tuple[bytes, bytes, bool]:
+    """(head, body, server closes) of one response on a kept-alive connection."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("connection closed before the response")
+        buf += data
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    low = head.lower()
+    closes = b"\r\nconnection: close" in low
+    length = None
+    for line in low.split(b"\r\n")[1:]:
+        if line.startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    if length is not None:
+        while len(rest) < length:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("connection closed in the body")
+            rest += data
+        return head, rest[:length], closes
+    if b"\r\ntransfer-encoding: chunked" in low:
+        while not rest.endswith(b"0\r\n\r\n"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        return head, rest, closes
+    while True:  # no length: the body ends with the connection
+        data = sock.recv(65536)
+        if not data:
+            return head, rest, True
+        rest += data
+
+
+def _exchange_keepalive(host: str, port: int, request: bytes, timeout: float) -> bytes:
+    pool: dict[tuple[str, int], socket.socket] = _conns.__dict__.setdefault("pool", {})
+    for attempt in (0, 1):
+        sock = pool.pop((host, port), None)
+        fresh = sock is None
+        if sock is None:
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.sendall(request)
+            head, body, closes = _read_response(sock)
+        except OSError:
+            sock.close()
+            if fresh or attempt:
+                raise
+            continue  # the server closed an idle connection: once more on a new one
+        if closes:
+            sock.close()
+        else:
+            pool[(host, port)] = sock
+        return head + b"\r\n\r\n" + body
+    raise AssertionError("unreachable")
+
+
 def http(
     port: int,
     method: str,
@@ -124,7 +191,9 @@ def http(
     timeout: float = 30.0,
 ) -> Response:
     """One request on a fresh connection; ``body`` as a dict is sent form-encoded."""
-    hdrs = {"Host": f"{host}:{port}", "Connection": "close", "User-Agent": "yitong-bench"}
+    hdrs = {"Host": f"{host}:{port}", "User-Agent": "yitong-bench"}
+    if not KEEPALIVE:
+        hdrs["Connection"] = "close"
     if isinstance(body, Mapping):
         body = urllib.parse.urlencode(body).encode()
         hdrs["Content-Type"] = "application/x-www-form-urlencoded"
@@ -132,15 +201,19 @@ def http(
     if body is not None:
         hdrs["Content-Length"] = str(len(body))
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(head.encode("latin-1") + b"\r\n" + (body or b""))
-        chunks = []
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                break
-            chunks.append(data)
-    raw = b"".join(chunks)
+    wire = head.encode("latin-1") + b"\r\n" + (body or b"")
+    if KEEPALIVE:
+        raw = _exchange_keepalive(host, port, wire, timeout)
+    else:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(wire)
+            chunks = []
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+        raw = b"".join(chunks)
     head_bytes, _, payload = raw.partition(b"\r\n\r\n")
     lines = head_bytes.decode("latin-1").split("\r\n")
     if not lines or not lines[0].startswith("HTTP/"):
@@ -271,25 +344,46 @@ class Server:
             self._out.close()  # type: ignore[union-attr]
 
 
-def gunicorn(
-    name: str,
-    app: str,
-    *,
-    env: Mapping[str, str] | None = None,
-    port: int | None = None,
-    ready_path: str = "/",
-    log: Path | None = None,
-) -> Server:
-    """``gunicorn -w 1 -k sync`` (the measured configuration), pinned to CPU 0."""
-    port = port or free_port()
-    argv = [
+#: WSGI servers a bench can serve Python apps with (``--server``), one worker each.
+SERVERS = ("sync", "gthread", "granian")
+#: The one the benches use unless told otherwise (chosen by measurement, docs/benchmarks.md).
+DEFAULT_SERVER = "sync"
+
+
+def server_argv(kind: str, app: str, port: int) -> list[str]:
+    """The command line serving ``app`` with one worker of the ``kind`` of WSGI server."""
+    if kind == "granian":
+        return [
+            sys.executable,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            "1",
+            "--runtime-threads",
+            "1",
+            "--blocking-threads",
+            "4",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backlog",
+            "256",
+            "--no-ws",
+            "--log-level",
+            "warning",
+            app,
+        ]
+    worker = ["-k", "sync"] if kind == "sync" else ["-k", "gthread", "--threads", "4"]
+    return [
         sys.executable,
         "-m",
         "gunicorn",
         "-w",
         "1",
-        "-k",
-        "sync",
+        *worker,
         "-b",
         f"127.0.0.1:{port}",
         "--backlog",
@@ -300,7 +394,32 @@ def gunicorn(
         "warning",
         app,
     ]
-    return Server(name, argv, port, env=env, ready_path=ready_path, log=log)
+
+
+def gunicorn(
+    name: str,
+    app: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    ready_path: str = "/",
+    log: Path | None = None,
+    kind: str = DEFAULT_SERVER,
+) -> Server:
+    """One worker of the ``kind`` of WSGI server (gunicorn sync by default), pinned to CPU 0."""
+    port = port or free_port()
+    return Server(name, server_argv(kind, app, port), port, env=env, ready_path=ready_path, log=log)
+
+
+def worker_rss_mb(server: Server) -> float:
+    """Resident memory of the server's largest process (the worker), in MB."""
+    best = 0
+    for pid in server.pids():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    best = max(best, int(line.split()[1]))
+    return best / 1024
 
 
 # ------------------------------------------------------------------ measuring

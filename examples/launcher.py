@@ -261,9 +261,16 @@ def start_rps(
             DemoProcess(
                 "portal",
                 [sys.executable, "-m", "examples.portal.app"],
-                _rp_env(
-                    base, state.portal, state.service, state.issuer, "the social security service"
-                ),
+                {
+                    **_rp_env(
+                        base,
+                        state.portal,
+                        state.service,
+                        state.issuer,
+                        "the social security service",
+                    ),
+                    "RP_QR_APP": "1",  # the portal also plays the government app (QR login)
+                },
                 state.portal.url + "/healthz",
                 echo=echo,
             )

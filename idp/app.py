@@ -14,7 +14,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, render_template, request
+from flask import Flask, Request, Response, g, render_template, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
 from flask_login import LoginManager
@@ -28,22 +29,30 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.base import AdapterConfigError, EnterpriseRegistry
 from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
+from admin.api_identity import register as register_admin_identity
+from admin.api_ops import register as register_admin_ops
+from admin.console import register as register_console
 from idp import context, metrics, observability
 from idp.accounts.assurance import build_identity_verifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.blueprints import (
     account,
+    bridge,
     cas,
     entities,
+    federation,
     guards,
     login,
     logout,
     oidc,
+    qr,
     recovery,
     registration,
+    rights,
     second_factor,
     security,
+    sms_login,
 )
 from idp.blueprints.responses import json_error
 from idp.config import ConfigError, Settings, load_settings
@@ -65,9 +74,12 @@ from idp.interaction.throttle import AttemptCounters, Counters, LoginGate
 from idp.interaction.web import init_login_manager, open_interaction
 from idp.logging_setup import configure_logging, install_redaction
 from idp.oauth.client_cache import ClientSnapshot
+from idp.oauth.discovery import discovery_document
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.server import build_authorization_server
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamConfig, UpstreamOIDC
+from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
 from idp.storage.db import Database
@@ -88,6 +100,8 @@ API_PREFIXES = (
     "/par",
     "/admin/api",
     "/connect/register",
+    "/bridge/v1/token",
+    "/bridge/v1/userinfo",
 )
 
 
@@ -149,7 +163,14 @@ def build_services(settings: Settings) -> Services:
         enterprises=_build_enterprise_registry(settings),
         mail_sender=build_mail_sender(settings, db),
         hot=hot,
+        upstream=_build_upstream(settings),
     )
+
+
+def _build_upstream(settings: Settings) -> UpstreamOIDC | None:
+    """The national platform as an upstream provider, when ``upstream_issuer`` is set."""
+    config = UpstreamConfig.from_settings(settings)
+    return UpstreamOIDC(config) if config is not None else None
 
 
 #: Synthetic enterprise records for development and tests (issue 10).
@@ -238,10 +259,24 @@ def _select_locale() -> str:
     return context.settings().default_locale
 
 
+class _CookieSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, without building the signer for a request with no cookie.
+
+    API clients (token, introspection, userinfo) never send one; Flask would build an
+    ``itsdangerous`` serializer for each of their requests before finding no cookie.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
     app = Flask(__name__, instance_path=None)
+    app.session_interface = _CookieSessions()
     # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
     install_request_guards(app)
     configure_logging(settings.log_format)
@@ -287,14 +322,25 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         logout.bp,
         entities.bp,
         cas.bp,
+        bridge.bp,
+        federation.bp,
         recovery.bp,
         registration.bp,
+        rights.bp,
+        sms_login.bp,
+        qr.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
+    csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
+    csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
+    csrf.exempt(qr.app_decision)  # the app's token authenticates it, not a browser cookie
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
+    register_admin_ops(app, csrf)
+    register_admin_identity(app, csrf)
+    register_console(app)
     guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
     app.teardown_appcontext(context.close_db_session)
@@ -302,6 +348,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     _install_key_rotation(app, services)
     _install_headers(app, settings)
     _install_error_handlers(app)
+    # Discovery and the JWKS as cached bytes, served in front of Flask (idp/published.py).
+    published = PublishedDocuments(services, discovery_document(services))
+    app.extensions["yitong.published"] = published
+    app.wsgi_app = published.wrap(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, static_security_headers(settings)
+    )
     return app
 
 
@@ -339,20 +391,32 @@ def _install_limits(app: Flask) -> None:
         return None
 
 
+def static_security_headers(settings: Settings) -> list[tuple[str, str]]:
+    """The headers every answer carries (unless a view set its own)."""
+    headers = [
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+        (
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self' http: https:",
+        ),
+    ]
+    if settings.issuer.startswith("https://"):
+        headers.append(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    return headers
+
+
 def _install_headers(app: Flask, settings: Settings) -> None:
+    static = static_security_headers(settings)
+
     @app.after_request
     def security_headers(resp: Response) -> Response:
         h = resp.headers
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        if "Content-Security-Policy" not in h:
-            h["Content-Security-Policy"] = (
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                "frame-ancestors 'none'; base-uri 'none'; form-action 'self' http: https:"
-            )
-        if settings.issuer.startswith("https://"):
-            h.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        for name, value in static:
+            if name not in h:
+                h[name] = value
         if g.get("sso") is not None or request.path.startswith(
             ("/login", "/consent", "/register", "/account", "/logout", "/authorize", "/entities")
         ):

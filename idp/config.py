@@ -132,6 +132,20 @@ class Settings:
             "once (CAS 3.0 §3.1.1 recommends at most 5 minutes; 10 s is plenty server to server)."
         ),
     )
+    bridge_ticket_lifetime: int = field(
+        default=30,
+        metadata=_doc(
+            "Seconds a ticket-bridge ticket (`BT-…`) stays exchangeable; the legacy system "
+            "exchanges it server to server at once (docs/integrating.md, ticket bridge)."
+        ),
+    )
+    bridge_request_max_skew: int = field(
+        default=300,
+        metadata=_doc(
+            "Seconds a signed ticket-bridge request's timestamp may differ from our clock; "
+            "its nonce is remembered this long (twice) so a replay inside the window fails."
+        ),
+    )
     access_token_lifetime: int = field(default=600, metadata=_doc("Access-token lifetime (s)."))
     id_token_lifetime: int = field(default=600, metadata=_doc("ID-token lifetime (s)."))
     refresh_token_idle_lifetime: int = field(
@@ -160,6 +174,46 @@ class Settings:
     )
     rate_limit_authorize_per_minute: int = field(
         default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
+    )
+    rate_limit_qr_per_minute: int = field(
+        default=30,
+        metadata=_doc(
+            "QR-login codes shown, and device authorizations started, per client IP per minute."
+        ),
+    )
+    qr_login_lifetime: int = field(
+        default=120,
+        metadata=_doc(
+            "Seconds a QR-login code (and an RFC 8628 device code) waits for the app's decision."
+        ),
+    )
+    qr_login_scope: str = field(
+        default="qr_login",
+        metadata=_doc(
+            "The scope an access token must carry to approve a QR login: register it only "
+            "for the government app."
+        ),
+    )
+    qr_login_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "`CIDR=name` entries naming networks on the QR-login approval screen "
+            "(e.g. `10.0.0.0/8=省政务外网`); other addresses show their /24 (IPv6: /48)."
+        ),
+    )
+    dpop_proof_max_age: int = field(
+        default=120,
+        metadata=_doc("How old (by `iat`, s) a DPoP proof may be; 60 s ahead are tolerated."),
+    )
+    dpop_nonce_required: bool = field(
+        default=True,
+        metadata=_doc(
+            "Require a server `nonce` in DPoP proofs (RFC 9449 §8, §9); sent as `DPoP-Nonce`."
+        ),
+    )
+    rate_limit_registration_per_minute: int = field(
+        default=20,
+        metadata=_doc("Dynamic client registrations (RFC 7591 POSTs) per client IP per minute."),
     )
     trusted_proxies: int = field(
         default=0, metadata=_doc("Number of reverse proxies whose X-Forwarded-For is trusted.")
@@ -278,6 +332,56 @@ class Settings:
             "production: the bundled synthetic dataset. Never real personal data."
         ),
     )
+    upstream_issuer: str = field(
+        default="",
+        metadata=_doc(
+            "Issuer URL of the upstream OpenID Connect provider (the national government "
+            "service platform); empty: no upstream login. Its discovery document is fetched "
+            "through the SSRF guard (https; `outbound_private_hosts` for intranet hosts)."
+        ),
+    )
+    upstream_client_id: str = field(
+        default="", metadata=_doc("Our client id at the upstream provider.")
+    )
+    upstream_client_secret: str = field(
+        default="",
+        metadata=_doc("Our client secret at the upstream provider (`client_secret_basic`)."),
+    )
+    upstream_scopes: tuple[str, ...] = field(
+        default=("openid", "profile"),
+        metadata=_doc("Scopes asked of the upstream provider (comma-separated; `openid` first)."),
+    )
+    upstream_claim_mapping: tuple[str, ...] = field(
+        default=(
+            "id_number=verified_claims.claims.resident_id_number",
+            "name=verified_claims.claims.name",
+            "identity_level=verified_claims.verification.assurance_level",
+        ),
+        metadata=_doc(
+            "`ours=path` pairs (comma-separated): where in the upstream ID token each value is "
+            "found (dotted path). `id_number` is required: accounts are linked by it, and "
+            "only when it is inside `verified_claims`; `name` and `identity_level` are optional."
+        ),
+    )
+    upstream_acr_mapping: tuple[str, ...] = field(
+        default=(
+            "urn:yitong:acr:pwd=urn:yitong:acr:pwd",
+            "urn:yitong:acr:mfa=urn:yitong:acr:mfa",
+            "urn:yitong:acr:phr=urn:yitong:acr:phr",
+        ),
+        metadata=_doc(
+            "`upstream acr=our acr` pairs (comma-separated). An upstream login gets the level "
+            "its asserted `acr` maps to, never more; an unmapped or absent `acr` gets the "
+            "lowest level (password)."
+        ),
+    )
+    upstream_min_identity_level: str = field(
+        default="L3",
+        metadata=_doc(
+            "The identity assurance level (`verified_claims` `assurance_level`, L3..L5) the "
+            "upstream must assert for its identity number to link an account."
+        ),
+    )
     directories: Mapping[str, Mapping[str, Any]] = field(
         default_factory=dict,
         metadata=_doc(
@@ -394,6 +498,22 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_ISSUER must not end with '/' or carry a query or fragment")
     if settings.authorization_code_lifetime > 60 or settings.authorization_code_lifetime < 1:
         problems.append("YITONG_AUTHORIZATION_CODE_LIFETIME must be between 1 and 60 seconds")
+    if not 1 <= settings.bridge_ticket_lifetime <= 300:
+        problems.append("YITONG_BRIDGE_TICKET_LIFETIME must be between 1 and 300 seconds")
+    if not 30 <= settings.bridge_request_max_skew <= 900:
+        problems.append("YITONG_BRIDGE_REQUEST_MAX_SKEW must be between 30 and 900 seconds")
+    if settings.upstream_issuer:
+        if not (settings.upstream_client_id and settings.upstream_client_secret):
+            problems.append(
+                "YITONG_UPSTREAM_ISSUER needs YITONG_UPSTREAM_CLIENT_ID and "
+                "YITONG_UPSTREAM_CLIENT_SECRET"
+            )
+        if settings.is_production and not settings.upstream_issuer.startswith("https://"):
+            problems.append("YITONG_UPSTREAM_ISSUER must be an https:// URL in production")
+        if settings.upstream_min_identity_level not in ("L3", "L4", "L5"):
+            problems.append("YITONG_UPSTREAM_MIN_IDENTITY_LEVEL must be L3, L4 or L5")
+        if not any(p.startswith("id_number=") for p in settings.upstream_claim_mapping):
+            problems.append("YITONG_UPSTREAM_CLAIM_MAPPING must map id_number")
     if settings.password_min_length < 8:
         problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
     if settings.password_max_length < 64:

@@ -40,6 +40,11 @@ def db_session() -> Session:
     return g.db_session  # type: ignore[no-any-return]
 
 
+def open_db_session() -> Session | None:
+    """The request's session if something opened it, else None (nothing to commit)."""
+    return g.get("db_session")  # type: ignore[no-any-return]
+
+
 def close_db_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:

@@ -33,6 +33,7 @@ from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, reg
 from idp.app import build_services
 from idp.config import ConfigError, Settings, load_settings
 from idp.context import Services
+from idp.demo_admins import DemoAdmin, describe_admins, ensure_admins
 from idp.instance import initialize
 from idp.oauth.clients import ClientSpec, create_client
 from idp.storage.models import Client
@@ -102,6 +103,7 @@ class DemoState:
     state_file: Path
     outbox: str | None = None
     created: list[str] = field(default_factory=list)
+    admins: list[DemoAdmin] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ settings
@@ -179,7 +181,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
                 "portal",
                 "省政务服务门户 Provincial portal",
                 layout.portal_url,
-                ["openid", "profile", "email", "phone"],
+                ["openid", "profile", "email", "phone", "qr_login"],
                 True,
             ),
         ),
@@ -262,6 +264,9 @@ def _ensure_citizen(
                 password = _new_password()  # the policy refused it (a context word by chance)
         else:
             raise DemoError("cannot choose a password the password policy accepts")
+        # The demo citizen's e-mail counts as confirmed (its link was "followed" at setup); the
+        # phone is confirmed by SMS code on the security page, from the outbox below.
+        user.email_verified = True
         created.append(f"citizen {user.id}")
         return user.id, password
     if not isinstance(password, str) or not services.passwords.verify(user.password_hash, password):
@@ -270,6 +275,7 @@ def _ensure_citizen(
         audit.record(session, "user.password_reset", actor="demo", target=user.id)
     if user.status != "active":
         user.status = "active"
+    user.email_verified = True
     return user.id, password
 
 
@@ -304,6 +310,10 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             citizen_id, password = _ensure_citizen(
                 session, services, stored.get("citizen") or {}, created
             )
+        # The admin service layer commits its own changes: a plain session, not a transaction.
+        with services.db.session() as session:
+            admins = ensure_admins(session, services, stored, created, _new_password)
+            session.commit()
         outbox = _outbox_location(settings)
     finally:
         services.db.dispose()
@@ -326,6 +336,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
                 **login,
                 "password": password,
             },
+            **{a.key: a.as_state() for a in admins},
         },
     )
     return DemoState(
@@ -338,6 +349,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
         state_file=state_path,
         outbox=outbox,
         created=created,
+        admins=admins,
     )
 
 
@@ -352,9 +364,11 @@ def describe(state: DemoState) -> list[str]:
         "",
         f"  demo citizen {DEMO_CITIZEN['name']} (synthetic data); log in with any one of",
         f"    ID number  {state.citizen_login['id_number']}",
-        f"    phone      {state.citizen_login['phone']}",
         f"    e-mail     {state.citizen_login['email']}",
+        f"    phone      {state.citizen_login['phone']}  (once confirmed by SMS code)",
         f"    password   {state.password}",
+        "",
+        *describe_admins(state.admins, state.issuer),
         "",
         f"  client ids and secrets: {state.state_file} (mode 0600)",
     ]
@@ -363,6 +377,8 @@ def describe(state: DemoState) -> list[str]:
     lines += [
         "",
         f"  Open {state.portal.url}, sign in, then follow 'Open' to the service: no second password.",
+        f"  QR login: {state.portal.url}/app is the simulated government app (signed in at the",
+        "  portal); open the service in a private window and paste the QR code's link there.",
         "",
     ]
     return lines

@@ -176,6 +176,34 @@ class SlowDownError(ProtocolError):
     status_code = 429
 
 
+class InvalidDpopProofError(ProtocolError):
+    """``invalid_dpop_proof`` (RFC 9449 §5, §7.1, §12.2): the DPoP proof is missing, malformed,
+    replayed, for another request, or proves another key than the one the token is bound to.
+
+    400 at the token endpoint; a resource (userinfo) answers 401 with ``WWW-Authenticate: DPoP``.
+    """
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonceError(ProtocolError):
+    """``use_dpop_nonce`` (RFC 9449 §8, §9): retry with the nonce in the ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+
+
+class AuthorizationPendingError(ProtocolError):
+    """``authorization_pending`` (RFC 8628 §3.5): the person has not decided yet; poll again."""
+
+    error = "authorization_pending"
+
+
+class ExpiredTokenError(ProtocolError):
+    """``expired_token`` (RFC 8628 §3.5): the device code expired; start a new request."""
+
+    error = "expired_token"
+
+
 class InsufficientScopeError(ProtocolError):
     """``insufficient_scope`` (RFC 6750 §3.1): the token lacks a scope or role it needs."""
 
@@ -265,9 +293,90 @@ class CasUnauthorizedServiceProxyError(CasError):
     code = "UNAUTHORIZED_SERVICE_PROXY"
 
 
+class BridgeError(Exception):
+    """A ticket-bridge failure (protocol v1, docs/integrating.md "Ticket bridge"), named by
+    its bridge error code.  Answered as ``{"version": "1", "error", "error_description"}``
+    server to server, or on an error page in the browser; ``description`` is ASCII."""
+
+    code = "server_error"
+    status = 400
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = ascii_safe(description)
+
+
+class BridgeInvalidRequestError(BridgeError):
+    """``invalid_request``: a parameter is missing, repeated, malformed or too long."""
+
+    code = "invalid_request"
+
+
+class BridgeUnknownSystemError(BridgeError):
+    """``unknown_system``: no enabled system is registered under this id."""
+
+    code = "unknown_system"
+
+
+class BridgeInvalidSignatureError(BridgeError):
+    """``invalid_signature``: the request's HMAC (or JWT) does not verify with the system's
+    secret."""
+
+    code = "invalid_signature"
+
+
+class BridgeStaleRequestError(BridgeError):
+    """``stale_request``: the timestamp is too far from our clock (a replay window closed)."""
+
+    code = "stale_request"
+
+
+class BridgeReplayedRequestError(BridgeError):
+    """``replayed_request``: this nonce was used already by this system."""
+
+    code = "replayed_request"
+
+
+class BridgeInvalidClientError(BridgeError):
+    """``invalid_client``: the system's credentials are wrong or missing (HTTP 401)."""
+
+    code = "invalid_client"
+    status = 401
+
+
+class BridgeInvalidTicketError(BridgeError):
+    """``invalid_ticket``: unknown, used, expired, or issued to another system."""
+
+    code = "invalid_ticket"
+
+
+class BridgeInvalidTokenError(BridgeError):
+    """``invalid_token``: the access token is unknown, expired, revoked or another system's
+    (HTTP 401)."""
+
+    code = "invalid_token"
+    status = 401
+
+
+class BridgeAccessDeniedError(BridgeError):
+    """``access_denied``: the person declined (sent to the callback, never a page)."""
+
+    code = "access_denied"
+
+
 __all__ = [
     "AccessDeniedError",
     "AccountSelectionRequiredError",
+    "BridgeAccessDeniedError",
+    "BridgeError",
+    "BridgeInvalidClientError",
+    "BridgeInvalidRequestError",
+    "BridgeInvalidSignatureError",
+    "BridgeInvalidTicketError",
+    "BridgeInvalidTokenError",
+    "BridgeReplayedRequestError",
+    "BridgeStaleRequestError",
+    "BridgeUnknownSystemError",
     "CasError",
     "CasInvalidRequestError",
     "CasInvalidServiceError",

@@ -125,14 +125,18 @@ def readiness(services: Services) -> dict[str, str]:
     return state
 
 
+def request_id_for(sent: str) -> str:
+    """The id of a request: the proxy's ``X-Request-Id`` if it is a short token, else new."""
+    return sent if _REQUEST_ID.fullmatch(sent) else secrets.token_hex(8)
+
+
 # ---------------------------------------------------------------------- installation
 def install(app: Flask, services: Services) -> None:
     """Request ids, timing and the three operator endpoints (called by the app factory)."""
 
     @app.before_request
     def start_request() -> None:
-        sent = request.headers.get("X-Request-Id", "")
-        g.request_id = sent if _REQUEST_ID.fullmatch(sent) else secrets.token_hex(8)
+        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
         g.started = time.perf_counter()
 
     @app.after_request

@@ -24,6 +24,7 @@ from idp.interaction.throttle import LoginGate
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.logout import LogoutDispatcher
 from idp.oauth.tokens import TokenIssuer
+from idp.oauth.upstream import UpstreamOIDC
 from idp.storage.db import Database
 from idp.storage.hot import RedisStore
 from keys.crypto import KekRing
@@ -60,3 +61,5 @@ class Services:
     # Redis for replay markers, pushed requests and attempt counters (issue 12); None: the
     # database keeps them (the embedded default).
     hot: RedisStore | None = None
+    # The upstream OpenID Connect provider (issue 13 item 3); None when not configured.
+    upstream: UpstreamOIDC | None = None

@@ -92,8 +92,16 @@ class Citizen:
 
     @classmethod
     def create(
-        cls, app: Flask, index: int | None = None, password: str = PASSWORD, name: str = "张三"
+        cls,
+        app: Flask,
+        index: int | None = None,
+        password: str = PASSWORD,
+        name: str = "张三",
+        *,
+        email_confirmed: bool = True,
     ) -> Citizen:
+        """A registered citizen whose e-mail link was followed (``email_confirmed``); the
+        phone stays unconfirmed, so it is neither a login name nor an SMS second factor."""
         from idp.accounts.people import NewCitizen, register_citizen
 
         n = next(_counter) if index is None else index
@@ -110,6 +118,7 @@ class Citizen:
                 vault=services.vault,
                 passwords=services.passwords,
             )
+            user.email_verified = email_confirmed
         return cls(
             id=user.id,
             id_number=id_number,

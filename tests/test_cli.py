@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select, text, update
 
 from idp.cli import main
 from idp.storage.models import AuditEvent, Client, SigningKey, User
@@ -186,7 +186,12 @@ def test_users_add_refuses_bad_input_clearly(
 def test_users_add_refuses_duplicates(
     run: Run, db: Any, override: dict[str, str], field: str
 ) -> None:
+    """Taken: an ID number verified at L3 or above, a confirmed phone or e-mail (unverified
+    ones are claimed instead: tests/interaction/test_citizen_rights.py)."""
     assert run("users", "add", *_citizen_args(3)).exit_code == 0
+    with db.begin() as conn:
+        conn.execute(update(User).values(phone_verified=True, email_verified=True))
+    assert run("verify", "li3@example.cn", "--level", "L5", "--method", "counter").exit_code == 0
     result = run("users", "add", *_citizen_args(3, **override))
     assert result.exit_code != 0
     assert result.stderr.startswith(f"error: {field}: ")
@@ -358,6 +363,13 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     state = json.loads(state_file.read_text())
     password = state["citizen"]["password"]
     assert f"password   {password}" in first.stdout
+    for key, role in (
+        ("security_admin", "security-admin"),
+        ("department_admin", "department-admin"),
+    ):
+        assert role in first.stdout
+        assert state[key]["password"] in first.stdout and state[key]["totp_secret"] in first.stdout
+    assert "/admin" in first.stdout
 
     second = run("demo", "--no-serve")
     assert second.exit_code == 0, second.output
@@ -368,7 +380,8 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     with db.connect() as conn:
         ids = conn.execute(select(Client.client_id).order_by(Client.client_id)).scalars().all()
         assert ids == ["demo-portal", "demo-service"]
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
+        # The citizen, a security admin and a department admin (issue 11).
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
         portal_first_party = conn.execute(
             select(Client.first_party).where(Client.client_id == "demo-portal")
         ).scalar_one()
@@ -382,7 +395,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         from idp.storage.repo import query_client
 
         with services.db.session() as session:
-            user = find_citizen(session, "13800138000", vault=services.vault)
+            user = find_citizen(session, "wang.xiaoming@example.cn", vault=services.vault)
             assert user is not None and services.passwords.verify(user.password_hash, password)
             for key in ("portal", "service"):
                 row = query_client(session, state[key]["client_id"])
@@ -399,7 +412,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     assert renewed["portal"]["client_secret"] != state["portal"]["client_secret"]
     assert renewed["citizen"]["password"] != password
     with db.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 1
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
         assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2
     assert run("audit", "verify").exit_code == 0
 

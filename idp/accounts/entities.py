@@ -33,6 +33,9 @@ from idp.storage import repo
 from idp.storage.models import Grant, LegalEntity, Mandate, SsoSession, User, utcnow
 
 STATUSES = ("active", "suspended", "deregistered")
+#: A mandate's end date is inclusive, in China Standard Time (UTC+8): it ends at the
+#: following midnight there.
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
 KINDS = ("enterprise", "individual-business", "institution", "social-organization", "other")
 
 
@@ -255,6 +258,38 @@ def set_entity_status(
 
 
 # ------------------------------------------------------------------ mandates
+def end_of_day(day: dt.date) -> dt.datetime:
+    """The moment a mandate "until ``day``" (inclusive, China time) ends, in UTC."""
+    midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), CHINA_TIME)
+    return midnight.astimezone(dt.UTC)
+
+
+def managed_by(session: Session, user: User, now: dt.datetime) -> list[LegalEntity]:
+    """The active companies whose mandates ``user`` may grant and end (as representative or
+    company admin), by name."""
+    admin_of = {
+        m.entity_id
+        for m in session.scalars(
+            select(Mandate).where(
+                Mandate.user_id == user.id,
+                Mandate.role == COMPANY_ADMIN,
+                Mandate.ended_at.is_(None),
+            )
+        )
+        if mandate_is_live(m, now)
+    }
+    return list(
+        session.scalars(
+            select(LegalEntity)
+            .where(
+                LegalEntity.status == "active",
+                (LegalEntity.representative_id == user.id) | LegalEntity.id.in_(admin_of),
+            )
+            .order_by(LegalEntity.name)
+        )
+    )
+
+
 @dataclass(frozen=True)
 class MandateOffer:
     """What a mandate gives: a role, optionally some clients, from when until when."""

@@ -2,6 +2,14 @@
 
 A citizen logs in with their resident ID number, mobile number or e-mail address.  All three
 are normalized the same way at registration and at login (checklist 111), and each is unique.
+
+Nothing typed at registration blocks the person it belongs to (issue 15 item 2, checklist
+81): a phone number or e-mail address is a login name only once confirmed (by SMS code, by
+the e-mailed link; :mod:`idp.interaction.contacts`), and an unconfirmed one held by another
+account is taken off that account when someone registers or confirms it.  An ID number held
+by an account verified below L3 does not refuse a registration either: the new account
+*claims* it (``id_claim_digest``), and whichever claimant is verified at L3 or above takes it
+(:func:`idp.accounts.assurance.settle_id_claim`).
 """
 
 from __future__ import annotations
@@ -9,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from idp import audit
-from idp.accounts.assurance import record_verification
+from idp.accounts.assurance import id_holder_verified, record_verification
 from idp.accounts.identifiers import (
     IdentifierError,
     classify_login,
@@ -81,19 +89,28 @@ def register_citizen(
         raise RegistrationError("password", str(exc)) from None
 
     id_digest = vault.digest(id_number)
-    if session.scalar(select(User.id).where(User.id_number_digest == id_digest)):
-        raise RegistrationError("id_number", "an account with this ID number already exists")
-    if phone and session.scalar(select(User.id).where(User.phone == phone)):
+    contested = False
+    holder = session.scalar(select(User.id).where(User.id_number_digest == id_digest))
+    if holder is not None:
+        if id_holder_verified(session, holder):
+            raise RegistrationError("id_number", "an account with this ID number already exists")
+        contested = True  # held below L3: claimed here, settled by an L3+ verification
+    if phone and confirmed_holder(session, "phone", phone):
         raise RegistrationError("phone", "an account with this phone number already exists")
-    if email and session.scalar(select(User.id).where(User.email == email)):
+    if email and confirmed_holder(session, "email", email):
         raise RegistrationError("email", "an account with this e-mail address already exists")
+    new_id_value = new_id()
+    for kind, value in (("phone", phone), ("email", email)):
+        if value:
+            release_unconfirmed(session, kind, value, keep=new_id_value, actor=actor, ip=ip)
 
     user = User(
-        id=new_id(),
+        id=new_id_value,
         kind="citizen",
         name=name,
         id_number_ciphertext=vault.seal(id_number),
-        id_number_digest=id_digest,
+        id_number_digest=None if contested else id_digest,
+        id_claim_digest=id_digest if contested else None,
         id_number_masked=mask(id_number),
         phone=phone,
         email=email,
@@ -108,15 +125,61 @@ def register_citizen(
         actor=actor,
         target=user.id,
         ip=ip,
-        details={"masked_id": user.id_number_masked},
+        details={"masked_id": user.id_number_masked, "id_contested": contested},
     )
     # Identity assurance L2: self-declared, format-checked (docs/identity-assurance.md).
     record_verification(session, user, "L2", "self-declared", verifier=actor, ip=ip)
     return user
 
 
-def find_citizen(session: Session, login: str, *, vault: IdentityVault) -> User | None:
-    """Find a citizen by ID number, phone or e-mail; None when nothing matches."""
+def _contact_column(kind: str) -> InstrumentedAttribute[str | None]:
+    return User.phone if kind == "phone" else User.email
+
+
+def confirmed_holder(session: Session, kind: str, value: str) -> str | None:
+    """The account whose *confirmed* phone (``kind`` ``phone``) or e-mail this is."""
+    flag = User.phone_verified if kind == "phone" else User.email_verified
+    return session.scalar(select(User.id).where(_contact_column(kind) == value, flag.is_(True)))
+
+
+def release_unconfirmed(
+    session: Session, kind: str, value: str, *, keep: str, actor: str, ip: str | None = None
+) -> list[str]:
+    """Take an unconfirmed phone or e-mail off every account but ``keep`` (audited).
+
+    Whoever registers or confirms a contact point gets it; an account that typed it and never
+    proved it loses nothing it had proven (checklist 81: a squatter never blocks the owner).
+    """
+    flag = User.phone_verified if kind == "phone" else User.email_verified
+    rows = session.scalars(
+        select(User).where(_contact_column(kind) == value, User.id != keep, flag.is_(False))
+    ).all()
+    for row in rows:
+        if kind == "phone":
+            row.phone = None
+        else:
+            row.email = None
+        audit.record(
+            session,
+            "user.contact_released",
+            actor=actor,
+            target=row.id,
+            ip=ip,
+            details={"kind": kind, "to": keep},
+        )
+    if rows:
+        session.flush()  # before the value is written elsewhere (unique column)
+    return [r.id for r in rows]
+
+
+def find_citizen(
+    session: Session, login: str, *, vault: IdentityVault, confirmed_only: bool = True
+) -> User | None:
+    """Find a citizen by ID number, phone or e-mail; None when nothing matches.
+
+    A phone number or e-mail address is a login name only once confirmed (issue 15 item 2);
+    ``confirmed_only=False`` is for operators looking an account up, never for a login.
+    """
     kind = classify_login(login)
     try:
         if kind == "id_number":
@@ -127,13 +190,15 @@ def find_citizen(session: Session, login: str, *, vault: IdentityVault) -> User 
                 )
             ).first()
         if kind == "phone":
-            return session.scalars(
-                select(User).where(User.phone == normalize_phone(login), User.kind == "citizen")
-            ).first()
+            query = select(User).where(User.phone == normalize_phone(login))
+            if confirmed_only:
+                query = query.where(User.phone_verified.is_(True))
+            return session.scalars(query.where(User.kind == "citizen")).first()
         if kind == "email":
-            return session.scalars(
-                select(User).where(User.email == normalize_email(login), User.kind == "citizen")
-            ).first()
+            query = select(User).where(User.email == normalize_email(login))
+            if confirmed_only:
+                query = query.where(User.email_verified.is_(True))
+            return session.scalars(query.where(User.kind == "citizen")).first()
     except IdentifierError:
         return None
     return None
@@ -143,4 +208,4 @@ def find_account(session: Session, who: str, *, vault: IdentityVault) -> User | 
     """The account with id ``who``, or the citizen whose e-mail, phone or ID number it is."""
     who = (who or "").strip()
     user = session.get(User, who) if who and len(who) <= 64 else None
-    return user or find_citizen(session, who, vault=vault)
+    return user or find_citizen(session, who, vault=vault, confirmed_only=False)

@@ -23,6 +23,12 @@ LOGIN_LIMITED = {
     "recovery.forgot_post": "reset",
     "recovery.code_post": "reset",
     "recovery.reset_post": "reset",
+    "login.closing_cancel": "login",
+    "sms_login.send": "login",
+    "sms_login.code_post": "login",
+    "sms_login.password_post": "login",
+    "rights.confirm_contacts_post": "mfa",
+    "rights.email_confirm_post": "mfa",
 }
 
 
@@ -31,6 +37,9 @@ def limit_for(endpoint: str) -> tuple[str, int] | None:
     services = context.services()
     if endpoint in LOGIN_LIMITED:
         return LOGIN_LIMITED[endpoint], services.settings.rate_limit_login_per_minute
+    if endpoint == "registration.register":
+        # RFC 7591 §5: an open or token-guarded registration endpoint invites floods.
+        return "dynreg", services.settings.rate_limit_registration_per_minute
     if endpoint.startswith("second_factor."):
         return "mfa", services.policies.get_int("ratelimit.mfa_per_minute")
     return None

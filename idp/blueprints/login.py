@@ -17,13 +17,17 @@ from werkzeug.wrappers import Response
 
 from idp import context
 from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
+from idp.blueprints import qr as qr_login
 from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
+from idp.interaction import acting, mfa, rights, sms_login
 from idp.interaction import login as signin
-from idp.interaction import mfa
-from idp.interaction.consent import record_consent
+from idp.interaction.account_view import scope_labels
+from idp.interaction.consent import pending_release, record_consent
+from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
+from idp.interaction.self_service import start_phone_change, stash_sealed, unstash_sealed
 from idp.interaction.web import (
     clear_session_cookie,
     current_user_row,
@@ -32,9 +36,8 @@ from idp.interaction.web import (
 )
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
-from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.release import release_labels
-from idp.storage.models import Client, User, utcnow
+from idp.oauth.release import released_keys
+from idp.storage.models import Client, Department, User, utcnow
 
 bp = Blueprint("login", __name__)
 
@@ -83,6 +86,8 @@ def cancel(ix: str) -> Response:
         opened = None
     if opened is None:
         return see_other(url_for("account.home"))
+    if "bridge_system" in opened[0]:  # a ticket-bridge login: the system hears of it
+        return see_other(url_for("bridge.login", ix=ix, cancel="1"))
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:
@@ -102,14 +107,23 @@ def login_page(
     status: int = 200,
     recovery: bool = False,
     retry_after: int = 0,
+    mode: str = "",
+    credit_code: str = "",
 ) -> Response:
-    """The login form (with the requesting client's name when ``ix`` names one)."""
+    """The login form (with the requesting client's name when ``ix`` names one).
+
+    ``mode="entity"`` shows the legal-person entry (法人登录, :mod:`idp.blueprints.entities`)
+    instead of the personal one, where the client lets people act for companies.
+    """
     client = None
+    opened = None
     try:
         opened = open_ix(ix)
         client = _client_for(opened[0]) if opened else None
     except InteractionExpired:
         client = None
+    entity_login = acting.login_offered(opened[0] if opened else None, client)
+    qr = qr_login.panel(client.client_id if client else None)  # QR login (issue 13)
     body = render_template(
         "login.html",
         ix=ix,
@@ -119,8 +133,15 @@ def login_page(
         directories=context.services().directories,
         department=department,
         recovery=recovery,
+        qr=qr,
+        qr_message=qr_login.outcome_message(request.args.get("qr")),
+        sms_login=sms_login.enabled(),
+        entity_login=entity_login,
+        login_mode="entity" if entity_login and mode == "entity" else "person",
+        credit_code=credit_code[:64],
+        upstream_login=context.services().upstream is not None,
     )
-    resp = make_response(body, status)
+    resp = qr_login.remember_browser(make_response(body, status), qr)
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)
     return resp
@@ -140,7 +161,7 @@ def login_form() -> Response:
     except InteractionExpired:
         return expired_page()
     hint = (opened[0].get("login_hint") or [""])[0] if opened else ""
-    return login_page(ix, login_name=hint)
+    return login_page(ix, login_name=hint, mode=request.args.get("mode", ""))
 
 
 @bp.route("/login", methods=["POST"])
@@ -169,24 +190,73 @@ def login_post() -> Response:
             error=_("The department directory is unavailable; try again later."),
             status=503,
         )
+    if isinstance(outcome, signin.Closing):
+        return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     if isinstance(outcome, signin.Refused):
-        control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
-        return login_page(
-            ix,
-            login_name="" if control else creds.login_name,
-            department="" if control else creds.department,
-            error=outcome.message,
-            status=outcome.status,
-            recovery=outcome.offer_recovery,
-            retry_after=outcome.retry_after,
-        )
-    if outcome.factors == ("pwd",):
-        return finish_login(outcome.user, amr=["pwd"], ix=ix)
+        return refused_page(ix, creds, outcome)
     now = int(utcnow().timestamp())
-    factors = dict.fromkeys(outcome.factors, now)
-    return finish_login(
-        outcome.user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
+    return after_factors(outcome.user, dict.fromkeys(outcome.factors, now), ix)
+
+
+def refused_page(
+    ix: str,
+    creds: signin.Credentials,
+    outcome: signin.Refused,
+    *,
+    mode: str = "",
+    credit_code: str = "",
+) -> Response:
+    """The login form again, saying why the sign-in was refused."""
+    control = outcome.status == 400 and any(ord(c) < 32 for c in creds.login_name)
+    return login_page(
+        ix,
+        login_name="" if control else creds.login_name,
+        department="" if control else creds.department,
+        error=outcome.message,
+        status=outcome.status,
+        recovery=outcome.offer_recovery,
+        retry_after=outcome.retry_after,
+        mode=mode,
+        credit_code=credit_code,
     )
+
+
+def after_factors(user: User, factors: dict[str, int], ix: str) -> Response:
+    """Sign in with the factors proven so far (``pwd`` alone goes through the usual
+    second-factor decision in :func:`finish_login`)."""
+    if set(factors) == {"pwd"}:
+        return finish_login(user, amr=["pwd"], ix=ix)
+    return finish_login(
+        user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
+    )
+
+
+# ------------------------------------------------------------------ closing (注销) in progress
+CLOSING_KEY = "yt_closing"
+CLOSING_TTL = 600
+
+
+def closing_page(user: User, factors: dict[str, int], ix: str) -> Response:
+    """The right credentials for an account being closed: offer to cancel the closing."""
+    stash_sealed(CLOSING_KEY, "close-cancel", "", json.dumps({"u": user.id, "f": factors}))
+    body = render_template("closing.html", user=user, ix=ix, days=rights.cooling_days())
+    resp = make_response(body, 200)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.route("/login/closing/cancel", methods=["POST"])
+def closing_cancel() -> Response:
+    """Keep the account: the closing is cancelled and the person signed in."""
+    ix = request.form.get("ix", "")[:MAX_IX]
+    raw = unstash_sealed(CLOSING_KEY, "close-cancel", "", CLOSING_TTL)
+    data = json.loads(raw) if raw else None
+    user = context.db_session().get(User, str(data["u"])) if isinstance(data, dict) else None
+    if user is None or user.status != "closing":
+        return see_other(url_for("login.login_form", ix=ix or None))
+    rights.cancel_closing(user)
+    factors = {str(k): int(v) for k, v in dict(data["f"]).items()}  # type: ignore[index]
+    return after_factors(user, factors, ix)
 
 
 def finish_login(
@@ -196,9 +266,11 @@ def finish_login(
     ix: str,
     acr: str | None = None,
     factors: dict[str, int] | None = None,
+    target: str | None = None,
 ) -> Response:
     """Continue after a proven factor: to the second factor when one is needed, else start
-    the session and go back to the authorization request (or the account page)."""
+    the session and go to ``target``, else back to the authorization request (or the
+    account page)."""
     if list(amr) == ["pwd"]:
         wanted = required_acr(ix_context(ix), user)
         if wanted is not None and signin.needs_second_factor(amr, wanted):
@@ -207,7 +279,8 @@ def finish_login(
             clear_session_cookie(resp)  # the browser's old session ended with the new login
             return resp
     token = signin.begin_session(user, amr=amr, acr=acr, factors=factors)
-    target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
+    if target is None:
+        target = url_for("oidc.resume", ix=ix) if ix else url_for("account.home")
     resp = see_other(target)
     set_session_cookie(resp, token)
     context.services().devices.remember(resp, user.id)
@@ -247,7 +320,15 @@ def register_post() -> Response:
         db_session.rollback()
         return _register_failed(values, {exc.field: _(exc.message)})
     db_session.commit()
-    return finish_login(user, amr=["pwd"], ix=form.get("ix", "")[:MAX_IX])
+    ix = form.get("ix", "")[:MAX_IX]
+    # Confirm the contact points now (issue 15 item 2): a code to the phone, a link to the
+    # e-mail; until then neither is a login name nor a reset channel.
+    if user.phone:
+        start_phone_change(user, user.phone)
+    if user.email:
+        send_email_link(user, user.email)
+    target = url_for("rights.confirm_contacts", ix=ix or None)
+    return finish_login(user, amr=["pwd"], ix=ix, target=target)
 
 
 def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:
@@ -276,13 +357,20 @@ def consent() -> Response:
     if client is None:
         return error_page(_("Unknown service."))
     scopes = (opened[0].get("scope") or [""])[0].split()
-    released = release_labels(client, scopes, _claims_request(opened[0]))
+    released = pending_release(
+        context.db_session(), user, client, scopes, _claims_request(opened[0]), opened[1]
+    )
+    department = (
+        context.db_session().get(Department, client.department_id) if client.department_id else None
+    )
+    labels = scope_labels()
     body = render_template(
         "consent.html",
         ix=ix,
         client=client,
-        scopes=scopes,
-        scope_claims=SCOPE_CLAIMS,
+        department=department,
+        # Plain words for what each scope gives (issue 15 item 4), never raw scope names.
+        scope_words=[labels[s] for s in scopes if s in labels],
         user=user,
         released=released,
     )
@@ -318,6 +406,10 @@ def consent_post() -> Response:
     if client is None:
         return error_page(_("Unknown service."))
     db_session = context.db_session()
-    record_consent(db_session, user, client, (multi.get("scope") or [""])[0].split())
+    scopes = (multi.get("scope") or [""])[0].split()
+    released = pending_release(
+        db_session, user, client, scopes, _claims_request(multi), interaction.started
+    )
+    record_consent(db_session, user, client, scopes, released_keys(released))
     db_session.commit()
     return process_authorization(multi, interaction=interaction, consent_given=True)

@@ -77,10 +77,10 @@ def _end_session_request(source: Any) -> Response:
     user = current_user_row()
     if sso is None:
         # Nothing to end here; a valid request still goes back to its client.
-        return _after_logout(None, lr.redirect_uri, lr.state)
+        return after_logout(None, lr.redirect_uri, lr.state)
     client = find_client(lr.client_id) if lr.client_id else None
     if lr.matches(sso, user, client, context.services().pairwise_secret):
-        return _after_logout(end_current_session(), lr.redirect_uri, lr.state)
+        return after_logout(end_current_session(), lr.redirect_uri, lr.state)
     sealed = _serializer().dumps({"r": lr.redirect_uri, "s": lr.state, "sid": sso.id})
     body = render_template("logout.html", user=user, client=client, params={"lr": sealed})
     return make_response(body)
@@ -99,10 +99,10 @@ def _confirmed_logout(sealed: str | None) -> Response:
     if sso is None or data.get("sid") != sso.id:
         redirect_uri = None  # the confirmation was for another session: no redirect
     state = data.get("s") if isinstance(data.get("s"), str) else None
-    return _after_logout(end_current_session(), redirect_uri, state)
+    return after_logout(end_current_session(), redirect_uri, state)
 
 
-def _after_logout(ended: Ended | None, redirect_uri: str | None, state: str | None) -> Response:
+def after_logout(ended: Ended | None, redirect_uri: str | None, state: str | None) -> Response:
     """Signed out: front-channel iframes if any, then the client's page or ours."""
     target = post_logout_location(redirect_uri, state) if redirect_uri else None
     status = 303 if request.method == "POST" else 302

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, make_response, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from idp import context
@@ -30,14 +31,16 @@ from idp.errors import (
     InsufficientScopeError,
     InteractionRequiredError,
     InvalidClientError,
+    InvalidDpopProofError,
     InvalidRequestError,
     InvalidTokenError,
     OAuth2Error,
     ServerError,
     SlowDownError,
+    UseDpopNonceError,
 )
 from idp.interaction import acting, prompts
-from idp.interaction.consent import consent_of
+from idp.interaction.consent import consent_of, release_for, unconsented
 from idp.interaction.flow import INTERACTION_MAX_AGE, Interaction, InteractionExpired
 from idp.interaction.web import (
     current_sso,
@@ -46,22 +49,25 @@ from idp.interaction.web import (
     seal_interaction,
 )
 from idp.oauth import authorize as authz
-from idp.oauth import par
+from idp.oauth import dpop, par
 from idp.oauth.authorization import (
+    authorization_token,
     bearer_token,
+    dpop_nonce,
     hint_matches,
     issue_code,
     load_access_token,
+    request_proof,
     required_acr,
     validate_request,
 )
 from idp.oauth.claims import subject_for, user_claims
-from idp.oauth.discovery import INTEGRATOR_GUIDE, discovery_document
+from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
-from idp.storage.models import Client, Grant, utcnow
+from idp.storage.models import Client, Grant, Token, User, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -109,32 +115,44 @@ def process_authorization(
     sso = current_sso()
     user = current_user_row()
     now = utcnow()
+    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
+    # before consent, and counts for this interaction only.
+    available: list[acting.ActingOption] = []
+    acting_for = None
+    if user is not None and acting.wanted(ctx.scopes):
+        available = acting.options(session, user, ctx.client, now)
+        acting_for = acting.chosen(available, ctx.client.client_id, started)
+    consent = consent_of(session, user, ctx.client.client_id)
     try:
         sit = prompts.Situation(
             session=sso,
-            consent=consent_of(session, user, ctx.client.client_id),
+            consent=consent,
             interaction_started=started,
             consent_given_in_interaction=consent_given,
             hint_subject_matches=hint_matches(ctx, user),
             required_acr=required_acr(ctx, user),
             now=now,
+            unconsented=unconsented(
+                consent, release_for(ctx.client, ctx.scopes, ctx.claims, acting_for)
+            ),
         )
         decision = prompts.decide(ctx, sit)
         if decision in ("consent", "issue") and user is not None:
-            check_served(session, ctx.client, user)  # release policy: account type, assurance
+            # Release policy: account type (company once acting for one), assurance level.
+            check_served(
+                session,
+                ctx.client,
+                user,
+                served_as=acting.served_as(user, acting_for) if acting_for else None,
+                may_act_for_company=any(o.entity is not None for o in available),
+            )
     except OAuth2Error as error:
         return redirect_error(ctx, error)
 
-    # Acting for a company (issue 10): whom the person acts for is chosen at the picker
-    # before consent, and counts for this interaction only.
-    acting_for = None
-    if decision in ("consent", "issue") and acting.wanted(ctx.scopes):
-        assert user is not None
-        acting_for = acting.chosen(session, user, ctx.client.client_id, started, now)
-        if acting_for is None:
-            if "none" in ctx.prompt:
-                return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
-            return _interaction_redirect(ctx, "entity", started or now)
+    if decision in ("consent", "issue") and acting.wanted(ctx.scopes) and acting_for is None:
+        if "none" in ctx.prompt:
+            return redirect_error(ctx, InteractionRequiredError("choose whom to act for"))
+        return _interaction_redirect(ctx, "entity", started or now)
 
     if decision != "issue":
         return _interaction_redirect(ctx, decision, started or now)
@@ -185,6 +203,8 @@ def resume() -> Response:
         return error_page(_("The sign-in page has expired; start again."), 400)
     if "cas_service" in interaction.multi:  # a CAS login (blueprints/cas.py) continues there
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
+    if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
+        return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -230,6 +250,16 @@ def pushed_authorization_request() -> Response:
     )
     if "request_uri" in multi:
         return json_error(InvalidRequestError("request_uri cannot be pushed"))
+    try:
+        proof = request_proof("/par")
+    except (InvalidDpopProofError, UseDpopNonceError) as exc:
+        return dpop_refusal(exc)
+    if proof is not None:
+        # RFC 9449 §10.1: a proof at PAR binds the code to its key; a dpop_jkt sent with it
+        # must name that same key (checklist 45).
+        if multi.get("dpop_jkt", [proof.jkt]) != [proof.jkt]:
+            return dpop_refusal(InvalidDpopProofError("dpop_jkt does not match the DPoP proof"))
+        multi["dpop_jkt"] = [proof.jkt]
     sent = multi.get("client_id")
     if sent is not None and sent != [client.get_client_id()]:
         return json_error(InvalidRequestError("client_id does not match the authenticated client"))
@@ -248,6 +278,19 @@ def pushed_authorization_request() -> Response:
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+# ------------------------------------------------------------------ DPoP (RFC 9449)
+def dpop_refusal(error: OAuth2Error, *, resource: bool = False) -> Response:
+    """A DPoP error: 400 JSON at the token side, 401 with a ``DPoP`` challenge at a resource;
+    ``use_dpop_nonce`` always carries the nonce to use (RFC 9449 §8, §9)."""
+    headers = {}
+    if isinstance(error, UseDpopNonceError):
+        headers["DPoP-Nonce"] = dpop_nonce()
+    if resource:
+        headers["WWW-Authenticate"] = dpop.challenge(error)
+        return json_error(error, status=401, headers=headers)
+    return json_error(error, headers=headers)
 
 
 # ------------------------------------------------------------------ the token endpoint
@@ -270,8 +313,10 @@ def _form_problem() -> Response | None:
 
 def _finish(resp: Response) -> Response:
     """Commit what a successful answer minted, drop everything else; never cache (RFC 6749 §5.1)."""
-    session = context.db_session()
-    if resp.status_code == 200:
+    session = context.open_db_session()
+    if session is None:
+        pass  # nothing read or written through the request's session (client_credentials)
+    elif resp.status_code == 200:
         try:
             session.commit()
         except Exception:
@@ -306,8 +351,51 @@ def token() -> Response:
     problem = _form_problem()
     if problem is not None:
         return problem
+    try:
+        g.dpop_proof = request_proof("/token")  # bound by the grants (idp.oauth.grants)
+    except (InvalidDpopProofError, UseDpopNonceError) as exc:
+        return _finish(dpop_refusal(exc))
     server = current_app.extensions["yitong.oauth"]
-    return _finish(server.create_token_response())
+    resp = _finish(server.create_token_response())
+    if g.dpop_proof is not None:
+        resp.headers["DPoP-Nonce"] = dpop_nonce()  # the next proof's nonce (RFC 9449 §8)
+    return resp
+
+
+# ------------------------------------------------------------------ protected resources
+def resource_access(
+    path: str, session: Session, raw: str | None = None
+) -> tuple[Token, Grant, User | None] | Response:
+    """The live access token of a request to our resource at ``path``, or the refusal.
+
+    ``Authorization: Bearer`` (or ``raw``, a token from the form body) finds unbound tokens
+    only; ``Authorization: DPoP`` needs a proof (with ``ath``) by the key the token is bound
+    to (RFC 9449 §7.1, checklist 45).  Used by userinfo and the QR-login app API.
+    """
+    dpop_token = authorization_token("dpop")
+    if dpop_token is not None:
+        try:
+            proof = request_proof(path, access_token=dpop_token)
+        except (InvalidDpopProofError, UseDpopNonceError) as exc:
+            return dpop_refusal(exc, resource=True)
+        if proof is None:
+            return dpop_refusal(InvalidDpopProofError("a DPoP proof is required"), resource=True)
+        found = load_access_token(dpop_token, session, proven_jkt=proof.jkt)
+        if found is None:
+            error = InvalidTokenError("the access token is invalid, expired, revoked or not bound")
+            return json_error(error, headers={"WWW-Authenticate": dpop.challenge(error)})
+        return found
+    raw = raw or bearer_token()
+    if raw is None:
+        return json_error(
+            InvalidRequestError("a Bearer access token is required"),
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
+        )
+    found = load_access_token(raw, session)
+    if found is None:
+        return _invalid_token("the access token is invalid, expired or revoked")
+    return found
 
 
 # ------------------------------------------------------------------ userinfo
@@ -328,10 +416,10 @@ def userinfo() -> Response:
             InvalidRequestError("access tokens are not accepted in the query string"),
             headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
         )
-    raw = bearer_token()
+    raw = None
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
         body_tokens = request.form.getlist("access_token")  # RFC 6750 §2.2 form body
-        if body_tokens and (raw is not None or len(body_tokens) > 1):
+        if body_tokens and (request.headers.get("Authorization") or len(body_tokens) > 1):
             # RFC 6750 §2: clients MUST NOT use more than one method to send the token.
             return json_error(
                 InvalidRequestError("send the access token one way only"),
@@ -339,37 +427,33 @@ def userinfo() -> Response:
             )
         if body_tokens:
             raw = body_tokens[0]
-    if raw is None:
-        return json_error(
-            InvalidRequestError("a Bearer access token is required"),
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
-        )
-    found = load_access_token(raw)
-    if found is None:
-        return _invalid_token("the access token is invalid, expired or revoked")
-    row, user = found
-    scopes = row.scope.split()
-    if user is None or "openid" not in scopes:
-        return json_error(
-            InsufficientScopeError("the openid scope is required"),
-            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
-        )
-    client = context.find_client(row.client_id)
-    assert client is not None
-    body: dict[str, Any] = {"sub": subject_for(user, client, context.services().pairwise_secret)}
-    body.update(user_claims(user, scopes, client))
-    grant = context.db_session().get(Grant, row.grant_id)  # loaded with the token
-    assert grant is not None  # load_access_token checked it
-    authority = authority_claim(context.db_session(), context.services().vault, grant, scopes)
-    if authority is not None:
-        body["authority"] = authority  # acting for a company (issue 10)
-    ida = userinfo_verified_claims(
-        context.db_session(), row, user, client, context.services().vault
-    )
-    if ida:
-        body.update(ida)
-        context.db_session().commit()  # the audit record of a sensitive release
+    services = context.services()
+    # The lookups need no transaction (PostgreSQL: no BEGIN/ROLLBACK round trips); a release
+    # of verified claims writes its audit record through the request's own session.
+    with services.db.reads() as session:
+        found = resource_access("/userinfo", session, raw)
+        if isinstance(found, Response):
+            return found
+        row, grant, user = found
+        scopes = row.scope.split()
+        if user is None or "openid" not in scopes:
+            return json_error(
+                InsufficientScopeError("the openid scope is required"),
+                headers={"WWW-Authenticate": 'Bearer error="insufficient_scope", scope="openid"'},
+            )
+        client = context.find_client(row.client_id)
+        assert client is not None  # load_access_token checked it
+        body: dict[str, Any] = {"sub": subject_for(user, client, services.pairwise_secret)}
+        body.update(user_claims(user, scopes, client))
+        authority = authority_claim(session, services.vault, grant, scopes)
+        if authority is not None:
+            body["authority"] = authority  # acting for a company (issue 10)
+    if grant.claims:
+        writer = context.db_session()
+        ida = userinfo_verified_claims(writer, row, user, client, services.vault)
+        if ida:
+            body.update(ida)
+            writer.commit()  # the audit record of a sensitive release
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -378,15 +462,17 @@ def userinfo() -> Response:
 # ------------------------------------------------------------------ keys and discovery
 @bp.route("/jwks", methods=["GET"])
 def jwks() -> Response:
-    resp = jsonify(context.services().keys.public_jwks())
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.jwks(), mimetype="application/json")
     resp.headers["Cache-Control"] = f"public, max-age={context.services().keys.jwks_max_age()}"
     return resp
 
 
 @bp.route("/.well-known/openid-configuration", methods=["GET"])
 def openid_configuration() -> Response:
-    resp = jsonify(discovery_document(context.services()))
-    resp.headers["Cache-Control"] = f"public, max-age={context.settings().jwks_cache_seconds}"
+    published = current_app.extensions["yitong.published"]
+    resp = Response(published.discovery, mimetype="application/json")
+    resp.headers["Cache-Control"] = f"public, max-age={published.discovery_max_age}"
     return resp
 
 
@@ -454,7 +540,7 @@ def cors_headers(resp: Response) -> Response:
     if not origin or len(origin) > 200 or origin not in registered_web_origins():
         return resp
     resp.headers["Access-Control-Allow-Origin"] = origin
-    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
     if request.method == "OPTIONS":
         resp.headers["Access-Control-Allow-Methods"] = methods
         resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"

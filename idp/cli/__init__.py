@@ -16,6 +16,7 @@ from idp.cli import (
     admins,
     assurance,
     audit,
+    bridge,
     cas,
     clients,
     config,
@@ -56,6 +57,7 @@ main.add_command(assurance.verify)
 main.add_command(entities.entities)
 main.add_command(mandates.mandates)
 main.add_command(cas.cas)
+main.add_command(bridge.bridge)
 main.add_command(departments.departments)
 main.add_command(admins.admins)
 main.add_command(registration_tokens.registration_tokens)

@@ -13,16 +13,20 @@ from typing import Any
 
 import click
 
-from adapters.base import AdapterError, AdapterUnavailable, RegistryCheck
 from idp.accounts.assurance import (
     LEVELS,
     METHODS,
     AssuranceError,
+    check_extra_evidence,
     check_level_and_method,
     record_verification,
+    registry_check,
 )
 from idp.cli.common import CliError, emit, open_services
 from idp.cli.users import _find_user
+from idp.interaction.contacts import tell_claim_released
+from idp.services import Services
+from idp.storage.models import User
 
 ALL_METHODS = sorted({m for level, ms in METHODS.items() if level != "L2" for m in ms})
 
@@ -34,11 +38,10 @@ def _evidence(raw: str | None) -> dict[str, Any] | None:
         data = json.loads(raw)
     except ValueError:
         raise CliError("--evidence must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise CliError("--evidence must be a JSON object")
-    if "id_number" in data or "document_number" in json.dumps(data):
-        raise CliError("--evidence must not carry identity or document numbers")
-    return data
+    try:
+        return check_extra_evidence(data)
+    except AssuranceError as exc:
+        raise CliError(f"--{exc}") from None
 
 
 @click.command("verify")
@@ -67,36 +70,53 @@ def verify(
     extra = _evidence(evidence)
     if method == "face" and face_image is None:
         raise CliError("--method face needs --face-image")
-    with open_services() as services, services.db.transaction() as session:
+    released: list[User] = []
+    with open_services() as services:
+        data = _record(services, user, level, method, extra, face_image, released)
+        for holder in released:  # told after the commit: the release has happened
+            tell_claim_released(services, holder)
+    lines = [f"{data['user']}: {level} by {method} (txn {data['txn']})"]
+    if released:
+        lines.append(f"released the unverified claim of {released[0].id} to this ID number")
+        data["released"] = released[0].id
+    emit(data, as_json, lines)
+
+
+def _record(
+    services: Services,
+    user: str,
+    level: str,
+    method: str,
+    extra: dict[str, Any] | None,
+    face_image: str | None,
+    released: list[User],
+) -> dict[str, Any]:
+    with services.db.transaction() as session:
         account = _find_user(services, session, user)
-        registry: RegistryCheck | None = None
-        if method in ("registry", "face"):
-            verifier = services.identity_verifier
-            if verifier is None:
-                raise CliError("no population registry is configured (identity_registry_url)")
-            if account.id_number_ciphertext is None:
-                raise CliError("this account has no ID number to check")
-            number = services.vault.open(account.id_number_ciphertext)
+        image = None
+        if face_image is not None and method == "face":
             try:
-                if method == "registry":
-                    registry = verifier.check_identity(account.name, number)
-                else:
-                    assert face_image is not None
-                    with open(face_image, "rb") as fh:
-                        registry = verifier.check_face(number, fh.read())
+                with open(face_image, "rb") as fh:
+                    image = fh.read()
             except OSError as exc:
                 raise CliError(f"--face-image: cannot read {face_image}: {exc.strerror}") from None
-            except AdapterUnavailable as exc:
-                raise CliError(f"the registry is unavailable: {exc}") from None
-            except AdapterError as exc:
-                raise CliError(f"the registry check failed: {exc}") from None
-            if not registry.matched:
-                raise CliError("the registry did not match this person; nothing recorded")
         try:
-            row = record_verification(
-                session, account, level, method, verifier="cli", registry=registry, extra=extra
+            registry = registry_check(
+                services.identity_verifier, services.vault, account, method, image
             )
         except AssuranceError as exc:
             raise CliError(str(exc)) from None
-        data = {"user": account.id, "level": row.level, "method": row.method, "txn": row.txn}
-    emit(data, as_json, [f"{data['user']}: {level} by {method} (txn {data['txn']})"])
+        try:
+            row = record_verification(
+                session,
+                account,
+                level,
+                method,
+                verifier="cli",
+                registry=registry,
+                extra=extra,
+                on_release=released.append,
+            )
+        except AssuranceError as exc:
+            raise CliError(str(exc)) from None
+        return {"user": account.id, "level": row.level, "method": row.method, "txn": row.txn}

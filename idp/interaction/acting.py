@@ -28,7 +28,8 @@ from idp.accounts.mandates import (
     live_mandates_of,
     mandate_covers,
 )
-from idp.storage.models import LegalEntity, Mandate, User
+from idp.oauth.release import ActingLabel, account_type, serves
+from idp.storage.models import Client, LegalEntity, Mandate, User
 
 MYSELF = "self"
 _COOKIE_KEY = "yt_acting"
@@ -62,10 +63,15 @@ def wanted(scopes: list[str]) -> bool:
     return ENTITY_SCOPE in scopes
 
 
-def options(session: Session, user: User, client_id: str, now: dt.datetime) -> list[ActingOption]:
+def options(session: Session, user: User, client: Client, now: dt.datetime) -> list[ActingOption]:
     """ "Myself", then each active company the person represents, then each live mandate
-    covering ``client_id`` (of an active company)."""
-    found = [ActingOption(MYSELF)]
+    covering the client (of an active company); only the account types the client serves
+    (issue 10 item 7): no "myself" at a company-only service, no company at one that serves
+    people only."""
+    client_id = client.client_id
+    found = [ActingOption(MYSELF)] if serves(client, account_type(user)) else []
+    if not serves(client, "company"):
+        return found
     represented = session.scalars(
         select(LegalEntity)
         .where(LegalEntity.representative_id == user.id, LegalEntity.status == "active")
@@ -81,13 +87,58 @@ def options(session: Session, user: User, client_id: str, now: dt.datetime) -> l
     return found
 
 
+def served_as(user: User, option: ActingOption) -> str:
+    """The account type the login is, once chosen: ``company`` when acting for one."""
+    return "company" if option.entity is not None else account_type(user)
+
+
+def login_offered(multi: dict[str, list[str]] | None, client: Client | None) -> bool:
+    """Show the legal-person entry (法人登录) next to the personal one: on the account login
+    (no authorization under way), or for a client that asked for ``entity`` and serves
+    companies."""
+    if multi is None:
+        return True
+    scopes = (multi.get("scope") or [""])[0].split()
+    return client is not None and wanted(scopes) and serves(client, "company")
+
+
+def for_company(
+    session: Session, user: User, entity: LegalEntity, client: Client | None, now: dt.datetime
+) -> ActingOption | None:
+    """How ``user`` may act for ``entity`` (the 法人登录 entry), or None if they may not.
+
+    For a client: one of the picker's options (:func:`options`), the representative's office
+    before a mandate.  Without one (the account login): the representative of the active
+    company, or the holder of a live mandate from it.
+    """
+    if client is not None:
+        found = [o for o in options(session, user, client, now) if o.entity_id == entity.id]
+        return found[0] if found else None
+    if entity.status != "active":
+        return None
+    if entity.representative_id == user.id:
+        return ActingOption(entity.id, entity)
+    for mandate in live_mandates_of(session, user.id, now):
+        if mandate.entity_id == entity.id:
+            return ActingOption(f"{entity.id}:{mandate.id}", entity, mandate)
+    return None
+
+
+def label(option: ActingOption | None) -> ActingLabel | None:
+    """How the consent page names the company acted for (None: acting for oneself)."""
+    if option is None or option.entity is None or option.role is None:
+        return None
+    entity = option.entity
+    return ActingLabel(entity.id, entity.name, entity.credit_code_masked, option.role)
+
+
 def resolve(
-    session: Session, user: User, client_id: str, key: str | None, now: dt.datetime
+    session: Session, user: User, client: Client, key: str | None, now: dt.datetime
 ) -> ActingOption | None:
     """The option ``key`` names, if it is still one of the person's options (else None)."""
     if not key:
         return None
-    for option in options(session, user, client_id, now):
+    for option in options(session, user, client, now):
         if option.key == key:
             return option
     return None
@@ -98,13 +149,13 @@ def _key(client_id: str, started: dt.datetime | None) -> str | None:
 
 
 def chosen(
-    session: Session, user: User, client_id: str, started: dt.datetime | None, now: dt.datetime
+    available: list[ActingOption], client_id: str, started: dt.datetime | None
 ) -> ActingOption | None:
-    """Whom the person acts for in this interaction; None: the picker must ask.
+    """Whom the person acts for in this interaction, among ``available`` (:func:`options`);
+    None: the picker must ask (or, with nothing available, the client serves no one here).
 
-    A person with no company to act for is not asked: they act for themselves.
+    A person with one option only is not asked (no company: they act for themselves).
     """
-    available = options(session, user, client_id, now)
     if len(available) == 1:
         return available[0]
     key = remembered(client_id, started)

@@ -81,6 +81,14 @@ class Proven:
 
 
 @dataclasses.dataclass(frozen=True)
+class Closing:
+    """The right password for an account in its cooling-off period before closing (注销):
+    no session; the page offers to cancel the closing (:mod:`idp.interaction.rights`)."""
+
+    user: User
+
+
+@dataclasses.dataclass(frozen=True)
 class Credentials:
     """What the login form sent."""
 
@@ -128,7 +136,7 @@ def check_form(creds: Credentials) -> Refused | None:
     return None
 
 
-def authenticate(creds: Credentials) -> Proven | Refused:
+def authenticate(creds: Credentials) -> Proven | Refused | Closing:
     """Check a password (citizen) or bind at the department's directory (staff)."""
     refused = check_form(creds)
     if refused is not None:
@@ -151,7 +159,7 @@ def _failure(user_id: str | None, method: str, department: str | None = None) ->
     )
 
 
-def _citizen(creds: Credentials) -> Proven | Refused:
+def _citizen(creds: Credentials) -> Proven | Refused | Closing:
     services = context.services()
     db_session = context.db_session()
     user = find_citizen(db_session, creds.login_name, vault=services.vault)
@@ -165,6 +173,9 @@ def _citizen(creds: Credentials) -> Proven | Refused:
             return _with_recovery_code(user, creds, blocked)
         return _blocked(blocked, citizen=True)
     ok = services.passwords.verify(user.password_hash if user else None, creds.password)
+    if ok and user is not None and user.status == "closing":
+        gate.record(user, creds.login_name, ip, success=True)
+        return Closing(user)
     ok = ok and user is not None and user.is_active
     gate.record(user, creds.login_name, ip, success=ok)
     if not ok or user is None:

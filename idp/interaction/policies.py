@@ -82,6 +82,25 @@ class PolicyDef:
 def _defs() -> dict[str, PolicyDef]:
     items = [
         PolicyDef(
+            "account.close_cooling_days",
+            "int",
+            15,
+            "Days between a citizen's request to close the account (注销) and its completion; "
+            "signing in meanwhile lets the person cancel. 0 completes at the next run of "
+            "yitong users close-due.",
+            0,
+            365,
+        ),
+        PolicyDef(
+            "login.sms_allowed_for",
+            "list",
+            ["citizen"],
+            "Classes of user who may sign in with an SMS code instead of a password "
+            "(短信验证码登录). The code is one possession factor: where a second factor is "
+            "required, the password is asked as well.",
+            choices=USER_CLASSES,
+        ),
+        PolicyDef(
             "mfa.required_for",
             "list",
             ["admin"],
@@ -437,7 +456,9 @@ class PolicyStore:
 
 
 # ------------------------------------------------------------------ classes of user
-ADMIN_ROLES = frozenset({"security-admin", "client-admin", "department-admin", "auditor"})
+ADMIN_ROLES = frozenset(
+    {"security-admin", "client-admin", "department-admin", "auditor", "helpdesk"}
+)
 # A login acts for a legal entity when it asks for one of these scopes (issue 7 names them).
 LEGAL_ENTITY_SCOPES = frozenset({"entity", "legal_entity", "act_as"})
 

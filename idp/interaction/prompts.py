@@ -31,6 +31,8 @@ class Situation:
     hint_subject_matches: bool | None  # None: no id_token_hint
     required_acr: str | None
     now: dt.datetime
+    #: What this authorization would release that the consent does not cover (issue 10).
+    unconsented: frozenset[str] = frozenset()
 
 
 def login_is_fresh(sit: Situation) -> bool:
@@ -74,7 +76,10 @@ def needs_consent(ctx: AuthorizationContext, sit: Situation) -> bool:
     consent = sit.consent
     if consent is None or consent.expires_at <= sit.now:
         return True
-    return not set(ctx.scopes) <= set(consent.scopes)
+    if not set(ctx.scopes) <= set(consent.scopes):
+        return True
+    # The released set grew (more claims, verified claims, another company): ask again.
+    return bool(sit.unconsented)
 
 
 def decide(ctx: AuthorizationContext, sit: Situation) -> Decision:

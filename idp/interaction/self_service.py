@@ -18,13 +18,13 @@ import qrcode
 import qrcode.image.svg
 from flask import session
 from flask_babel import gettext as _
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from adapters.base import AdapterError
 from idp import audit, context
 from idp.accounts.identifiers import IdentifierError, normalize_phone
 from idp.accounts.passwords import PasswordPolicyError
+from idp.accounts.people import confirmed_holder, release_unconfirmed
 from idp.interaction import mfa
 from idp.interaction.levels import forget_factors, user_factors
 from idp.interaction.login import Refused, verify_password
@@ -295,10 +295,8 @@ def start_phone_change(user: User, raw: str) -> tuple[str, str] | Refused:
         phone = normalize_phone(raw[:40])
     except IdentifierError:
         return Refused(_("Enter a valid mainland mobile number."), 400)
-    other = context.db_session().scalar(
-        select(User.id).where(User.phone == phone, User.id != user.id)
-    )
-    if other is not None:
+    other = confirmed_holder(context.db_session(), "phone", phone)
+    if other is not None and other != user.id:
         return Refused(_("This number cannot be used."), 409)
     ok, message, wait = send_sms_code(phone, "phone", user.id)
     if not ok:
@@ -331,13 +329,15 @@ def verify_phone_change(user: User, code: str) -> Refused | None:
     row = db_session.get(User, user.id)
     assert row is not None
     old = mask_phone(row.phone)
+    ip = context.client_ip()
+    release_unconfirmed(db_session, "phone", phone, keep=user.id, actor=user.id, ip=ip)
     row.phone, row.phone_verified = phone, True
     audit.record(
         db_session,
         "user.phone_change",
         actor=user.id,
         target=user.id,
-        ip=context.client_ip(),
+        ip=ip,
         details={"old": old, "new": mask_phone(phone)},
     )
     try:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -36,10 +35,11 @@ from joserfc.jwk import Key, OctKey, import_key
 
 from idp import context, untrusted_json
 from idp.errors import InvalidClientError
-from idp.oauth.clients import OAuthClient
+from idp.oauth.clients import OAuthClient, secret_digest_matches
 from idp.oauth.jose_inbound import (
     ASYMMETRIC_ALGS,
     HMAC_ALGS,
+    PRIVATE_MEMBERS,
     InboundJwtError,
     audience_matches,
     check_times,
@@ -65,8 +65,6 @@ MAX_ASSERTION_BYTES = 8192
 MAX_ASSERTION_LIFETIME = 3600
 MAX_FUTURE_SECONDS = 60
 MAX_HEADER_BYTES = 8192
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
-_DUMMY_DIGEST = "0" * 64
 #: Authlib endpoint names and the paths they are served at (for ``aud``).
 ENDPOINT_PATHS = {
     "token": "/token",
@@ -111,9 +109,7 @@ def parse_basic(authorization: str) -> tuple[str, str]:
 def _secret_matches(client: OAuthClient | None, secret: str) -> bool:
     """Digest and compare whether or not the client exists: same work, same time."""
     presented = hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
-    stored = client.row.secret_digest if client is not None else None
-    ok = hmac.compare_digest(stored or _DUMMY_DIGEST, presented)
-    return ok and client is not None and stored is not None
+    return secret_digest_matches(client.row if client is not None else None, presented)
 
 
 def _single(form: Mapping[str, Any], name: str) -> str | None:

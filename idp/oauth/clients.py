@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.storage.models import Client, User
+from idp.storage.models import Client, User, utcnow
 from idp.storage.repo import digest, new_secret
 from keys.crypto import Kek
 
@@ -31,7 +31,10 @@ AUTH_METHODS = (
     "private_key_jwt",
     "none",
 )
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+#: RFC 8693 token exchange (:mod:`idp.oauth.token_exchange`): one service calls another on a
+#: person's behalf.
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE)
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
 #: The authentication methods that use a client secret (RFC 6749 §2.3.1, OIDC Core §9).
@@ -156,6 +159,7 @@ class ClientSpec:
     sector_identifier_uri: str | None = None
     access_token_format: str = "opaque"
     require_par: bool = False
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: every token request proves a key
     web_origins: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
     department_id: str | None = None
@@ -361,6 +365,8 @@ def validate_client_spec(
         raise ClientRegistrationError("a confidential client needs an authentication method")
     if spec.public and "client_credentials" in grant_types:
         raise ClientRegistrationError("a public client cannot use client_credentials")
+    if spec.public and TOKEN_EXCHANGE in grant_types:
+        raise ClientRegistrationError("a public client cannot use token exchange")
     if "authorization_code" in grant_types and not redirect_in:
         raise ClientRegistrationError(
             "the authorization_code grant needs at least one redirect URI"
@@ -436,6 +442,7 @@ def validate_client_spec(
         "sector": sector,
         "access_token_format": spec.access_token_format,
         "require_pushed_authorization_requests": spec.require_par,
+        "dpop_bound_access_tokens": spec.dpop_bound_access_tokens,
         "backchannel_logout_uri": spec.backchannel_logout_uri,
         "frontchannel_logout_uri": spec.frontchannel_logout_uri,
         "web_origins": origins,
@@ -526,6 +533,22 @@ def create_client(
     return client, secret
 
 
+_DUMMY_DIGEST = "0" * 64
+
+
+def secret_digest_matches(row: Client | None, presented: str) -> bool:
+    """Whether ``presented`` (a SHA-256 hex digest) is the client's secret, or its previous one
+    within the grace period after a rotation (issue 11).  Both comparisons run whether or not
+    the client exists or has a previous secret: the same work, the same time (checklist 32)."""
+    stored = row.secret_digest if row is not None else None
+    previous = row.previous_secret_digest if row is not None else None
+    until = row.previous_secret_expires_at if row is not None else None
+    current_ok = hmac.compare_digest(stored or _DUMMY_DIGEST, presented) and stored is not None
+    previous_ok = hmac.compare_digest(previous or _DUMMY_DIGEST, presented)
+    in_grace = previous is not None and until is not None and utcnow() < until
+    return current_ok or (previous_ok and in_grace)
+
+
 class OAuthClient:
     """Authlib's ``ClientMixin`` over a :class:`Client` row."""
 
@@ -554,9 +577,9 @@ class OAuthClient:
         )
 
     def check_client_secret(self, client_secret: str) -> bool:
-        if not self.row.secret_digest or not isinstance(client_secret, str):
+        if not isinstance(client_secret, str):
             return False
-        return hmac.compare_digest(self.row.secret_digest, digest(client_secret))
+        return secret_digest_matches(self.row, digest(client_secret))
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         return method == self.row.token_endpoint_auth_method
@@ -596,6 +619,7 @@ def client_summary(row: Client) -> dict[str, Any]:
         "sector_identifier_uri": row.sector_identifier_uri,
         "access_token_format": row.access_token_format,
         "require_pushed_authorization_requests": row.require_pushed_authorization_requests,
+        "dpop_bound_access_tokens": row.dpop_bound_access_tokens,
         "web_origins": list(row.web_origins),
         "resources": list(row.resources),
         "status": row.status,

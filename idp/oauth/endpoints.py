@@ -116,8 +116,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
 
     def describe(self, raw: str, caller: Client) -> dict[str, Any]:
         services = context.services()
-        # A read-only request: a deferred transaction (no SQLite write lock).
-        with services.db.session() as session:
+        # A read-only request: no transaction on PostgreSQL, a deferred one on SQLite (no
+        # write lock).
+        with services.db.reads() as session:
             return self._describe(session, raw, caller)
 
     def _describe(self, session: Session, raw: str, caller: Client) -> dict[str, Any]:
@@ -147,8 +148,10 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
                 else row.client_id
             ),
         }
+        if row.jkt is not None:
+            body["cnf"] = {"jkt": row.jkt}  # RFC 9449 §6.2: bound to this DPoP key
         if row.kind == "access":
-            body["token_type"] = "Bearer"
+            body["token_type"] = "DPoP" if row.jkt is not None else "Bearer"
             audience = list(row.audience or [row.client_id])
             body["aud"] = audience[0] if len(audience) == 1 else audience
         else:
@@ -160,6 +163,8 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         authority = authority_claim(session, services.vault, grant, row.scope.split())
         if authority is not None:
             body["authority"] = authority  # acting for a company (issue 10)
+        if row.act is not None:
+            body["act"] = row.act  # a token-exchange result: who acts (RFC 8693 §4.1)
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.

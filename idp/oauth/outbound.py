@@ -16,13 +16,14 @@ need https and a valid certificate.
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 
@@ -179,6 +180,58 @@ def fetch(
         raise OutboundError(f"fetch failed: {type(exc).__name__}") from None
     finally:
         pool.close()
+
+
+def post_form(
+    url: str,
+    form: dict[str, str],
+    policy: OutboundPolicy,
+    *,
+    basic: tuple[str, str] | None = None,
+) -> tuple[int, Any]:
+    """POST ``form`` under the same SSRF rules as :func:`fetch`; (status, parsed JSON body).
+
+    For back-channel calls to a provider we trust by configuration (the upstream token
+    endpoint): no redirects, the body capped and timed like a fetch.
+    """
+    target = resolve_target(url, policy.allowlist, policy.private_hosts)
+    pool = pinned_pool(target)
+    headers = {
+        "Host": host_header(target),
+        "Accept": "application/json",
+        "User-Agent": "yitong",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+    if basic is not None:
+        pair = f"{quote(basic[0], safe='')}:{quote(basic[1], safe='')}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    try:
+        resp = pool.urlopen(
+            "POST",
+            target.path,
+            body=urlencode(form),
+            headers=headers,
+            redirect=False,
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=policy.timeout, read=policy.timeout),
+            retries=False,
+        )
+        try:
+            body = resp.read(policy.max_bytes + 1)
+            if len(body) > policy.max_bytes:
+                raise OutboundError("response too large")
+            status = resp.status
+        finally:
+            resp.release_conn()
+            resp.close()
+    except urllib3.exceptions.HTTPError as exc:
+        raise OutboundError(f"request failed: {type(exc).__name__}") from None
+    finally:
+        pool.close()
+    try:
+        return status, untrusted_json.loads(body)
+    except ValueError:
+        raise OutboundError(f"HTTP {status}: response is not JSON") from None
 
 
 def fetch_json(

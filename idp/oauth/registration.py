@@ -41,6 +41,7 @@ from idp.oauth.clients import (
     SectorFetcher,
     client_summary,
     create_client,
+    secret_digest_matches,
     validate_client_spec,
 )
 from idp.storage import repo
@@ -247,8 +248,11 @@ def update_client(
     ctx: RegistrationContext,
     *,
     ip: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
-    """RFC 7592 §2.2: replace the client's metadata; widening it needs approval again."""
+    """RFC 7592 §2.2: replace the client's metadata; widening it needs approval again.
+
+    Also the admin console's and API's edit (``actor`` the admin), so one check decides."""
     if data.get("client_id") != client.client_id:
         raise InvalidClientMetadataError("client_id must be this client's")
     if set(data) & _SERVER_ONLY:
@@ -257,9 +261,7 @@ def update_client(
         )
     secret = data.get("client_secret")
     if secret is not None and not (
-        isinstance(secret, str)
-        and client.secret_digest is not None
-        and hmac.compare_digest(client.secret_digest, repo.digest(secret))
+        isinstance(secret, str) and secret_digest_matches(client, repo.digest(secret))
     ):
         raise InvalidClientMetadataError("client_secret does not match")
     metadata = {k: v for k, v in data.items() if k not in _ECHOED}
@@ -294,7 +296,7 @@ def update_client(
     audit.record(
         session,
         "client.update",
-        actor=f"registration:{client.client_id}",
+        actor=actor or f"registration:{client.client_id}",
         target=client.client_id,
         ip=ip,
         details={"widened": widened, "old": old_status, "new": client.status},

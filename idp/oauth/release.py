@@ -10,6 +10,7 @@ here are what the consent page shows, in Chinese and English.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -72,26 +73,64 @@ def check_policy(
 
 
 def account_type(user: User) -> str:
-    """The account type a client serves (``company`` arrives with legal-entity accounts)."""
+    """The person's own account type; acting for a company makes the login ``company``."""
     return "staff" if user.kind == "staff" else "citizen"
 
 
-def check_served(session: Session, client: Client, user: User) -> None:
-    """Raise ``access_denied`` when the client does not serve this account (type or level)."""
-    if client.account_types is not None and account_type(user) not in client.account_types:
+def serves(client: Client, account: str) -> bool:
+    """The client serves this account type (no list: every type)."""
+    return client.account_types is None or account in client.account_types
+
+
+def check_served(
+    session: Session,
+    client: Client,
+    user: User,
+    *,
+    served_as: str | None = None,
+    may_act_for_company: bool = False,
+) -> None:
+    """Raise ``access_denied`` when the client does not serve this login (type or level).
+
+    ``served_as`` is the account type once the person chose whom they act for (``company``
+    when acting for one); before that (None) the person's own type counts, or ``company``
+    when they have a company they may act for at this client.
+    """
+    if served_as is not None:
+        if not serves(client, served_as):
+            raise AccessDeniedError("this service does not serve this type of account")
+    elif not serves(client, account_type(user)) and not (
+        may_act_for_company and serves(client, "company")
+    ):
         raise AccessDeniedError("this service does not serve this type of account")
     if client.min_assurance and rank(level_of(session, user.id)) < rank(client.min_assurance):
         raise AccessDeniedError("the identity assurance of this account is below the minimum")
 
 
+@dataclass(frozen=True)
+class ActingLabel:
+    """Whom the person acts for, as the consent page names it."""
+
+    entity_id: str
+    name: str
+    credit_code_masked: str
+    role: str
+
+
 def release_labels(
-    client: Client, scopes: Iterable[str], claims_request: Mapping[str, Any] | None
+    client: Client,
+    scopes: Iterable[str],
+    claims_request: Mapping[str, Any] | None,
+    acting: ActingLabel | None = None,
 ) -> list[dict[str, Any]]:
     """What the consent page lists: every claim that may be released, labelled for people.
 
     Plain claims follow the scopes and ``allowed_claims``; verified claims only those the
-    request names and the client is allowed, with the client's stated ``purpose``.
+    request names and the client is allowed, with the client's stated ``purpose``; the
+    company the person acts for (the ``authority`` claim) when the ``entity`` scope is asked.
+    Each item's ``key`` is what a consent remembers (:func:`released_keys`).
     """
+    scopes = list(scopes)
     allowed = set(client.allowed_claims) if client.allowed_claims is not None else None
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -101,7 +140,16 @@ def release_labels(
                 continue
             seen.add(claim)
             zh, en = CLAIM_LABELS.get(claim, (claim, claim))
-            out.append({"claim": claim, "zh": zh, "en": en, "verified": False, "purpose": None})
+            out.append(
+                {
+                    "claim": claim,
+                    "key": claim,
+                    "zh": zh,
+                    "en": en,
+                    "verified": False,
+                    "purpose": None,
+                }
+            )
     permitted = set(client.allowed_verified_claims or ())
     for target in ("id_token", "userinfo"):
         request = ((claims_request or {}).get(target) or {}).get("verified_claims")
@@ -117,10 +165,28 @@ def release_labels(
                 out.append(
                     {
                         "claim": claim,
+                        "key": f"v:{claim}",
                         "zh": f"{zh}（已核验）",
                         "en": f"{en} (verified)",
                         "verified": True,
                         "purpose": purpose if isinstance(purpose, str) else None,
                     }
                 )
+    if acting is not None and "entity" in scopes:
+        out.append(
+            {
+                "claim": "authority",
+                "key": f"authority:{acting.entity_id}:{acting.role}",
+                "zh": f"代表{acting.name}（{acting.credit_code_masked}）办理，身份：{acting.role}",
+                "en": f"Acting for {acting.name} ({acting.credit_code_masked}) as {acting.role}",
+                "verified": False,
+                "purpose": None,
+            }
+        )
     return out
+
+
+def released_keys(labels: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What a consent to these labels covers: claim names, ``v:`` verified claims, and
+    ``authority:<company>:<role>``."""
+    return sorted({str(label["key"]) for label in labels})

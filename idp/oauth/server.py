@@ -3,7 +3,8 @@
 (ory/fosite ``compose/compose.go`` is the model.)  Built per app by :func:`build_authorization_server`
 and kept in ``app.extensions['yitong.oauth']``; there is no module-level server.
 
-Grants: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``.
+Grants: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``,
+token exchange (RFC 8693, :mod:`idp.oauth.token_exchange`).
 Endpoints: ``revocation`` (RFC 7009), ``introspection`` (RFC 7662).
 Client authentication: :class:`idp.oauth.client_auth.ClientAuthenticator` (the registered
 method only: ``client_secret_basic``, ``client_secret_post``, ``client_secret_jwt``,
@@ -33,6 +34,7 @@ from idp.oauth.grants import (
     RefreshTokenGrant,
     S256CodeChallenge,
 )
+from idp.oauth.token_exchange import TokenExchangeGrant
 
 
 def query_client(client_id: str | None) -> OAuthClient | None:
@@ -109,6 +111,7 @@ def build_authorization_server(app: Flask) -> AuthorizationServer:
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
+    server.register_grant(TokenExchangeGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)
     return server

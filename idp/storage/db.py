@@ -72,6 +72,14 @@ class Database:
             self.read_engine = create_engine(url, **kwargs)
             event.listen(self.read_engine, "connect", _sqlite_pragmas)
         self.readmaker = sessionmaker(self.read_engine, expire_on_commit=False)
+        # PostgreSQL: statements of a read-only request each run on their own (autocommit),
+        # which saves the BEGIN and ROLLBACK round trips around a single SELECT.
+        self.autocommit_readmaker = self.readmaker
+        if not self.is_sqlite:
+            self.autocommit_readmaker = sessionmaker(
+                self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                expire_on_commit=False,
+            )
 
     def session(self) -> Session:
         """A session whose transactions begin deferred (on SQLite: no write lock until a write).
@@ -79,6 +87,15 @@ class Database:
         Use it for reads, in particular side reads made while a request holds its writer.
         """
         return self.readmaker()
+
+    def reads(self) -> Session:
+        """A session for lookups that need no transaction: each statement sees the latest
+        committed state on its own (PostgreSQL autocommit; SQLite: :meth:`session`).
+
+        For a request that reads one token and answers (introspection, userinfo); never for
+        read-then-write sequences, which need :meth:`writer`.
+        """
+        return self.autocommit_readmaker()
 
     def writer(self) -> Session:
         """A session that takes the write lock when its transaction begins (SQLite

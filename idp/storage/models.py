@@ -91,13 +91,20 @@ class User(Base):
     id_number_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     id_number_digest: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     id_number_masked: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # An ID number this account declared while another account, verified below L3, held it
+    # (issue 15 item 2): the keyed digest only; the number moves to ``id_number_digest`` when
+    # this account is verified at L3 or above and the unverified holder is released.
+    id_claim_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     phone: Mapped[str | None] = mapped_column(String(32), unique=True, nullable=True)
     phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     email: Mapped[str | None] = mapped_column(String(320), unique=True, nullable=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    status: Mapped[str] = mapped_column(String(16), default="active")  # |disabled|closing|closed
+    # Closing the account (注销, issue 15 item 5): asked at, and completed after (cooling-off).
+    close_requested_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    close_after: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     locale: Mapped[str | None] = mapped_column(String(8), nullable=True)
     roles: Mapped[list[Any]] = mapped_column(default=list)
     # staff (LDAP) identities
@@ -190,6 +197,10 @@ class Department(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The staff directories whose people belong to this department: its department admins
+    # administer them, and a directory group mapped to ``department-admin`` makes its members
+    # admins of this department.
+    directories: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -254,6 +265,10 @@ class Client(Base):
     secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # client_secret_jwt needs the shared secret itself (HMAC); stored encrypted, only then.
     secret_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # After a rotation the previous secret keeps working until this moment (a grace period
+    # for the client's deployment to pick up the new one); digest only, never the secret.
+    previous_secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
     post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
@@ -282,6 +297,13 @@ class Client(Base):
     # RFC 7592: the digest of the registration access token of a dynamically registered client.
     registration_access_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="approved")  # pending|approved|disabled
+    # Shown to people and to the approving security admin (issue 11): the English name (the
+    # ``client_name#en`` of RFC 7591 §2.2), the logo, what the service is for, and the release
+    # the department asked for (claims, account types, minimum assurance) before approval.
+    name_en: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    logo_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    requested_release: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -290,6 +312,8 @@ class Client(Base):
     allowed_verified_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     min_assurance: Mapped[str | None] = mapped_column(String(4), nullable=True)  # L2..L5
     account_types: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # None: all
+    # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # ----------------------------------------------------------------------------- SSO sessions
@@ -326,6 +350,10 @@ class Consent(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
+    # The claims agreed to ("name", "v:resident_id_number", "authority:<entity id>"...); a
+    # consent is asked again when the released set grows (issue 10 item 7).  None: recorded
+    # before the set was kept, so it covers its scopes' plain claims only.
+    released: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
 
@@ -383,6 +411,8 @@ class AuthorizationCode(Base):
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     code_challenge_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # RFC 9449 §10: the thumbprint of the key the token request must prove (``dpop_jkt``).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -407,6 +437,10 @@ class Token(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)  # rotated refresh
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # RFC 8693 §4.1 ``act``: who acts with this token (a token-exchange result), else None.
+    act: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # RFC 9449: the JWK SHA-256 thumbprint of the key the token is bound to (None: Bearer).
+    jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PushedRequest(Base):
@@ -419,6 +453,39 @@ class PushedRequest(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class DeviceRequest(Base):
+    """A decoupled sign-in waiting for a person's decision on another device (RFC 8628).
+
+    ``kind`` ``qr``: the login page showed a QR code carrying the secret whose digest is
+    ``code_digest``; only the browser holding the cookie whose digest is ``browser_digest``
+    may take the session once the government app approved.  ``kind`` ``device``: the RFC 8628
+    device authorization grant; ``code_digest`` is the device_code's, ``user_code_digest`` the
+    (normalised) user_code's.  Both are single use: ``status`` moves pending -> approved or
+    denied -> used by compare-and-set only (:mod:`idp.interaction.decoupled`).
+    """
+
+    __tablename__ = "device_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # qr | device
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_code_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    browser_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    matching_number: Mapped[str] = mapped_column(String(8))
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    interval: Mapped[int] = mapped_column(Integer, default=5)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class SeenJti(Base):
@@ -497,6 +564,44 @@ class CasTicket(Base):
     expires_at: Mapped[dt.datetime] = mapped_column()
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     session_index: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# ----------------------------------------------------------------------------- upstream federation
+class UpstreamLink(Base):
+    """An account linked to an identity at the upstream provider (issue 13 item 3).
+
+    Made only with the person's consent, after the upstream asserted a *verified* identity
+    number equal to the account's (never by e-mail); one account per upstream subject and
+    one upstream subject per account.
+    """
+
+    __tablename__ = "upstream_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_upstream_links_subject"),
+        UniqueConstraint("issuer", "user_id", name="uq_upstream_links_user"),
+    )
+
+
+class UpstreamSession(Base):
+    """Which of our SSO sessions began with which upstream session: the upstream's
+    back-channel logout (by ``sid``, or by ``sub``) ends ours."""
+
+    __tablename__ = "upstream_sessions"
+
+    sid: Mapped[str] = mapped_column(
+        ForeignKey("sso_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255), index=True)
+    upstream_sid: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 # ----------------------------------------------------------------------------- keys

@@ -111,7 +111,7 @@ def _sign_in_at_portal(browser: Any, demo: LiveDemo) -> str:
     _wait(browser, _present("#login-link"), "the portal's sign-in link", demo).click()
     _wait(browser, _present("#login-form"), "the IdP login page", demo)
     assert browser.current_url.startswith(demo.layout.idp_url + "/login")
-    browser.find_element(By.ID, "login").send_keys(demo.state.citizen_login["phone"])
+    browser.find_element(By.ID, "login").send_keys(demo.state.citizen_login["email"])
     browser.find_element(By.ID, "password").send_keys(demo.state.password)
     browser.find_element(By.ID, "submit").click()
     # First-party portal: no consent page, straight back to the portal.

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
-import statistics
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -216,7 +214,6 @@ def test_item81_spraying_from_500_addresses_cannot_keep_the_owner_out(make_app: 
     )
 
     attacker = app.test_client()
-    started = time.monotonic()
     statuses = [
         _post(
             attacker, citizen.email, f"guess-{n}-abcdefghijk", ip=f"10.{n // 250}.{n % 250}.1"
@@ -224,7 +221,6 @@ def test_item81_spraying_from_500_addresses_cannot_keep_the_owner_out(make_app: 
         for n in range(500)
     ]
     assert statuses.count(401) == 20 and statuses.count(429) == 480
-    assert time.monotonic() - started < 120
 
     # The owner's known device still gets in (its own counter) ...
     assert _post(owner, citizen.email, citizen.password, ip="192.0.2.10").status_code == 303
@@ -276,7 +272,9 @@ def test_item81_known_device_login_still_needs_the_second_factor(
 
 
 # ----------------------------------------------------------------------------- item 83
-def test_item83_unknown_user_and_wrong_password_look_the_same(make_app: Any) -> None:
+def test_item83_unknown_user_and_wrong_password_look_the_same(
+    make_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = make_app(rate_limit_login_per_minute=10_000)
     set_policy(app, "lockout.free_attempts", 100)
     set_policy(app, "lockout.ip_free_attempts", 100_000)
@@ -288,35 +286,45 @@ def test_item83_unknown_user_and_wrong_password_look_the_same(make_app: Any) -> 
     assert a.status_code == b.status_code == 401
     assert login_answer(a, citizen.email) == login_answer(b, unknown)
 
-    # Timing: interleaved, medians within ±10 % (the dummy hash costs what a real one does).
-    # The machine is shared, so a round spoiled by a noisy neighbour is measured again; a real
-    # difference (say, no hash for unknown users: 20x) fails every round.
-    ratios = []
-    for _round in range(3):
-        known_t, unknown_t = [], []
-        for _ in range(25):
-            for login, bucket in ((citizen.email, known_t), (unknown, unknown_t)):
-                html = client.get("/login").get_data(as_text=True)
-                data = {
-                    "csrf_token": csrf_token(html),
-                    "ix": "",
-                    "login": login,
-                    "password": "wrong password 1234567",
-                }
-                t0 = time.perf_counter()
-                client.post("/login", data=data)
-                bucket.append(time.perf_counter() - t0)
-        ratios.append(statistics.median(known_t) / statistics.median(unknown_t))
-        if 0.9 <= ratios[-1] <= 1.1:
-            break
-    assert 0.9 <= ratios[-1] <= 1.1, ratios
+    # The same work, counted rather than timed (a timing comparison on a shared machine is a
+    # flaky test; the medians are measured in bench/login_timing.py): one argon2id
+    # verification for each, the dummy hash for the unknown name having the real parameters.
+    hashes: list[str] = []
+    real = services(app).passwords.hasher
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def verify(self, stored: str, password: str) -> bool:
+            hashes.append(stored.rsplit("$", 2)[0])  # algorithm, version and cost parameters
+            return bool(real.verify(stored, password))
+
+    monkeypatch.setattr(services(app).passwords, "hasher", Counting())
+    for login in (citizen.email, unknown, citizen.email, unknown):
+        assert _post(client, login, "wrong password 1234567").status_code == 401
+    assert len(hashes) == 4 and len(set(hashes)) == 1, hashes
 
 
 # ----------------------------------------------------------------------------- item 84
-def test_item84_a_1mb_password_is_refused_before_hashing(app: Flask, citizen: Any) -> None:
+def test_item84_a_1mb_password_is_refused_before_hashing(
+    app: Flask, citizen: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Refused before the KDF: counted (no argon2 call at all), not timed.
+    calls: list[int] = []
+    real = services(app).passwords.hasher
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def verify(self, stored: str, password: str) -> bool:
+            calls.append(len(password))
+            return bool(real.verify(stored, password))
+
+    monkeypatch.setattr(services(app).passwords, "hasher", Counting())
     client = app.test_client()
     html = client.get("/login").get_data(as_text=True)
-    t0 = time.perf_counter()
     resp = client.post(
         "/login",
         data={
@@ -327,9 +335,7 @@ def test_item84_a_1mb_password_is_refused_before_hashing(app: Flask, citizen: An
         },
     )
     assert resp.status_code in (400, 413)
-    assert time.perf_counter() - t0 < 0.05
-    # Just under the request limit: still refused by length, before the KDF (argon2 ~18 ms).
-    t0 = time.perf_counter()
+    # Just under the request limit: still refused by length, before the KDF.
     resp = client.post(
         "/login",
         data={
@@ -339,9 +345,12 @@ def test_item84_a_1mb_password_is_refused_before_hashing(app: Flask, citizen: An
             "password": "x" * 200_000,
         },
     )
-    elapsed = time.perf_counter() - t0
-    assert resp.status_code == 400 and elapsed < 0.05, elapsed
+    assert resp.status_code == 400
+    assert calls == []
     assert failures(app, f"acct:{citizen.id}:email") == 0  # not even counted: nothing was tried
+    # The counter does see a normal wrong password (the check above could fail).
+    assert _post(client, citizen.email, "wrong password 1234567").status_code == 401
+    assert len(calls) == 1
 
 
 # ----------------------------------------------------------------------------- item 77

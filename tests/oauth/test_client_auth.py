@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import OctKey
 
-from idp.oauth import outbound
+from idp.oauth import client_auth, outbound
 from tests.helpers import ISSUER, RegisteredClient
 from tests.oauth import tokenkit as kit
 
@@ -140,8 +139,9 @@ def test_malformed_authorization_headers(client, app, header):
     assert_invalid_client(token_with(client, {}, {"Authorization": header}))
 
 
-def test_unknown_client_and_wrong_secret_are_indistinguishable(app):
-    """Checklist 32: same status, headers and body; timing within noise of each other."""
+def test_unknown_client_and_wrong_secret_are_indistinguishable(app, monkeypatch):
+    """Checklist 32: same status, headers and body, and the same work (counted, not timed:
+    bench/login_timing.py measures the medians)."""
     http = app.test_client()
     api = kit.api_client(app)
     wrong = RegisteredClient(api.client_id, "x" * 43, []).basic()
@@ -150,19 +150,18 @@ def test_unknown_client_and_wrong_secret_are_indistinguishable(app):
     assert a.status_code == b.status_code == 401
     assert a.get_data() == b.get_data()
     assert a.headers["WWW-Authenticate"] == b.headers["WWW-Authenticate"]
-    samples: dict[str, list[float]] = {"wrong": [], "unknown": []}
-    for _ in range(3):  # warm up
-        token_with(http, {}, wrong), token_with(http, {}, unknown)
-    for _ in range(60):
-        for name, headers in (("wrong", wrong), ("unknown", unknown)):
-            started = time.perf_counter()
-            token_with(http, {}, headers)
-            samples[name].append(time.perf_counter() - started)
-    m_wrong, m_unknown = statistics.median(samples["wrong"]), statistics.median(samples["unknown"])
-    assert abs(m_wrong - m_unknown) < max(0.3 * min(m_wrong, m_unknown), 0.0005), (
-        m_wrong,
-        m_unknown,
-    )
+    compared: list[tuple[int, int]] = []
+    real_compare = client_auth.hmac.compare_digest
+
+    def counting(a: str, b: str) -> bool:
+        compared.append((len(a), len(b)))
+        return real_compare(a, b)
+
+    monkeypatch.setattr(client_auth.hmac, "compare_digest", counting)
+    token_with(http, {}, wrong)
+    token_with(http, {}, unknown)
+    # One constant-time comparison of two SHA-256 hex digests each, known client or not.
+    assert compared == [(64, 64), (64, 64)]
 
 
 def test_public_client_cannot_use_secret_methods_and_confidential_cannot_use_none(
@@ -465,12 +464,15 @@ def test_outbound_limits_size_redirects_and_time(jwks_server):
     for path in ("/big", "/redirect", "/notjson", "/missing"):
         with pytest.raises(outbound.OutboundError):
             outbound.fetch_json(jwks_server.url(path), policy)
-    started = time.monotonic()
+    # The server answers /slow after 1.5 s with a valid document: only the 0.5 s timeout can
+    # make this fail (no stopwatch: the refusal itself is the evidence).
     with pytest.raises(outbound.OutboundError):
         outbound.fetch_json(
             jwks_server.url("/slow"), outbound.OutboundPolicy(allowlist=allow, timeout=0.5)
         )
-    assert time.monotonic() - started < 1.4
+    assert outbound.fetch_json(
+        jwks_server.url("/slow"), outbound.OutboundPolicy(allowlist=allow, timeout=5)
+    ) == {"keys": []}
 
 
 def test_outbound_allowlist_is_refused_outside_testing():
