@@ -200,6 +200,8 @@ def _api_roles() -> dict[tuple[str, str], tuple[str, ...]]:
             table[key] = (DEP,)
         elif path.startswith("/audit"):
             table[key] = (SEC, AUD)
+        elif path == "/bridge/systems":
+            table[key] = (CLI,)
         elif path == "/cas/services":
             table[key] = (CLI,) if method == "get" else (SEC,)
         elif path == "/dashboard":

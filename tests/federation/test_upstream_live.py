@@ -225,3 +225,50 @@ def test_backchannel_logout_endpoint_refuses_bad_tokens(national: National) -> N
     id_token = key.sign_jwt({"iss": nat.up.url, "aud": nat.rp.client_id, "sub": "x", "iat": 1})
     resp = requests.post(url, data={"logout_token": id_token})
     assert resp.status_code == 400
+
+
+def test_federated_login_in_the_middle_of_an_authorization_request(national: National) -> None:
+    """A relying party of ours asks for a login; the person uses the national platform
+    button on our login page; the authorization request continues (the ``ix`` survives)."""
+    from tests.helpers import RegisteredClient, pkce_pair
+
+    nat = national
+    upstream_person, local = nat.person(10)
+    rp = RegisteredClient.create(nat.ours, redirect_uris=["https://rp.gov.example/cb"])
+    _verifier, challenge = pkce_pair()
+    ours, theirs = nat.browsers()
+    authorize = ours.get(
+        nat.here.url + "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": rp.client_id,
+            "redirect_uri": rp.redirect_uri,
+            "scope": "openid profile",
+            "state": "rp-state",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    assert 'id="upstream-login-button"' in authorize.text
+    ix = _field(authorize.text, "ix")
+    consent = _upstream_login(nat, ours, theirs, upstream_person, ix=ix)
+    linked = ours.post(
+        nat.here.url + "/federation/upstream/link",
+        data={"csrf_token": _field(consent.text, "csrf_token"), "action": "link"},
+        allow_redirects=False,
+    )
+    assert "/authorize/resume?ix=" in linked.headers["Location"]
+    page = ours.get(nat.here.url + linked.headers["Location"])  # to our consent page
+    if 'id="consent-form"' in page.text:  # our own consent for the relying party
+        page = ours.post(
+            nat.here.url + "/consent",
+            data={
+                "csrf_token": _field(page.text, "csrf_token"),
+                "ix": _field(page.text, "ix"),
+                "action": "approve",
+            },
+            allow_redirects=False,
+        )
+    assert page.headers["Location"].startswith(rp.redirect_uri)
+    assert "code=" in page.headers["Location"] and "state=rp-state" in page.headers["Location"]
+    assert len(_live_sessions(nat, local.id)) == 1
