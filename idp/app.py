@@ -373,6 +373,8 @@ def _install_key_rotation(app: Flask, services: Services) -> None:
     def rotate_when_due() -> None:
         try:
             services.keys.maybe_rotate()
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            log.warning("scheduled key rotation: database unavailable (%s)", type(exc).__name__)
         except Exception:
             log.exception("scheduled key rotation failed; will retry")
 

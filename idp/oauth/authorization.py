@@ -209,6 +209,7 @@ def request_proof(path: str, access_token: str | None = None) -> dpop.Proof | No
         max_age=settings.dpop_proof_max_age,
         nonce_required=settings.dpop_nonce_required,
         access_token=access_token,
+        hot=context.services().hot,
     )
 
 

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from idp.errors import InvalidDpopProofError, UseDpopNonceError
 from idp.oauth.jose_inbound import InboundJwtError, check_times, verify_jws
 from idp.storage import repo
+from idp.storage.hot import RedisStore
 
 #: Algorithms a proof may use (discovery: ``dpop_signing_alg_values_supported``).
 DPOP_ALGS = ("ES256", "EdDSA", "PS256", "RS256")
@@ -143,6 +144,7 @@ def verify_proof(
     max_age: int,
     nonce_required: bool,
     access_token: str | None = None,
+    hot: RedisStore | None = None,
 ) -> Proof:
     """Check the request's DPoP proof (module docstring, steps 1-8) and return its key's
     thumbprint; raise :class:`InvalidDpopProofError` or :class:`UseDpopNonceError`.
@@ -190,7 +192,9 @@ def verify_proof(
     expires = dt.datetime.fromtimestamp(int(claims["iat"]), dt.UTC) + dt.timedelta(
         seconds=max_age + MAX_FUTURE_SECONDS
     )
-    if not repo.consume_once(session, "dpop", f"{jkt}\x00{jti}", max(expires, now)):
+    # In Redis when configured (issue 12: a replay cache every node sees; Redis down fails
+    # closed with temporarily_unavailable), else a seen_jtis row.
+    if not repo.consume_once_shared(session, hot, "dpop", f"{jkt}\x00{jti}", max(expires, now)):
         raise InvalidDpopProofError("the DPoP proof was already used")
     return Proof(jkt=jkt, jti=jti)
 
