@@ -178,7 +178,12 @@ class DemoProcesses:
 
 
 def _rp_env(
-    base: Mapping[str, str], client: DemoClient, peer: DemoClient, issuer: str, peer_name: str
+    base: Mapping[str, str],
+    client: DemoClient,
+    peer: DemoClient,
+    issuer: str,
+    peer_name: str,
+    bind_host: str,
 ) -> dict[str, str]:
     env = dict(base)
     port = client.url.rsplit(":", 1)[1]
@@ -187,7 +192,7 @@ def _rp_env(
         RP_CLIENT_ID=client.client_id,
         RP_CLIENT_SECRET=client.client_secret,
         RP_BASE_URL=client.url,
-        RP_HOST=client.url.split("//", 1)[1].rsplit(":", 1)[0],
+        RP_HOST=bind_host,
         RP_PORT=port,
         RP_PEER_URL=peer.url,
         RP_PEER_NAME=peer_name,
@@ -233,7 +238,7 @@ def start(
         portal = DemoProcess(
             "portal",
             [sys.executable, "-m", "examples.portal.app"],
-            _rp_env(base, state.portal, state.service, state.issuer, "the social security service"),
+            _rp_env(base, state.portal, state.service, state.issuer, "社会保障服务", layout.host),
             state.portal.url + "/healthz",
             echo=echo,
         )
@@ -241,7 +246,7 @@ def start(
         service = DemoProcess(
             "service",
             [sys.executable, "-m", "examples.service.app"],
-            _rp_env(base, state.service, state.portal, state.issuer, "the portal"),
+            _rp_env(base, state.service, state.portal, state.issuer, "省政务服务门户", layout.host),
             state.service.url + "/healthz",
             echo=echo,
         )
