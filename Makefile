@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := slapd ldap-utils chromium chromium-driver fonts-wqy-microhei softhsm2 opensc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
+.PHONY: all demo cluster soak test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
 
 all: test
 
@@ -61,6 +61,16 @@ test: system-deps services venv translations lint test-sqlite test-postgres
 demo: venv translations
 	$(BIN)/yitong demo
 
+# Production shape on one machine (docs/deployment.md): two gunicorn nodes behind a local
+# round-robin balancer on :5000, on PostgreSQL and Redis, with the demo relying parties.
+cluster: venv translations services
+	$(BIN)/python -m examples.cluster
+
+# Ten minutes of mixed traffic against that set-up (docs/benchmarks.md "Soak"); not in `make test`.
+SOAK_SECONDS ?= 600
+soak: venv translations services
+	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)
+
 bench: venv
 	$(BIN)/python -m bench.run
 
@@ -71,4 +81,4 @@ mutation: venv translations
 	nice -n 10 $(BIN)/python scripts/mutation.py $(MUTATE)
 
 clean:
-	rm -rf $(VENV) instance .demo .pytest_cache .mypy_cache .ruff_cache .mutation
+	rm -rf $(VENV) instance .demo .cluster .pytest_cache .mypy_cache .ruff_cache .mutation

@@ -55,6 +55,7 @@ OPERATIONS: tuple[tuple[str, str, str, dict[str, Any] | None, int, dict[str, Any
     ("post", "/people/{user_id}/status", "Lock (disable) or enable an account", {"type": "object", "properties": {"status": {"enum": ["active", "disabled"]}}}, 200, OBJ, "people"),
     ("delete", "/people/{user_id}/sessions", "End every session of an account", None, 200, OBJ, "people"),
     ("post", "/people/{user_id}/reset-mfa", "Remove every second factor, with the reason recorded", {"type": "object", "properties": {"reason": {"type": "string"}}}, 200, OBJ, "people"),
+    ("post", "/people/{user_id}/verify", "Record an identity verification (L3 registry, L4 face, L5 counter/in-person/certificate)", {"type": "object", "required": ["level", "method"], "properties": {"level": {"enum": ["L3", "L4", "L5"]}, "method": {"enum": ["registry", "face", "counter", "in-person", "certificate"]}, "evidence": {"type": "object"}, "face_image": {"type": "string", "contentEncoding": "base64"}}}, 201, OBJ, "people"),
     ("delete", "/users/{user_id}/sessions", "End every session and session-bound token", None, 200, OBJ, "people"),
     ("post", "/users/{user_id}/disable", "Disable an account", None, 200, OBJ, "people"),
     ("get", "/companies", "Companies and their mandates (?q=)", None, 200, LIST, "companies"),
@@ -78,6 +79,7 @@ OPERATIONS: tuple[tuple[str, str, str, dict[str, Any] | None, int, dict[str, Any
     ("get", "/audit/verify", "Verify the audit hash chain", None, 200, OBJ, "audit"),
     ("get", "/cas/services", "CAS services", None, 200, LIST, "cas"),
     ("post", "/cas/services", "Register a CAS service", OBJ, 201, OBJ, "cas"),
+    ("get", "/bridge/systems", "Ticket-bridge systems", None, 200, LIST, "bridge"),
     ("get", "/openapi.json", "This document", None, 200, OBJ, "meta"),
 )  # fmt: skip
 

@@ -30,7 +30,9 @@ from idp.storage.models import (
     RecoveryCode,
     User,
     WebAuthnCredential,
+    utcnow,
 )
+from idp.storage.repo import new_secret
 
 #: Roles that may act on anyone's account; department admins act on their staff only.
 PEOPLE_WRITERS = frozenset({"security-admin", "helpdesk"})
@@ -113,6 +115,11 @@ def _person(session: Session, user_id: str, who: Caller, *, act: bool) -> User:
             "this account is not yours to administer", error=InsufficientScopeError, status=403
         )
     return user
+
+
+def person_for_action(session: Session, user_id: str, who: Caller) -> User:
+    """The account ``who`` may act on (404 unknown, 403 outside their departments)."""
+    return _person(session, user_id, who, act=True)
 
 
 def show_person(session: Session, services: Services, user_id: str, who: Caller) -> dict[str, Any]:
@@ -252,3 +259,22 @@ def companies(
         )
         out.append({**entity_summary(entity), "mandates": [mandate_summary(m) for m in mandates]})
     return out
+
+
+def reset_password(
+    session: Session, services: Services, user_id: str, who: Caller
+) -> dict[str, Any]:
+    """Give a citizen a new random password (returned once, to hand over in person); every
+    session and token ends, offline ones too, as after a self-service reset."""
+    user = _person(session, user_id, who, act=True)
+    if user.kind == "staff" or not user.password_hash:
+        raise AdminInputError("staff passwords are changed in the department's directory")
+    password = new_secret(12)  # 96 bits, 16 characters
+    user.password_hash = services.passwords.hash(password)
+    user.password_changed_at = utcnow()
+    ended = end_all_sessions(
+        session, services, user, actor=who.actor, reason="password_reset", include_offline=True
+    )
+    session.commit()
+    ended.kick()
+    return {**person_summary(user), "password": password}

@@ -124,14 +124,15 @@ class Yitong:
                 NewCitizen(
                     name="基准测试",
                     id_number="210302196312038696",
-                    phone=LOGIN,
-                    email="bench@example.cn",
+                    phone="13800138000",
+                    email=LOGIN,
                     password=PASSWORD,
                 ),
                 vault=self.services.vault,
                 passwords=self.services.passwords,
                 actor="bench",
             )
+            user.email_verified = True  # a login name once confirmed (bench.run.LOGIN)
             return user.id
 
     def _client(

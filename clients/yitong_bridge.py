@@ -69,7 +69,13 @@ class BridgeClient:
         *,
         timeout: float = 5.0,
         http: requests.Session | None = None,
+        signing: str = "hmac",
     ) -> None:
+        """``signing``: ``hmac`` (a ``signature`` parameter) or ``jwt`` (a ``request`` JWT,
+        HS256 with the secret); the server accepts either."""
+        if signing not in ("hmac", "jwt"):
+            raise ValueError("signing must be hmac or jwt")
+        self.signing = signing
         self.server = server.rstrip("/")
         self.system_id = system_id
         self.system_secret = system_secret
@@ -81,7 +87,9 @@ class BridgeClient:
         self, path: str, extra: Mapping[str, str], *, now: int | None = None
     ) -> dict[str, str]:
         """``extra`` with ``version``, ``system_id``, ``timestamp``, a fresh ``nonce`` and the
-        ``signature``."""
+        ``signature`` (or, with ``signing="jwt"``, ``system_id`` and the ``request`` JWT)."""
+        if self.signing == "jwt":
+            return {"system_id": self.system_id, "request": self.request_jwt(path, extra, now=now)}
         params = {
             **extra,
             "version": VERSION,
@@ -91,6 +99,23 @@ class BridgeClient:
         }
         params["signature"] = sign(self.system_secret, path, params)
         return params
+
+    def request_jwt(self, path: str, extra: Mapping[str, str], *, now: int | None = None) -> str:
+        """The JWT form of a signed request: ``iss`` system id, ``aud`` the endpoint URL,
+        ``iat`` now, ``jti`` a fresh nonce, ``version`` 1, and the parameters as claims."""
+        from joserfc import jwt
+        from joserfc.jwk import OctKey
+
+        claims = {
+            **extra,
+            "version": VERSION,
+            "iss": self.system_id,
+            "aud": self.server + path,
+            "iat": int(time.time()) if now is None else now,
+            "jti": secrets.token_urlsafe(24),
+        }
+        header = {"alg": "HS256", "typ": "bridge-request+jwt"}
+        return jwt.encode(header, claims, OctKey.import_key(self.system_secret))
 
     def login_url(self, state: str | None = None, *, acting: str = "self") -> str:
         """Where to send the browser; the ticket comes back to the registered callback as

@@ -178,12 +178,7 @@ class DemoProcesses:
 
 
 def _rp_env(
-    base: Mapping[str, str],
-    client: DemoClient,
-    peer: DemoClient,
-    issuer: str,
-    peer_name: str,
-    bind_host: str,
+    base: Mapping[str, str], client: DemoClient, peer: DemoClient, issuer: str, peer_name: str
 ) -> dict[str, str]:
     env = dict(base)
     port = client.url.rsplit(":", 1)[1]
@@ -192,7 +187,7 @@ def _rp_env(
         RP_CLIENT_ID=client.client_id,
         RP_CLIENT_SECRET=client.client_secret,
         RP_BASE_URL=client.url,
-        RP_HOST=bind_host,
+        RP_HOST=client.url.split("//", 1)[1].rsplit(":", 1)[0],
         RP_PORT=port,
         RP_PEER_URL=peer.url,
         RP_PEER_NAME=peer_name,
@@ -235,29 +230,68 @@ def start(
             echo=echo,
         )
         started.append(idp)
-        portal = DemoProcess(
-            "portal",
-            [sys.executable, "-m", "examples.portal.app"],
-            _rp_env(base, state.portal, state.service, state.issuer, "社会保障服务", layout.host),
-            state.portal.url + "/healthz",
-            echo=echo,
-        )
-        started.append(portal)
-        service = DemoProcess(
-            "service",
-            [sys.executable, "-m", "examples.service.app"],
-            _rp_env(base, state.service, state.portal, state.issuer, "省政务服务门户", layout.host),
-            state.service.url + "/healthz",
-            echo=echo,
-        )
-        started.append(service)
+        started += start_rps(state, echo=echo, base=base, wait=False)
         for p in started:
             p.wait_ready(timeout)
     except BaseException:
         for p in reversed(started):
             p.stop()
         raise
-    return DemoProcesses(idp, portal, service)
+    return DemoProcesses(idp, started[1], started[2])
+
+
+def start_rps(
+    state: DemoState,
+    *,
+    echo: TextIO | None = None,
+    base: Mapping[str, str] | None = None,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> list[DemoProcess]:
+    """Start the portal and the service (for ``make demo`` and ``make cluster``)."""
+    if base is None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("YITONG_", "RP_"))}
+        base["PYTHONUNBUFFERED"] = "1"
+        base["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO_ROOT), base.get("PYTHONPATH")) if p
+        )
+    started: list[DemoProcess] = []
+    try:
+        started.append(
+            DemoProcess(
+                "portal",
+                [sys.executable, "-m", "examples.portal.app"],
+                {
+                    **_rp_env(
+                        base,
+                        state.portal,
+                        state.service,
+                        state.issuer,
+                        "社会保障服务",
+                    ),
+                    "RP_QR_APP": "1",  # the portal also plays the government app (QR login)
+                },
+                state.portal.url + "/healthz",
+                echo=echo,
+            )
+        )
+        started.append(
+            DemoProcess(
+                "service",
+                [sys.executable, "-m", "examples.service.app"],
+                _rp_env(base, state.service, state.portal, state.issuer, "省政务服务门户"),
+                state.service.url + "/healthz",
+                echo=echo,
+            )
+        )
+        if wait:
+            for p in started:
+                p.wait_ready(timeout)
+    except BaseException:
+        for p in reversed(started):
+            p.stop()
+        raise
+    return started
 
 
 @contextlib.contextmanager

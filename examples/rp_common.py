@@ -61,6 +61,7 @@ class RpConfig:
     peer_url: str | None = None
     peer_name: str | None = None
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    qr_app: bool = False  # also serve the simulated government app (/app, QR login)
 
     @classmethod
     def from_env(
@@ -89,6 +90,7 @@ class RpConfig:
             peer_url=env.get("RP_PEER_URL") or None,
             peer_name=env.get("RP_PEER_NAME") or None,
             secret_key=env.get("RP_SECRET_KEY") or secrets.token_urlsafe(32),
+            qr_app=env.get("RP_QR_APP") == "1",
         )
 
 
@@ -101,6 +103,7 @@ class LocalSession:
     id_claims: dict[str, Any]
     userinfo: dict[str, Any]
     created: float = field(default_factory=time.time)
+    access_token: str = ""  # kept by the simulated government app (QR login, demo only)
 
 
 class SessionStore:
@@ -355,10 +358,14 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
             id_token=token["id_token"],
             id_claims=dict(claims),
             userinfo=userinfo,
+            access_token=str(token.get("access_token") or ""),
         )
         session.clear()  # a fresh browser session at sign-in (session fixation)
         session["key"] = store.create(local)
         return redirect("/")  # type: ignore[return-value]
+
+    if config.qr_app:
+        install_simulated_app(app, config, idp, page, current)
 
     @app.get("/logout")
     def logout() -> Response:
@@ -423,6 +430,88 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
         return resp
 
     return app
+
+
+# ------------------------------------------------------------------ the simulated government app
+APP_HOME = """<h2>Simulated government app 模拟政务App</h2>
+<p>This page plays the province's government app on a phone, signed in as the person above.
+Copy the link under the QR code of a Yitong login page (\u201cOpen the code in the government
+app\u201d) into the box: that is what scanning does.</p>
+<form method="get" action="/app/scan"><label for="qr-link">QR code link</label>
+<input id="qr-link" name="link" size="60" required> <button type="submit" id="scan">Scan</button></form>"""
+
+
+def install_simulated_app(app: Flask, config: RpConfig, idp: Any, page: Any, current: Any) -> None:
+    """``/app``: the government app's side of QR login (docs/integrating.md), for the demo.
+
+    It calls the IdP's app API with the access token this relying party holds for the person
+    (scope ``qr_login``), shows what the app would show, and sends the person's decision.
+    """
+
+    def call(method: str, code: str, what: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        local = current()
+        token = {"access_token": local.access_token, "token_type": "Bearer"}
+        url = f"{config.issuer}/qr/{code}/{what}"
+        resp = idp.request(method, url, token=token, withhold_token=False, **kwargs)
+        try:
+            return resp.status_code, dict(resp.json())
+        except ValueError:
+            return resp.status_code, {}
+
+    def code_of(value: str) -> str:
+        return value.strip().rstrip("/").rsplit("/", 1)[-1][:128]
+
+    def signed_out() -> Response:
+        return page(
+            "<p>Sign in first (this is the app signing in once).</p>"
+            '<p><a class="button" href="/login">Sign in with Yitong 一通</a></p>'
+        )
+
+    @app.get("/app")
+    def simulated_app() -> Response:
+        return page(APP_HOME) if current() is not None else signed_out()
+
+    @app.get("/app/scan")
+    def simulated_scan() -> Response:
+        if current() is None:
+            return signed_out()
+        code = code_of(request.args.get("link", ""))
+        status, info = call("GET", code, "request")
+        if status != 200:
+            text = info.get("message") or info.get("error_description") or "refused"
+            return page(
+                f'<p class="error" id="app-error">{html.escape(str(text))}</p>'
+                '<p><a href="/app">Back</a></p>',
+                status,
+            )
+        esc = {k: html.escape(str(v)) for k, v in info.items()}
+        return page(
+            f"<h2>Sign in to {esc['service']}?</h2>"
+            f'<p>From: <strong id="app-location">{esc["location"]}</strong></p>'
+            f'<p>Matching number: <strong id="app-number">{esc["matching_number"]}</strong></p>'
+            f'<p class="error" role="alert" id="app-warning">{esc["warning"]}</p>'
+            '<form method="post" action="/app/decide">'
+            f'<input type="hidden" name="code" value="{html.escape(code)}">'
+            f'<input type="hidden" name="matching_number" value="{esc["matching_number"]}">'
+            '<button name="decision" value="approve" id="approve">Approve 确认登录</button> '
+            '<button name="decision" value="deny" id="deny">Deny 拒绝</button></form>'
+        )
+
+    @app.post("/app/decide")
+    def simulated_decide() -> Response:
+        if current() is None:
+            return signed_out()
+        data = {
+            "decision": request.form.get("decision", ""),
+            "matching_number": request.form.get("matching_number", ""),
+        }
+        status, info = call("POST", code_of(request.form.get("code", "")), "decision", data=data)
+        text = info.get("status") or info.get("message") or info.get("error_description")
+        return page(
+            f'<p id="app-result">{html.escape(str(text))}</p>'
+            '<p><a href="/app">Scan another code</a></p>',
+            status,
+        )
 
 
 def serve(app: Flask, config: RpConfig) -> None:

@@ -29,6 +29,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from adapters.base import AdapterConfigError, EnterpriseRegistry
 from adapters.enterprise import LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
+from admin.api_identity import register as register_admin_identity
 from admin.api_ops import register as register_admin_ops
 from admin.console import register as register_console
 from idp import context, metrics, observability
@@ -45,6 +46,7 @@ from idp.blueprints import (
     login,
     logout,
     oidc,
+    qr,
     recovery,
     registration,
     rights,
@@ -324,15 +326,18 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         registration.bp,
         rights.bp,
         sms_login.bp,
+        qr.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)
     csrf.exempt(registration.bp)  # Bearer-authenticated JSON (RFC 7591/7592)
     csrf.exempt(bridge.bp)  # server-to-server POSTs authenticated by the system's secret
     csrf.exempt(federation.backchannel_logout)  # the upstream's logout token is its proof
+    csrf.exempt(qr.app_decision)  # the app's token authenticates it, not a browser cookie
     csrf.exempt(logout.logout_post)  # checks our own token itself (RP-initiated logout)
     register_admin_api(app, csrf)
     register_admin_ops(app, csrf)
+    register_admin_identity(app, csrf)
     register_console(app)
     guards.install(app)
     app.extensions["yitong.oauth"] = build_authorization_server(app)
@@ -366,6 +371,8 @@ def _install_key_rotation(app: Flask, services: Services) -> None:
     def rotate_when_due() -> None:
         try:
             services.keys.maybe_rotate()
+        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+            log.warning("scheduled key rotation: database unavailable (%s)", type(exc).__name__)
         except Exception:
             log.exception("scheduled key rotation failed; will retry")
 

@@ -169,6 +169,42 @@ class Settings:
     rate_limit_authorize_per_minute: int = field(
         default=300, metadata=_doc("Authorization-endpoint requests per client IP per minute.")
     )
+    rate_limit_qr_per_minute: int = field(
+        default=30,
+        metadata=_doc(
+            "QR-login codes shown, and device authorizations started, per client IP per minute."
+        ),
+    )
+    qr_login_lifetime: int = field(
+        default=120,
+        metadata=_doc(
+            "Seconds a QR-login code (and an RFC 8628 device code) waits for the app's decision."
+        ),
+    )
+    qr_login_scope: str = field(
+        default="qr_login",
+        metadata=_doc(
+            "The scope an access token must carry to approve a QR login: register it only "
+            "for the government app."
+        ),
+    )
+    qr_login_networks: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "`CIDR=name` entries naming networks on the QR-login approval screen "
+            "(e.g. `10.0.0.0/8=省政务外网`); other addresses show their /24 (IPv6: /48)."
+        ),
+    )
+    dpop_proof_max_age: int = field(
+        default=120,
+        metadata=_doc("How old (by `iat`, s) a DPoP proof may be; 60 s ahead are tolerated."),
+    )
+    dpop_nonce_required: bool = field(
+        default=True,
+        metadata=_doc(
+            "Require a server `nonce` in DPoP proofs (RFC 9449 §8, §9); sent as `DPoP-Nonce`."
+        ),
+    )
     rate_limit_registration_per_minute: int = field(
         default=20,
         metadata=_doc("Dynamic client registrations (RFC 7591 POSTs) per client IP per minute."),

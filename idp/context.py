@@ -8,14 +8,18 @@ and closed (rolled back unless committed) at teardown.
 
 from __future__ import annotations
 
+import logging
 import secrets
 
 from flask import current_app, g, request
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from idp.config import Settings
 from idp.services import Services
 from idp.storage.models import Client
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Services",
@@ -54,7 +58,13 @@ def close_db_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
     if session is not None:
         services().db.bind_request_session(None)
-        session.close()
+        try:
+            session.close()
+        except SQLAlchemyError as exc:
+            # The connection died under the request (a database restart, issue 12): the answer
+            # is already made; drop the connection instead of turning it into a 500.
+            log.warning("request session could not be closed cleanly: %s", type(exc).__name__)
+            session.invalidate()
 
 
 def release_request_transaction() -> None:

@@ -176,6 +176,34 @@ class SlowDownError(ProtocolError):
     status_code = 429
 
 
+class InvalidDpopProofError(ProtocolError):
+    """``invalid_dpop_proof`` (RFC 9449 §5, §7.1, §12.2): the DPoP proof is missing, malformed,
+    replayed, for another request, or proves another key than the one the token is bound to.
+
+    400 at the token endpoint; a resource (userinfo) answers 401 with ``WWW-Authenticate: DPoP``.
+    """
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonceError(ProtocolError):
+    """``use_dpop_nonce`` (RFC 9449 §8, §9): retry with the nonce in the ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+
+
+class AuthorizationPendingError(ProtocolError):
+    """``authorization_pending`` (RFC 8628 §3.5): the person has not decided yet; poll again."""
+
+    error = "authorization_pending"
+
+
+class ExpiredTokenError(ProtocolError):
+    """``expired_token`` (RFC 8628 §3.5): the device code expired; start a new request."""
+
+    error = "expired_token"
+
+
 class InsufficientScopeError(ProtocolError):
     """``insufficient_scope`` (RFC 6750 §3.1): the token lacks a scope or role it needs."""
 

@@ -171,4 +171,4 @@ def test_clients_release_refuses_bad_input(run: Run) -> None:
         assert result.exit_code == 2, extra
         assert message in result.output
     result = run("clients", "release", "no-such-client", "--min-assurance", "L3")
-    assert result.exit_code == 2 and "no client" in result.output
+    assert result.exit_code == 2 and "no such client" in result.output

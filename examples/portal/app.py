@@ -16,7 +16,7 @@ def make_config() -> RpConfig:
         "portal",
         "省政务服务门户",
         default_port=5001,
-        default_scope="openid profile email phone",
+        default_scope="openid profile email phone qr_login",
     )
 
 

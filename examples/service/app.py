@@ -17,7 +17,7 @@ def make_config() -> RpConfig:
         "service",
         "社会保障服务",
         default_port=5002,
-        default_scope="openid profile",
+        default_scope="openid profile entity",
     )
 
 

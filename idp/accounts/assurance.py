@@ -20,6 +20,7 @@ account is told at its confirmed contact point by the caller's ``on_release``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.base import IdentityVerifier, RegistryCheck
+from adapters.base import AdapterError, AdapterUnavailable, IdentityVerifier, RegistryCheck
 from adapters.identity import HttpRegistry, LocalRegistry
 from idp import audit
+from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
 from idp.storage.models import IdentityVerification, User, utcnow
 from idp.storage.repo import new_id
@@ -66,6 +68,57 @@ CHECK_METHODS: dict[str, str] = {
 
 class AssuranceError(ValueError):
     """A verification cannot be recorded as asked; the message says why (ASCII)."""
+
+
+class VerifierUnavailableError(AssuranceError):
+    """The population registry cannot be asked now: try again later."""
+
+
+def check_extra_evidence(data: object) -> dict[str, Any] | None:
+    """The operator's additions to the evidence (``--evidence``, the admin API's
+    ``evidence``): a JSON object, never carrying identity or document numbers (the record
+    names the check, not the number)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise AssuranceError("evidence must be a JSON object")
+    if "id_number" in data or "document_number" in json.dumps(data, default=str):
+        raise AssuranceError("evidence must not carry identity or document numbers")
+    return data
+
+
+def registry_check(
+    verifier: IdentityVerifier | None,
+    vault: IdentityVault,
+    user: User,
+    method: str,
+    face_image: bytes | None = None,
+) -> RegistryCheck | None:
+    """Ask the population registry for the ``registry`` and ``face`` methods (None for the
+    others, which record what an operator saw).  A person the registry does not match is
+    refused here: nothing is recorded."""
+    if method not in ("registry", "face"):
+        return None
+    if verifier is None:
+        raise AssuranceError("no population registry is configured (identity_registry_url)")
+    if user.id_number_ciphertext is None:
+        raise AssuranceError("this account has no ID number to check")
+    if method == "face" and not face_image:
+        raise AssuranceError("the face method needs a face image")
+    number = vault.open(user.id_number_ciphertext)
+    try:
+        if method == "registry":
+            found = verifier.check_identity(user.name, number)
+        else:
+            assert face_image is not None
+            found = verifier.check_face(number, face_image)
+    except AdapterUnavailable as exc:
+        raise VerifierUnavailableError(f"the registry is unavailable: {exc}") from None
+    except AdapterError as exc:
+        raise AssuranceError(f"the registry check failed: {exc}") from None
+    if not found.matched:
+        raise AssuranceError("the registry did not match this person; nothing recorded")
+    return found
 
 
 def rank(level: str | None) -> int:

@@ -66,6 +66,16 @@ def end_session(sid: str) -> Response:
     return see_other(url_for("account.home", done="ended"))
 
 
+@bp.route("/account/sessions/end-others", methods=["POST"])
+def end_other_sessions() -> Response:
+    """End every other session at once; their services hear of it (back-channel logout)."""
+    user, sso = current_user_row(), current_sso()
+    if user is None or sso is None:
+        return see_other(url_for("login.login_form"))
+    account_view.end_all_other_sessions(user, sso)
+    return see_other(url_for("account.home", done="ended"))
+
+
 @bp.route("/locale/<lang>", methods=["POST"])
 def set_locale(lang: str) -> Response:
     """The page language, remembered by this browser."""

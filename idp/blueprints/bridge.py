@@ -72,6 +72,17 @@ def _refused_page(error: BridgeError) -> Response:
     return error_page(message % {"code": error.code}, error.status, error.code)
 
 
+def _browser_rate_limited() -> Response | None:
+    """Signed requests are cheap to refuse but each refusal is audited: limit them per
+    address like ``/authorize`` (a page, since a person is behind it)."""
+    wait = retry_after("bridge-login", context.settings().rate_limit_authorize_per_minute)
+    if wait is None:
+        return None
+    resp = error_page(_("Too many requests; try again shortly."), 429, "slow_down")
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
 def _callback(system: Client, params: dict[str, str]) -> Response:
     uri = system.redirect_uris[0]
     sep = "&" if urlsplit(uri).query else "?"
@@ -84,6 +95,9 @@ def login() -> Response:
     ix = request.args.get("ix")
     if ix is not None:
         return _resume(ix[:MAX_IX], cancelled=request.args.get("cancel") == "1")
+    limited = _browser_rate_limited()
+    if limited is not None:
+        return limited
     session = context.db_session()
     services = context.services()
     multi = {k: request.args.getlist(k) for k in request.args}
@@ -165,6 +179,9 @@ def _resume(ix: str, *, cancelled: bool) -> Response:
 def logout_browser() -> Response:
     """Signed: end this browser's session at once if the system signed the person in in it;
     else our confirmation page.  ``return_to`` must be the registered callback exactly."""
+    limited = _browser_rate_limited()
+    if limited is not None:
+        return limited
     session = context.db_session()
     services = context.services()
     multi = {k: request.args.getlist(k) for k in request.args}

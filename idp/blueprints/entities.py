@@ -30,7 +30,7 @@ from idp.accounts.mandates import mandate_is_live
 from idp.accounts.privacy import mask
 from idp.blueprints.login import (
     MAX_IX,
-    after_password,
+    after_factors,
     cancel,
     closing_page,
     expired_page,
@@ -143,6 +143,9 @@ def entity_login_post() -> Response:
             mode="entity",
             credit_code=raw_code,
         )
+    now = int(utcnow().timestamp())
+    if isinstance(outcome, signin.Closing):  # the account is being closed: as at 个人登录
+        return closing_page(outcome.user, {"pwd": now}, ix)
     if isinstance(outcome, signin.Refused):
         return refused_page(ix, creds, outcome, mode="entity", credit_code=raw_code)
     if isinstance(outcome, signin.Closing):  # cooling-off before closing: no session here
@@ -177,7 +180,7 @@ def entity_login_post() -> Response:
         )
     if opened is not None and client is not None:
         acting.remember(client.client_id, opened[1], option.key)
-    return after_password(outcome, ix)
+    return after_factors(outcome.user, dict.fromkeys(outcome.factors, now), ix)
 
 
 # ------------------------------------------------------------------ my companies

@@ -17,11 +17,13 @@ from werkzeug.wrappers import Response
 
 from idp import context
 from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
+from idp.blueprints import qr as qr_login
 from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
 from idp.errors import AccessDeniedError, OAuth2Error, TemporarilyUnavailableError
 from idp.interaction import acting, mfa, rights, sms_login
 from idp.interaction import login as signin
+from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import pending_release, record_consent
 from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
@@ -35,7 +37,7 @@ from idp.interaction.web import (
 from idp.oauth import authorize as authz
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.release import released_keys
-from idp.storage.models import Client, User, utcnow
+from idp.storage.models import Client, Department, User, utcnow
 
 bp = Blueprint("login", __name__)
 
@@ -121,6 +123,7 @@ def login_page(
     except InteractionExpired:
         client = None
     entity_login = acting.login_offered(opened[0] if opened else None, client)
+    qr = qr_login.panel(client.client_id if client else None)  # QR login (issue 13)
     body = render_template(
         "login.html",
         ix=ix,
@@ -130,13 +133,15 @@ def login_page(
         directories=context.services().directories,
         department=department,
         recovery=recovery,
+        qr=qr,
+        qr_message=qr_login.outcome_message(request.args.get("qr")),
         sms_login=sms_login.enabled(),
         entity_login=entity_login,
         login_mode="entity" if entity_login and mode == "entity" else "person",
         credit_code=credit_code[:64],
         upstream_login=context.services().upstream is not None,
     )
-    resp = make_response(body, status)
+    resp = qr_login.remember_browser(make_response(body, status), qr)
     if retry_after:
         resp.headers["Retry-After"] = str(retry_after)
     return resp
@@ -189,7 +194,8 @@ def login_post() -> Response:
         return closing_page(outcome.user, {"pwd": int(utcnow().timestamp())}, ix)
     if isinstance(outcome, signin.Refused):
         return refused_page(ix, creds, outcome)
-    return after_password(outcome, ix)
+    now = int(utcnow().timestamp())
+    return after_factors(outcome.user, dict.fromkeys(outcome.factors, now), ix)
 
 
 def refused_page(
@@ -212,17 +218,6 @@ def refused_page(
         retry_after=outcome.retry_after,
         mode=mode,
         credit_code=credit_code,
-    )
-
-
-def after_password(outcome: signin.Proven, ix: str) -> Response:
-    """The password (and perhaps a recovery code) was right: on to the session."""
-    if outcome.factors == ("pwd",):
-        return finish_login(outcome.user, amr=["pwd"], ix=ix)
-    now = int(utcnow().timestamp())
-    factors = dict.fromkeys(outcome.factors, now)
-    return finish_login(
-        outcome.user, amr=mfa.amr_for(factors), ix=ix, acr=mfa.acr_for(factors), factors=factors
     )
 
 
@@ -369,10 +364,17 @@ def consent() -> Response:
     released = pending_release(
         context.db_session(), user, client, scopes, _claims_request(opened[0]), opened[1]
     )
+    department = (
+        context.db_session().get(Department, client.department_id) if client.department_id else None
+    )
+    labels = scope_labels()
     body = render_template(
         "consent.html",
         ix=ix,
         client=client,
+        department=department,
+        # Plain words for what each scope gives (issue 15 item 4), never raw scope names.
+        scope_words=[labels[s] for s in scopes if s in labels],
         user=user,
         released=released,
     )

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, make_response, request, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from idp import context
@@ -30,11 +31,13 @@ from idp.errors import (
     InsufficientScopeError,
     InteractionRequiredError,
     InvalidClientError,
+    InvalidDpopProofError,
     InvalidRequestError,
     InvalidTokenError,
     OAuth2Error,
     ServerError,
     SlowDownError,
+    UseDpopNonceError,
 )
 from idp.interaction import acting, prompts
 from idp.interaction.consent import consent_of, release_for, unconsented
@@ -46,12 +49,15 @@ from idp.interaction.web import (
     seal_interaction,
 )
 from idp.oauth import authorize as authz
-from idp.oauth import par
+from idp.oauth import dpop, par
 from idp.oauth.authorization import (
+    authorization_token,
     bearer_token,
+    dpop_nonce,
     hint_matches,
     issue_code,
     load_access_token,
+    request_proof,
     required_acr,
     validate_request,
 )
@@ -61,7 +67,7 @@ from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.verified_claims import userinfo_verified_claims
 from idp.storage import repo
-from idp.storage.models import Client, utcnow
+from idp.storage.models import Client, Grant, Token, User, utcnow
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -244,6 +250,16 @@ def pushed_authorization_request() -> Response:
     )
     if "request_uri" in multi:
         return json_error(InvalidRequestError("request_uri cannot be pushed"))
+    try:
+        proof = request_proof("/par")
+    except (InvalidDpopProofError, UseDpopNonceError) as exc:
+        return dpop_refusal(exc)
+    if proof is not None:
+        # RFC 9449 §10.1: a proof at PAR binds the code to its key; a dpop_jkt sent with it
+        # must name that same key (checklist 45).
+        if multi.get("dpop_jkt", [proof.jkt]) != [proof.jkt]:
+            return dpop_refusal(InvalidDpopProofError("dpop_jkt does not match the DPoP proof"))
+        multi["dpop_jkt"] = [proof.jkt]
     sent = multi.get("client_id")
     if sent is not None and sent != [client.get_client_id()]:
         return json_error(InvalidRequestError("client_id does not match the authenticated client"))
@@ -262,6 +278,19 @@ def pushed_authorization_request() -> Response:
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+# ------------------------------------------------------------------ DPoP (RFC 9449)
+def dpop_refusal(error: OAuth2Error, *, resource: bool = False) -> Response:
+    """A DPoP error: 400 JSON at the token side, 401 with a ``DPoP`` challenge at a resource;
+    ``use_dpop_nonce`` always carries the nonce to use (RFC 9449 §8, §9)."""
+    headers = {}
+    if isinstance(error, UseDpopNonceError):
+        headers["DPoP-Nonce"] = dpop_nonce()
+    if resource:
+        headers["WWW-Authenticate"] = dpop.challenge(error)
+        return json_error(error, status=401, headers=headers)
+    return json_error(error, headers=headers)
 
 
 # ------------------------------------------------------------------ the token endpoint
@@ -322,8 +351,51 @@ def token() -> Response:
     problem = _form_problem()
     if problem is not None:
         return problem
+    try:
+        g.dpop_proof = request_proof("/token")  # bound by the grants (idp.oauth.grants)
+    except (InvalidDpopProofError, UseDpopNonceError) as exc:
+        return _finish(dpop_refusal(exc))
     server = current_app.extensions["yitong.oauth"]
-    return _finish(server.create_token_response())
+    resp = _finish(server.create_token_response())
+    if g.dpop_proof is not None:
+        resp.headers["DPoP-Nonce"] = dpop_nonce()  # the next proof's nonce (RFC 9449 §8)
+    return resp
+
+
+# ------------------------------------------------------------------ protected resources
+def resource_access(
+    path: str, session: Session, raw: str | None = None
+) -> tuple[Token, Grant, User | None] | Response:
+    """The live access token of a request to our resource at ``path``, or the refusal.
+
+    ``Authorization: Bearer`` (or ``raw``, a token from the form body) finds unbound tokens
+    only; ``Authorization: DPoP`` needs a proof (with ``ath``) by the key the token is bound
+    to (RFC 9449 §7.1, checklist 45).  Used by userinfo and the QR-login app API.
+    """
+    dpop_token = authorization_token("dpop")
+    if dpop_token is not None:
+        try:
+            proof = request_proof(path, access_token=dpop_token)
+        except (InvalidDpopProofError, UseDpopNonceError) as exc:
+            return dpop_refusal(exc, resource=True)
+        if proof is None:
+            return dpop_refusal(InvalidDpopProofError("a DPoP proof is required"), resource=True)
+        found = load_access_token(dpop_token, session, proven_jkt=proof.jkt)
+        if found is None:
+            error = InvalidTokenError("the access token is invalid, expired, revoked or not bound")
+            return json_error(error, headers={"WWW-Authenticate": dpop.challenge(error)})
+        return found
+    raw = raw or bearer_token()
+    if raw is None:
+        return json_error(
+            InvalidRequestError("a Bearer access token is required"),
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
+        )
+    found = load_access_token(raw, session)
+    if found is None:
+        return _invalid_token("the access token is invalid, expired or revoked")
+    return found
 
 
 # ------------------------------------------------------------------ userinfo
@@ -344,10 +416,10 @@ def userinfo() -> Response:
             InvalidRequestError("access tokens are not accepted in the query string"),
             headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
         )
-    raw = bearer_token()
+    raw = None
     if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
         body_tokens = request.form.getlist("access_token")  # RFC 6750 §2.2 form body
-        if body_tokens and (raw is not None or len(body_tokens) > 1):
+        if body_tokens and (request.headers.get("Authorization") or len(body_tokens) > 1):
             # RFC 6750 §2: clients MUST NOT use more than one method to send the token.
             return json_error(
                 InvalidRequestError("send the access token one way only"),
@@ -355,19 +427,13 @@ def userinfo() -> Response:
             )
         if body_tokens:
             raw = body_tokens[0]
-    if raw is None:
-        return json_error(
-            InvalidRequestError("a Bearer access token is required"),
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="yitong"'},
-        )
     services = context.services()
     # The lookups need no transaction (PostgreSQL: no BEGIN/ROLLBACK round trips); a release
     # of verified claims writes its audit record through the request's own session.
     with services.db.reads() as session:
-        found = load_access_token(raw, session)
-        if found is None:
-            return _invalid_token("the access token is invalid, expired or revoked")
+        found = resource_access("/userinfo", session, raw)
+        if isinstance(found, Response):
+            return found
         row, grant, user = found
         scopes = row.scope.split()
         if user is None or "openid" not in scopes:
@@ -474,7 +540,7 @@ def cors_headers(resp: Response) -> Response:
     if not origin or len(origin) > 200 or origin not in registered_web_origins():
         return resp
     resp.headers["Access-Control-Allow-Origin"] = origin
-    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
     if request.method == "OPTIONS":
         resp.headers["Access-Control-Allow-Methods"] = methods
         resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"

@@ -68,13 +68,14 @@ def code_post() -> Response:
         return _refused("code", outcome, masked=masked)
     user, ix = outcome.user, _ix()
     factors = {"sms": outcome.at}
-    if user.status == "closing":
-        return closing_page(user, factors, ix)
     wanted = required_acr(ix_context(ix), user)
     if acr_rank(wanted) > acr_rank(ACR_PASSWORD):
-        # One possession factor, never two: the password is asked as well.
+        # One possession factor, never two: the password is asked as well (an account being
+        # closed is offered the cancel only then, with both factors proven).
         sms_login.keep_for_password(outcome)
         return see_other(url_for("sms_login.password", ix=ix or None))
+    if user.status == "closing":
+        return closing_page(user, factors, ix)
     return after_factors(user, factors, ix)
 
 

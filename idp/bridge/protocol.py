@@ -8,7 +8,9 @@ The protocol text is docs/integrating.md, "Ticket bridge"; what each step enforc
   :func:`canonical` (the endpoint path, a newline, the other parameters sorted by name and
   percent-encoded as RFC 3986 unreserved characters); and only then the ``nonce``, spent
   once per system by :func:`~idp.storage.repo.consume_once` (a replay inside the window is
-  ``replayed_request``; nothing unsigned can spend a nonce).
+  ``replayed_request``; nothing unsigned can spend a nonce).  Or, equivalently, a
+  ``request`` JWT (HS256 with the secret, ``typ: bridge-request+jwt``) whose ``iss``,
+  ``aud``, ``iat`` and ``jti`` are the system, the endpoint URL, the timestamp and the nonce.
 - **Tickets** (:func:`issue_ticket`): ``BT-`` and 256 random bits, the authorization code of a
   new grant for the system (digest stored only), ``bridge_ticket_lifetime`` seconds.
 - **Exchange** (:func:`exchange_ticket`): spent by compare-and-set whatever follows; a ticket
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from joserfc.jwk import OctKey
 from sqlalchemy.orm import Session
 
 from idp import audit
@@ -52,6 +55,7 @@ from idp.errors import (
 )
 from idp.interaction.sessions import Ended, end_sessions
 from idp.oauth.claims import subject_for, user_claims
+from idp.oauth.jose_inbound import InboundJwtError, check_times, verify_jws
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.services import Services
 from idp.storage import repo
@@ -65,6 +69,9 @@ _NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 _SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 MAX_VALUE = 2048
+MAX_JWT = 8192
+JWT_TYP = "bridge-request+jwt"
+JWT_PROTOCOL_CLAIMS = frozenset({"iss", "aud", "iat", "exp", "jti", "version"})
 
 
 def _encode(value: str) -> str:
@@ -105,35 +112,100 @@ def verify_request(
     *,
     now: dt.datetime | None = None,
 ) -> SignedRequest:
-    """Check a signed browser request (see the module docstring); raise a BridgeError."""
+    """Check a signed browser request (see the module docstring); raise a BridgeError.
+
+    Two equivalent forms: the parameters with an HMAC ``signature``, or ``system_id`` and a
+    ``request`` JWT (HS256 with the system's secret) carrying them as claims.
+    """
     now = now or utcnow()
     if any(len(values) != 1 for values in multi.values()):
         raise BridgeInvalidRequestError("a parameter was sent more than once")
     params = {k: v[0] for k, v in multi.items()}
+    if any(len(k) > 64 or len(v) > MAX_JWT for k, v in params.items()):
+        raise BridgeInvalidRequestError("a parameter is too long")
+    if "request" in params:
+        return _verify_jwt(session, services, params, path, now)
     missing = [name for name in REQUIRED if not params.get(name)]
     if missing:
         raise BridgeInvalidRequestError(f"missing parameter(s): {', '.join(missing)}")
-    if any(len(k) > 64 or len(v) > MAX_VALUE for k, v in params.items()):
+    if any(len(v) > MAX_VALUE for v in params.values()):
         raise BridgeInvalidRequestError("a parameter is too long")
     if params["version"] != VERSION:
         raise BridgeInvalidRequestError("unsupported protocol version (this server speaks 1)")
     system = find_system(session, params["system_id"])
     if not _TIMESTAMP.fullmatch(params["timestamp"]):
         raise BridgeInvalidRequestError("timestamp must be whole seconds since the epoch")
-    skew = services.settings.bridge_request_max_skew
-    if abs(int(now.timestamp()) - int(params["timestamp"])) > skew:
-        raise BridgeStaleRequestError(f"timestamp is more than {skew} seconds from server time")
-    if not _NONCE.fullmatch(params["nonce"]):
-        raise BridgeInvalidRequestError("nonce must be 16 to 128 characters of A-Z a-z 0-9 - _")
+    _check_time(services, int(params["timestamp"]), now)
+    _check_nonce(params["nonce"])
     if not _SIGNATURE.fullmatch(params["signature"]):
         raise BridgeInvalidSignatureError("signature must be 64 lower-case hex digits")
     expected = signature_of(system_secret(system, services.kek), path, params)
     if not hmac.compare_digest(expected, params["signature"]):
         raise BridgeInvalidSignatureError("signature does not verify with the system's secret")
-    expires = now + dt.timedelta(seconds=2 * skew)
-    if not repo.consume_once(session, f"bridge-nonce:{system.client_id}", params["nonce"], expires):
-        raise BridgeReplayedRequestError("this nonce was used already")
+    _spend_nonce(session, services, system, params["nonce"], now)
     return SignedRequest(system, params)
+
+
+def _check_time(services: Services, timestamp: int, now: dt.datetime) -> None:
+    skew = services.settings.bridge_request_max_skew
+    if abs(int(now.timestamp()) - timestamp) > skew:
+        raise BridgeStaleRequestError(f"timestamp is more than {skew} seconds from server time")
+
+
+def _check_nonce(nonce: str) -> None:
+    if not _NONCE.fullmatch(nonce):
+        raise BridgeInvalidRequestError("nonce must be 16 to 128 characters of A-Z a-z 0-9 - _")
+
+
+def _spend_nonce(
+    session: Session, services: Services, system: Client, nonce: str, now: dt.datetime
+) -> None:
+    """Only a verified request spends its nonce: nothing unsigned can burn one."""
+    expires = now + dt.timedelta(seconds=2 * services.settings.bridge_request_max_skew)
+    if not repo.consume_once(session, f"bridge-nonce:{system.client_id}", nonce, expires):
+        raise BridgeReplayedRequestError("this nonce was used already")
+
+
+def _verify_jwt(
+    session: Session, services: Services, params: dict[str, str], path: str, now: dt.datetime
+) -> SignedRequest:
+    """The JWT form: ``iss`` the system, ``aud`` the endpoint's URL, ``iat`` the timestamp,
+    ``jti`` the nonce, ``version`` 1; the other claims are the parameters (strings)."""
+    if set(params) != {"system_id", "request"}:
+        raise BridgeInvalidRequestError("with request, send system_id and nothing else")
+    system = find_system(session, params["system_id"])
+    key = OctKey.import_key(system_secret(system, services.kek))
+    try:
+        verified = verify_jws(
+            params["request"],
+            algorithms=("HS256",),
+            resolve_key=lambda _header: [key],
+            typ=(JWT_TYP,),
+            max_size=MAX_JWT,
+        )
+    except InboundJwtError as exc:
+        raise BridgeInvalidSignatureError(f"request JWT refused: {exc}") from None
+    claims = verified.claims
+    if claims.get("iss") != system.client_id:
+        raise BridgeInvalidSignatureError("request JWT: iss must be the system_id")
+    if claims.get("aud") != services.settings.endpoint(path):
+        raise BridgeInvalidSignatureError("request JWT: aud must be this endpoint's URL")
+    if claims.get("version") != VERSION:
+        raise BridgeInvalidRequestError("unsupported protocol version (this server speaks 1)")
+    iat, jti = claims.get("iat"), claims.get("jti")
+    if not isinstance(iat, int) or isinstance(iat, bool) or not isinstance(jti, str):
+        raise BridgeInvalidRequestError("request JWT needs iat (seconds) and jti (the nonce)")
+    _check_time(services, iat, now)
+    try:
+        check_times(claims, now=now, require_exp=False)
+    except InboundJwtError as exc:
+        raise BridgeStaleRequestError(f"request JWT: {exc}") from None
+    _check_nonce(jti)
+    extra = {k: v for k, v in claims.items() if k not in JWT_PROTOCOL_CLAIMS}
+    if not all(isinstance(v, str) and len(v) <= MAX_VALUE for v in extra.values()):
+        raise BridgeInvalidRequestError("request JWT parameters must be short strings")
+    _spend_nonce(session, services, system, jti, now)
+    return SignedRequest(system, {"system_id": system.client_id, **extra})
 
 
 def audit_refusal(

@@ -13,13 +13,14 @@ from typing import Any
 
 import click
 
-from adapters.base import AdapterError, AdapterUnavailable, RegistryCheck
 from idp.accounts.assurance import (
     LEVELS,
     METHODS,
     AssuranceError,
+    check_extra_evidence,
     check_level_and_method,
     record_verification,
+    registry_check,
 )
 from idp.cli.common import CliError, emit, open_services
 from idp.cli.users import _find_user
@@ -37,11 +38,10 @@ def _evidence(raw: str | None) -> dict[str, Any] | None:
         data = json.loads(raw)
     except ValueError:
         raise CliError("--evidence must be a JSON object") from None
-    if not isinstance(data, dict):
-        raise CliError("--evidence must be a JSON object")
-    if "id_number" in data or "document_number" in json.dumps(data):
-        raise CliError("--evidence must not carry identity or document numbers")
-    return data
+    try:
+        return check_extra_evidence(data)
+    except AssuranceError as exc:
+        raise CliError(f"--{exc}") from None
 
 
 @click.command("verify")
@@ -93,29 +93,19 @@ def _record(
 ) -> dict[str, Any]:
     with services.db.transaction() as session:
         account = _find_user(services, session, user)
-        registry: RegistryCheck | None = None
-        if method in ("registry", "face"):
-            verifier = services.identity_verifier
-            if verifier is None:
-                raise CliError("no population registry is configured (identity_registry_url)")
-            if account.id_number_ciphertext is None:
-                raise CliError("this account has no ID number to check")
-            number = services.vault.open(account.id_number_ciphertext)
+        image = None
+        if face_image is not None and method == "face":
             try:
-                if method == "registry":
-                    registry = verifier.check_identity(account.name, number)
-                else:
-                    assert face_image is not None
-                    with open(face_image, "rb") as fh:
-                        registry = verifier.check_face(number, fh.read())
+                with open(face_image, "rb") as fh:
+                    image = fh.read()
             except OSError as exc:
                 raise CliError(f"--face-image: cannot read {face_image}: {exc.strerror}") from None
-            except AdapterUnavailable as exc:
-                raise CliError(f"the registry is unavailable: {exc}") from None
-            except AdapterError as exc:
-                raise CliError(f"the registry check failed: {exc}") from None
-            if not registry.matched:
-                raise CliError("the registry did not match this person; nothing recorded")
+        try:
+            registry = registry_check(
+                services.identity_verifier, services.vault, account, method, image
+            )
+        except AssuranceError as exc:
+            raise CliError(str(exc)) from None
         try:
             row = record_verification(
                 session,

@@ -13,9 +13,18 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from admin.services import OPERATOR, AdminInputError, set_client_status, show_client
-from idp import audit
-from idp.cli.common import CliError, emit, open_services
+from admin.operations import (
+    DEFAULT_GRACE,
+    MAX_GRACE,
+    rotate_secret,
+    set_release_policy,
+    update_client_metadata,
+)
+from admin.services import OPERATOR, AdminInputError, delete_client, set_client_status, show_client
+from idp.cli.common import CliError, emit, open_services, out
+from idp.interaction.policies import LEGAL_ENTITY_SCOPES
+from idp.oauth.admin_scopes import ADMIN_SCOPE
+from idp.oauth.claims import SCOPE_CLAIMS
 from idp.oauth.clients import (
     GRANT_TYPES,
     ClientRegistrationError,
@@ -24,8 +33,13 @@ from idp.oauth.clients import (
     create_client,
 )
 from idp.oauth.outbound import OutboundPolicy, fetch_json
-from idp.oauth.release import ReleasePolicyError, check_policy
 from idp.storage.models import Client
+
+#: The scopes a client may ask for by name: the OpenID Connect ones this provider serves,
+#: refresh tokens, acting for a company and the admin API.
+KNOWN_SCOPES = frozenset(
+    {*SCOPE_CLAIMS, "openid", "offline_access", ADMIN_SCOPE, *LEGAL_ENTITY_SCOPES}
+)
 
 
 @click.group("clients")
@@ -48,12 +62,23 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
     return data
 
 
+def _refuse_unknown_scopes(scope_list: list[str]) -> None:
+    """OpenID Connect scopes must be ones this provider serves; an API's own scopes are
+    written ``api:action`` (RFC 6749 §3.3 leaves their names to the resource server)."""
+    unknown = [s for s in scope_list if ":" not in s and s not in KNOWN_SCOPES]
+    if unknown:
+        raise CliError(
+            f"unknown scope(s): {', '.join(unknown)} (known: {', '.join(sorted(KNOWN_SCOPES))}; "
+            "an API's own scopes are written api:action)"
+        )
+
+
 @clients.command("add")
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="repeatable")
 @click.option("--scope", "scopes", multiple=True, help="repeatable, or space-separated")
-@click.option("--public", "kind", flag_value="public", help="a native or browser app (no secret)")
-@click.option("--confidential", "kind", flag_value="confidential", default=True)
+@click.option("--public", is_flag=True, help="a native or browser app (no secret)")
+@click.option("--confidential", is_flag=True, help="a server-side app with a secret (default)")
 @click.option(
     "--first-party", is_flag=True, help="skip the consent page (the province's own portal)"
 )
@@ -99,6 +124,7 @@ def _read_jwks_file(path: str | None) -> dict[str, Any] | None:
     show_default=True,
 )
 @click.option("--require-par", is_flag=True, help="accept only pushed authorization requests")
+@click.option("--dpop", "dpop_bound", is_flag=True, help="require DPoP proofs (RFC 9449)")
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
 @click.option("--backchannel-logout-uri", default=None, help="receives logout tokens (POST)")
 @click.option("--frontchannel-logout-uri", default=None, help="loaded in an iframe at logout")
@@ -111,7 +137,8 @@ def clients_add(
     name: str,
     redirect_uris: tuple[str, ...],
     scopes: tuple[str, ...],
-    kind: str,
+    public: bool,
+    confidential: bool,
     first_party: bool,
     client_id: str | None,
     grant_types: tuple[str, ...],
@@ -123,6 +150,7 @@ def clients_add(
     sector_identifier_uri: str | None,
     access_token_format: str,
     require_par: bool,
+    dpop_bound: bool,
     post_logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
     frontchannel_logout_uri: str | None,
@@ -136,12 +164,20 @@ def clients_add(
     """
     if jwks_file and jwks_uri:
         raise CliError("give either --jwks-file or --jwks-uri, not both")
+    if public and confidential:
+        raise CliError("give either --public or --confidential, not both")
+    if not redirect_uris and not grant_types:
+        raise CliError(
+            "give --redirect-uri, or --grant-type client_credentials for a client that logs "
+            "nobody in"
+        )
     scope_list = [s for item in scopes for s in item.split()] or ["openid", "profile"]
+    _refuse_unknown_scopes(scope_list)
     spec = ClientSpec(
         name=name,
         redirect_uris=list(redirect_uris),
         scopes=scope_list,
-        public=kind == "public",
+        public=public,
         first_party=first_party,
         client_id=client_id,
         grant_types=list(grant_types) or None,
@@ -153,6 +189,7 @@ def clients_add(
         sector_identifier_uri=sector_identifier_uri,
         access_token_format=access_token_format,
         require_par=require_par,
+        dpop_bound_access_tokens=dpop_bound,
         post_logout_redirect_uris=list(post_logout_uris),
         backchannel_logout_uri=backchannel_logout_uri,
         frontchannel_logout_uri=frontchannel_logout_uri,
@@ -214,34 +251,19 @@ def clients_release(
     as_json: bool,
 ) -> None:
     """Set CLIENT_ID's release policy; options not given keep their value."""
-    claim_list, verified_list = _names(claims), _names(verified_claims)
-    type_list = _names(account_types)
-    try:
-        check_policy(claim_list, verified_list, min_assurance, type_list)
-    except ReleasePolicyError as exc:
-        raise CliError(str(exc)) from None
-    with open_services() as services, services.db.transaction() as session:
-        client = session.get(Client, client_id)
-        if client is None:
-            raise CliError(f"no client {client_id!r}")
-        if claim_list is not None:
-            client.allowed_claims = claim_list
-        if verified_list is not None:
-            client.allowed_verified_claims = verified_list
-        if min_assurance is not None:
-            client.min_assurance = min_assurance
-        if type_list is not None:
-            client.account_types = type_list
-        policy = {
-            "client_id": client.client_id,
-            "claims": client.allowed_claims,
-            "verified_claims": client.allowed_verified_claims,
-            "min_assurance": client.min_assurance,
-            "account_types": client.account_types,
-        }
-        audit.record(
-            session, "client.release_policy", actor="cli", target=client_id, details=policy
-        )
+    changes = {
+        "claims": _names(claims),
+        "verified_claims": _names(verified_claims),
+        "min_assurance": min_assurance,
+        "account_types": _names(account_types),
+    }
+    with open_services() as services, services.db.session() as session:
+        try:
+            policy = set_release_policy(
+                session, client_id, {k: v for k, v in changes.items() if v is not None}, OPERATOR
+            )
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
     emit(policy, as_json, [f"{k}: {v}" for k, v in policy.items()])
 
 
@@ -281,3 +303,88 @@ def clients_approve(client_id: str, as_json: bool) -> None:
 def clients_disable(client_id: str, as_json: bool) -> None:
     """Disable a client: no more logins, and every token it holds is revoked."""
     _status(client_id, "disabled", as_json)
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--name", default=None)
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="repeatable; replaces all")
+@click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
+@click.option("--backchannel-logout-uri", default=None)
+@click.option("--scope", "scopes", multiple=True, help="repeatable, or space-separated")
+@click.option("--json", "as_json", is_flag=True)
+def clients_update(
+    client_id: str,
+    name: str | None,
+    redirect_uris: tuple[str, ...],
+    post_logout_uris: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    scopes: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Change a client's name, URIs or scopes (options not given keep their value).
+
+    Checked as an RFC 7592 update: a change that lets the client do more sends it back to
+    pending until a security admin approves it again.
+    """
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["client_name"] = name
+    if redirect_uris:
+        changes["redirect_uris"] = list(redirect_uris)
+    if post_logout_uris:
+        changes["post_logout_redirect_uris"] = list(post_logout_uris)
+    if backchannel_logout_uri is not None:
+        changes["backchannel_logout_uri"] = backchannel_logout_uri
+    if scopes:
+        scope_list = [s for item in scopes for s in item.split()]
+        _refuse_unknown_scopes(scope_list)
+        changes["scope"] = " ".join(scope_list)
+    if not changes:
+        raise CliError("nothing to change: give at least one option")
+    with open_services() as services, services.db.session() as session:
+        try:
+            result = update_client_metadata(session, services, client_id, changes, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    emit(result, as_json, [f"{result['client_id']}  {result['client_name']}  {result['status']}"])
+
+
+@clients.command("delete")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def clients_delete(client_id: str, yes: bool) -> None:
+    """Delete a client; every token it holds is revoked."""
+    if not yes:
+        click.confirm(f"delete client {client_id} and revoke its tokens?", abort=True)
+    with open_services() as services, services.db.session() as session:
+        try:
+            delete_client(session, client_id, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    out(f"deleted {client_id}")
+
+
+@clients.command("rotate-secret")
+@click.argument("client_id")
+@click.option(
+    "--grace",
+    type=click.IntRange(0, MAX_GRACE),
+    default=DEFAULT_GRACE,
+    show_default=True,
+    help="seconds the old secret keeps working",
+)
+@click.option("--json", "as_json", is_flag=True)
+def clients_rotate_secret(client_id: str, grace: int, as_json: bool) -> None:
+    """A new secret for CLIENT_ID, printed once; the old one works for --grace seconds."""
+    with open_services() as services, services.db.session() as session:
+        try:
+            result = rotate_secret(session, services, client_id, grace, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    data = {
+        "client_id": result["client_id"],
+        "client_secret": result["client_secret"],
+        "previous_secret_expires_at": result["previous_secret_expires_at"],
+    }
+    emit(data, as_json, [f"{k}: {v}" for k, v in data.items()])

@@ -1,4 +1,5 @@
-"""``yitong users``: add, disable, totp-enroll, unlock, close-due.
+"""``yitong users``: add, list, show, enable, disable, reset-password, totp-enroll, unlock,
+close-due.
 
 Every change is audited with the actor ``cli`` (never with a secret).  ``totp-enroll`` is for
 operators provisioning a seed for someone (a hardware token, assisted enrolment): it prints the
@@ -8,9 +9,13 @@ self-service enrolment does (checklist 74).
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy.orm import Session
 
+from admin import people
+from admin.services import OPERATOR, AdminInputError
 from idp import audit
 from idp.accounts.lifecycle import disable_account
 from idp.accounts.people import NewCitizen, RegistrationError, find_account, register_citizen
@@ -123,6 +128,67 @@ def unlock(user: str) -> None:
         with services.db.transaction() as session:
             audit.record(session, "user.unlock", actor="cli", target=account.id)
     out(f"unlocked {account.id}")
+
+
+def _person_command(action: str, user: str) -> dict[str, Any]:
+    """Run a people action of the admin service layer as the operator, for USER."""
+    with open_services() as services:
+        services.logout.background = False  # deliver before the command exits
+        with services.db.session() as session:
+            account = _find_user(services, session, user)
+            try:
+                if action == "show":
+                    return people.show_person(session, services, account.id, OPERATOR)
+                if action == "enable":
+                    return people.set_person_status(
+                        session, services, account.id, "active", OPERATOR
+                    )
+                return people.reset_password(session, services, account.id, OPERATOR)
+            except AdminInputError as exc:
+                raise CliError(exc.message) from None
+
+
+def _line(p: dict[str, Any]) -> str:
+    shown = p["id_number"] or p["phone"] or p["email"] or ""
+    return f"{p['id']}  {p['kind']}  {p['status']}  {p['name']}  {shown}"
+
+
+@users.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def users_list(limit: int, as_json: bool) -> None:
+    """The most recent accounts, masked (ID number, phone, e-mail)."""
+    with open_services() as services, services.db.session() as session:
+        rows = people.list_people(session, OPERATOR, limit=limit)
+    emit(rows, as_json, [_line(p) for p in rows])
+
+
+@users.command("show")
+@click.argument("user")
+@click.option("--json", "as_json", is_flag=True)
+def users_show(user: str, as_json: bool) -> None:
+    """USER (id, e-mail, phone or ID number), masked, with their second factors."""
+    result = _person_command("show", user)
+    emit(result, as_json, [f"{k}: {v}" for k, v in result.items()])
+
+
+@users.command("enable")
+@click.argument("user")
+@click.option("--json", "as_json", is_flag=True)
+def users_enable(user: str, as_json: bool) -> None:
+    """Enable a disabled account again (its old sessions and tokens stay ended)."""
+    result = _person_command("enable", user)
+    emit(result, as_json, [_line(result)])
+
+
+@users.command("reset-password")
+@click.argument("user")
+@click.option("--json", "as_json", is_flag=True)
+def users_reset_password(user: str, as_json: bool) -> None:
+    """Set a new random password for USER, printed once; every session and token ends."""
+    result = _person_command("reset-password", user)
+    data = {"id": result["id"], "password": result["password"]}
+    emit(data, as_json, [f"new password for {data['id']} (shown only now): {data['password']}"])
 
 
 @users.command("close-due")

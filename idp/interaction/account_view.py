@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from idp import audit, context
 from idp.interaction.consent import withdraw_consent
-from idp.interaction.sessions import end_sessions, live_sessions_of
+from idp.interaction.sessions import end_sessions, end_user_sessions, live_sessions_of
 from idp.storage.models import Client, Consent, Grant, SsoSession, User
 
 
@@ -33,6 +33,25 @@ def scope_labels() -> dict[str, str]:
         "entity": _("your authority to act for a company"),
         "offline_access": _("access while you are away"),
     }
+
+
+def end_all_other_sessions(user: User, current: SsoSession) -> int:
+    """End every session of the person but this one (their services told); how many."""
+    db_session = context.db_session()
+    ended = end_user_sessions(
+        db_session, context.services(), user.id, reason="ended_by_user", keep_sid=current.id
+    )
+    audit.record(
+        db_session,
+        "session.end_others",
+        actor=user.id,
+        target=user.id,
+        ip=context.client_ip(),
+        details={"sessions": len(ended.sids), "grants_revoked": len(ended.revoked_grants)},
+    )
+    db_session.commit()
+    ended.kick()
+    return len(ended.sids)
 
 
 @dataclasses.dataclass(frozen=True)

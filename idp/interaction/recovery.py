@@ -121,13 +121,16 @@ def _account_for(kind: str, value: str) -> User | None:
 
 
 def _id_matches(user: User | None, id_number: str) -> bool:
-    if user is None or not user.id_number_digest:
+    """The ID number the account holds, or claims while another account holds it below L3
+    (the person typed it at registration; :mod:`idp.accounts.people`)."""
+    held = (user.id_number_digest or user.id_claim_digest) if user is not None else None
+    if not held:
         return False
     try:
         wanted = context.services().vault.digest(normalize_resident_id(id_number))
     except IdentifierError:
         return False
-    return hmac.compare_digest(wanted, user.id_number_digest)
+    return hmac.compare_digest(wanted, held)
 
 
 def start(login: str, id_number: str) -> str | Refused:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from idp import context
 from idp.interaction.levels import required_acr_for
 from idp.oauth import authorize as authz
-from idp.oauth import par
+from idp.oauth import dpop, par
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import ID_TOKEN_ALGS
 from idp.oauth.grants import code_expiry
@@ -168,6 +168,7 @@ def issue_code(
             nonce=ctx.nonce,
             code_challenge=ctx.code_challenge,
             code_challenge_method=ctx.code_challenge_method,
+            dpop_jkt=ctx.dpop_jkt,
             created_at=now,
             expires_at=code_expiry(now),
         )
@@ -175,27 +176,67 @@ def issue_code(
     return code
 
 
-def bearer_token() -> str | None:
-    """The access token from the Authorization header only (RFC 6750 §2.1; never the query)."""
+def authorization_token(scheme: str = "bearer") -> str | None:
+    """The access token sent with ``scheme`` in the Authorization header (RFC 6750 §2.1,
+    RFC 9449 §7.1); never the query."""
     header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    sent, _, value = header.partition(" ")
+    if sent.lower() != scheme or not value.strip():
         return None
     return value.strip()
 
 
-def load_access_token(raw: str | None, session: Session) -> tuple[Token, Grant, User | None] | None:
+def bearer_token() -> str | None:
+    """The access token from the Authorization header only (RFC 6750 §2.1; never the query)."""
+    return authorization_token("bearer")
+
+
+def request_proof(path: str, access_token: str | None = None) -> dpop.Proof | None:
+    """This request's DPoP proof for our endpoint at ``path``, verified (RFC 9449 §4.3), or
+    None when it has no ``DPoP`` header.  Raises ``InvalidDpopProofError``/``UseDpopNonceError``.
+    """
+    headers = request.headers.getlist("DPoP")
+    if not headers:
+        return None
+    settings = context.settings()
+    return dpop.verify_proof(
+        headers,
+        method=request.method,
+        url=settings.endpoint(path),
+        session=context.db_session(),
+        secret=context.services().secret_key,
+        now=utcnow(),
+        max_age=settings.dpop_proof_max_age,
+        nonce_required=settings.dpop_nonce_required,
+        access_token=access_token,
+        hot=context.services().hot,
+    )
+
+
+def dpop_nonce() -> str:
+    """The ``DPoP-Nonce`` to hand out now (RFC 9449 §8)."""
+    return dpop.current_nonce(context.services().secret_key, utcnow())
+
+
+def load_access_token(
+    raw: str | None, session: Session, *, proven_jkt: str | None = None
+) -> tuple[Token, Grant, User | None] | None:
     """The live access token row (opaque or JWT), its grant and its user, or None.
 
     Only access tokens are found (an ID token or a refresh token presented as a Bearer token
     is unknown here, checklist 51); liveness is :func:`idp.oauth.tokens.check_live`, which
     also refuses a JWT signed with a key revoked since (``keys.find(kid)`` is None).
+    ``proven_jkt``: the key a verified DPoP proof of this request showed.  A DPoP-bound token
+    is found only with a proof of its own key, never as a Bearer token (RFC 9449 §7.1); a
+    Bearer token is not found with a proof (checklist 45).
     """
     if not raw or len(raw) > 4096:
         return None
     found = find_token(session, raw, "access")
-    alive = live(session, found) if found is not None else None
-    if found is None or alive is None:
+    if found is None or found.token.jkt != proven_jkt:
+        return None
+    alive = live(session, found)
+    if alive is None:
         return None
     return found.token, alive[0], alive[1]
 

@@ -33,6 +33,7 @@ from idp.errors import (
 from idp.interaction.sessions import acr_rank
 from idp.oauth.admin_scopes import ADMIN_ACR, has_admin_scope
 from idp.oauth.clients import OAuthClient
+from idp.oauth.dpop import valid_jkt
 from idp.oauth.grants import require_pkce_params
 from idp.oauth.verified_claims import validate_request as validate_verified_claims
 from idp.storage.models import Client
@@ -58,6 +59,7 @@ SINGLE_VALUED = (
     "display",
     "request",
     "request_uri",
+    "dpop_jkt",
 )
 RESPONSE_MODES = ("query", "form_post")
 PROMPTS = ("none", "login", "consent", "select_account")
@@ -128,6 +130,7 @@ class AuthorizationContext:
     display: str = "page"
     login_hint: str | None = None
     id_token_hint: dict[str, Any] | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §10: the key the code will be bound to
 
     @property
     def state(self) -> str | None:
@@ -452,6 +455,14 @@ def hints_are_parsed(ctx: AuthorizationContext) -> None:
     ]
 
 
+def dpop_jkt_is_valid(ctx: AuthorizationContext) -> None:
+    """RFC 9449 §10: ``dpop_jkt`` binds the code to a key; it must look like a thumbprint."""
+    value = ctx.params.get("dpop_jkt")
+    if value is not None and not valid_jkt(value):
+        raise InvalidRequestError("dpop_jkt must be a base64url SHA-256 JWK thumbprint")
+    ctx.dpop_jkt = value
+
+
 REDIRECT_CHECKS: list[Check] = [
     no_repeated_parameters,
     pushed_when_required,
@@ -467,6 +478,7 @@ REDIRECT_CHECKS: list[Check] = [
     admin_scope_needs_mfa,
     id_token_hint_is_ours,
     hints_are_parsed,
+    dpop_jkt_is_valid,
 ]
 
 

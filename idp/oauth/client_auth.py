@@ -39,6 +39,7 @@ from idp.oauth.clients import OAuthClient, secret_digest_matches
 from idp.oauth.jose_inbound import (
     ASYMMETRIC_ALGS,
     HMAC_ALGS,
+    PRIVATE_MEMBERS,
     InboundJwtError,
     audience_matches,
     check_times,
@@ -64,7 +65,6 @@ MAX_ASSERTION_BYTES = 8192
 MAX_ASSERTION_LIFETIME = 3600
 MAX_FUTURE_SECONDS = 60
 MAX_HEADER_BYTES = 8192
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 #: Authlib endpoint names and the paths they are served at (for ``aud``).
 ENDPOINT_PATHS = {
     "token": "/token",

@@ -159,6 +159,7 @@ class ClientSpec:
     sector_identifier_uri: str | None = None
     access_token_format: str = "opaque"
     require_par: bool = False
+    dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: every token request proves a key
     web_origins: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
     department_id: str | None = None
@@ -441,6 +442,7 @@ def validate_client_spec(
         "sector": sector,
         "access_token_format": spec.access_token_format,
         "require_pushed_authorization_requests": spec.require_par,
+        "dpop_bound_access_tokens": spec.dpop_bound_access_tokens,
         "backchannel_logout_uri": spec.backchannel_logout_uri,
         "frontchannel_logout_uri": spec.frontchannel_logout_uri,
         "web_origins": origins,
@@ -617,6 +619,7 @@ def client_summary(row: Client) -> dict[str, Any]:
         "sector_identifier_uri": row.sector_identifier_uri,
         "access_token_format": row.access_token_format,
         "require_pushed_authorization_requests": row.require_pushed_authorization_requests,
+        "dpop_bound_access_tokens": row.dpop_bound_access_tokens,
         "web_origins": list(row.web_origins),
         "resources": list(row.resources),
         "status": row.status,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPE_CLAIMS
 from idp.oauth.client_auth import ASSERTION_ALGS
 from idp.oauth.clients import ID_TOKEN_ALGS
+from idp.oauth.dpop import DPOP_ALGS
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS, GRANT_TYPES_SUPPORTED
 from idp.oauth.request_object import ALGORITHMS as REQUEST_OBJECT_ALGS
 from idp.oauth.verified_claims import discovery_metadata as ida_metadata
@@ -51,6 +52,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "claims_supported": CLAIMS_SUPPORTED,
         "code_challenge_methods_supported": ["S256"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": True,
         "pushed_authorization_request_endpoint": s.endpoint("/par"),

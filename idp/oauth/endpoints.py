@@ -148,8 +148,10 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
                 else row.client_id
             ),
         }
+        if row.jkt is not None:
+            body["cnf"] = {"jkt": row.jkt}  # RFC 9449 §6.2: bound to this DPoP key
         if row.kind == "access":
-            body["token_type"] = "Bearer"
+            body["token_type"] = "DPoP" if row.jkt is not None else "Bearer"
             audience = list(row.audience or [row.client_id])
             body["aud"] = audience[0] if len(audience) == 1 else audience
         else:

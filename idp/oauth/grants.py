@@ -58,6 +58,7 @@ from sqlalchemy import Table, bindparam, select
 from idp import context
 from idp.accounts.mandates import acting_problem, authority_claim
 from idp.errors import (
+    InvalidDpopProofError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
@@ -143,12 +144,35 @@ def requested_resources(request: Any, client: Client) -> list[str]:
     return out
 
 
+def dpop_binding(client: Client, bound_to: str | None = None) -> str | None:
+    """The DPoP key (``jkt``) the new tokens are bound to, or None for Bearer tokens.
+
+    The view verified the request's proof (``g.dpop_proof``, :mod:`idp.oauth.dpop`).  A proof
+    is required when the client registered ``dpop_bound_access_tokens`` (RFC 9449 §5.2) and
+    when what is redeemed is bound already (``bound_to``: a code's ``dpop_jkt``, §10; a public
+    client's refresh token, §5), and then it must prove that very key (checklist 45).
+    """
+    proof = g.get("dpop_proof")
+    if proof is None:
+        if client.dpop_bound_access_tokens or bound_to is not None:
+            raise InvalidDpopProofError("a DPoP proof is required")
+        return None
+    if bound_to is not None and proof.jkt != bound_to:
+        raise InvalidDpopProofError("the DPoP proof is for another key")
+    return str(proof.jkt)
+
+
 def bearer_response(
-    access: str, scope: str, refresh: str | None = None, id_token: str | None = None
+    access: str,
+    scope: str,
+    refresh: str | None = None,
+    id_token: str | None = None,
+    *,
+    dpop: bool = False,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "access_token": access,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if dpop else "Bearer",  # RFC 9449 §5
         "expires_in": context.settings().access_token_lifetime,
         "scope": scope,
     }
@@ -250,12 +274,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         scope = grantable_scope(code.row.scope, user, grant.acr)
         if acting_problem(session, grant, now) is not None:
             raise InvalidGrantError("the authorization to act for the company has ended")
+        jkt = dpop_binding(client_row, code.row.dpop_jkt)
         access, _ = issuer.access_token(
-            session, grant, client_row, user, scope, now, self.request.resources
+            session, grant, client_row, user, scope, now, self.request.resources, jkt=jkt
         )
         refresh = None
         if issues_refresh_token(grant, client_row):
-            refresh, _ = issuer.refresh_token(session, grant, client_row, scope, now)
+            # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
+            refresh_jkt = jkt if client_row.public else None
+            refresh, _ = issuer.refresh_token(session, grant, client_row, scope, now, refresh_jkt)
         id_token = None
         if "openid" in scope.split():
             id_token = issuer.id_token(
@@ -268,7 +295,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
                 access_token=access,
                 authority=authority_claim(session, context.services().vault, grant, scope.split()),
             )
-        return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
+        body = bearer_response(access, scope, refresh, id_token, dpop=jkt is not None)
+        return 200, body, self.TOKEN_RESPONSE_HEADER
 
     def save_token(self, token: dict[str, Any]) -> None:  # stored while minting
         return None
@@ -399,8 +427,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         issuer = context.services().tokens
         settings = context.settings()
         now = utcnow()
+        jkt = dpop_binding(client_row, row.jkt)
         access, _ = issuer.access_token(
-            session, grant, client_row, user, scope, now, self.request.resources
+            session, grant, client_row, user, scope, now, self.request.resources, jkt=jkt
         )
         id_token = None
         if user is not None and "openid" in scope.split():
@@ -417,7 +446,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             )
         refresh = None
         if self.rotates(client_row):
-            refresh, _ = issuer.refresh_token(session, grant, client_row, row.scope, now)
+            refresh_jkt = jkt if client_row.public else None
+            refresh, _ = issuer.refresh_token(
+                session, grant, client_row, row.scope, now, refresh_jkt
+            )
             consumed = _run_cas(session, _CONSUME, {"b_id": row.id, "b_now": utcnow()})
         else:
             idle_end = now + dt.timedelta(seconds=settings.refresh_token_idle_lifetime)
@@ -426,7 +458,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             # Another request rotated or revoked it while we were minting: nothing we wrote
             # survives (the view rolls back every non-200 answer).
             raise InvalidGrantError("the refresh token has already been used")
-        return 200, bearer_response(access, scope, refresh, id_token), self.TOKEN_RESPONSE_HEADER
+        body = bearer_response(access, scope, refresh, id_token, dpop=jkt is not None)
+        return 200, body, self.TOKEN_RESPONSE_HEADER
 
     @staticmethod
     def _slide(session: Any, row: Token, expires: dt.datetime, now: dt.datetime) -> bool:
@@ -486,10 +519,12 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             created_at=now,
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
         )
+        jkt = dpop_binding(client_row)
         access = context.services().tokens.client_credentials_token(
-            context.services().db, context.db_session, grant, client_row, self.request.scope
+            context.services().db, context.db_session, grant, client_row, self.request.scope, jkt
         )
-        return 200, bearer_response(access, self.request.scope), self.TOKEN_RESPONSE_HEADER
+        body = bearer_response(access, self.request.scope, dpop=jkt is not None)
+        return 200, body, self.TOKEN_RESPONSE_HEADER
 
 
 def code_expiry(now: dt.datetime) -> dt.datetime:

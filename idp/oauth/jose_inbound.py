@@ -13,7 +13,9 @@ tokens, DPoP proofs).  Its callers then check the claims that matter to them, wi
 - ``crit`` unless every listed name is one the caller declared it understands and is present
   (RFC 7515 §4.1.11; Authlib CVE-2025-59420, PyJWT CVE-2026-32597);
 - ``jwk``, ``jku``, ``x5u``, ``x5c`` headers: keys come from the caller's resolver, never from
-  the token (Authlib CVE-2026-27962);
+  the token (Authlib CVE-2026-27962).  The one exception is a DPoP proof (RFC 9449 §4.2),
+  whose ``jwk`` *is* the key being proven: with ``embedded_jwk=True`` a ``jwk`` header is
+  required, must be a public key, and is handed to the resolver like any other header;
 - a key whose type does not match ``alg``: HS256 keyed with an RSA/EC public key (in any form:
   PEM, OpenSSH, DER) can never be attempted, because HMAC needs an ``oct`` key and resolvers
   for asymmetric algorithms only return asymmetric keys (CVE-2024-37568, CVE-2024-33663);
@@ -45,6 +47,8 @@ HMAC_ALGS = ("HS256", "HS384", "HS512")
 
 #: Header parameters that would let the token choose its own verification key.
 KEY_BEARING_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c"})
+#: JWK members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "k", "oth"})
 
 DEFAULT_MAX_SIZE = 8192
 _B64URL = re.compile(rb"^[A-Za-z0-9_-]*$")
@@ -117,6 +121,7 @@ def verify_jws(
     typ: Collection[str | None] | None = None,
     crit: Collection[str] = (),
     max_size: int = DEFAULT_MAX_SIZE,
+    embedded_jwk: bool = False,
 ) -> VerifiedJws:
     """Verify a compact JWS and return its header and claims, or raise :class:`InboundJwtError`.
 
@@ -127,6 +132,7 @@ def verify_jws(
     ``typ`` is None the header's ``typ`` is not checked.
     ``crit``: extension header names the caller understands and processes itself.
     ``max_size``: refuse longer input before decoding anything.
+    ``embedded_jwk``: a DPoP proof; its ``jwk`` header (a public JWK object) is required.
     Claims are *not* checked here except that the payload is a JSON object: use
     :func:`check_times` and compare ``iss``/``aud``/``sub`` in the caller.
     """
@@ -151,9 +157,13 @@ def verify_jws(
     allowed = {a for a in algorithms if a in KNOWN_ALGS}
     if not isinstance(alg, str) or alg.lower() == "none" or alg not in allowed:
         raise InboundJwtError(f"alg {alg!r} is not allowed")
-    embedded = KEY_BEARING_HEADERS.intersection(header)
+    embedded = KEY_BEARING_HEADERS.intersection(header) - ({"jwk"} if embedded_jwk else set())
     if embedded:
         raise InboundJwtError(f"key-bearing header {sorted(embedded)} refused")
+    if embedded_jwk:
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict) or PRIVATE_MEMBERS.intersection(jwk):
+            raise InboundJwtError("jwk header must be a public JWK")
     if "crit" in header:
         names = header["crit"]
         if (

@@ -221,20 +221,28 @@ class TokenIssuer:
         *,
         act: dict[str, Any] | None = None,
         not_after: dt.datetime | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, str]:
         """Mint an access token for ``grant``; ``resources`` (RFC 8707) narrow its audience.
 
         ``act`` (RFC 8693 §4.1) names who acts with it, for a token-exchange result, which
-        never outlives its subject token (``not_after``).
+        never outlives its subject token (``not_after``).  ``jkt`` binds it to a DPoP key
+        (RFC 9449 §6: ``cnf.jkt``).
         """
         raw, row = self._mint_access(
-            grant, client, user, scope, now, resources, act=act, not_after=not_after
+            grant, client, user, scope, now, resources, act=act, not_after=not_after, jkt=jkt
         )
         insert_token(session, **row)
         return raw, row["id"]
 
     def client_credentials_token(
-        self, db: Database, session: Callable[[], Session], grant: Grant, client: Client, scope: str
+        self,
+        db: Database,
+        session: Callable[[], Session],
+        grant: Grant,
+        client: Client,
+        scope: str,
+        jkt: str | None = None,
     ) -> str:
         """Store ``grant`` (not yet stored) and a new access token for it; return the token.
 
@@ -243,7 +251,7 @@ class TokenIssuer:
         caller commits.
         """
         now = grant.created_at
-        raw, row = self._mint_access(grant, client, None, scope, now, grant.resources)
+        raw, row = self._mint_access(grant, client, None, scope, now, grant.resources, jkt=jkt)
         if db.is_sqlite:
             insert_grant(session(), grant)
             insert_token(session(), **row)
@@ -262,6 +270,7 @@ class TokenIssuer:
         *,
         act: dict[str, Any] | None = None,
         not_after: dt.datetime | None = None,
+        jkt: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """A new access token and the row that stores it (by digest)."""
         token_id = new_id()
@@ -291,6 +300,8 @@ class TokenIssuer:
                 claims["acr"] = grant.acr
             if act is not None:
                 claims["act"] = act
+            if jkt is not None:
+                claims["cnf"] = {"jkt": jkt}
             raw = key.sign_jwt(claims, {"typ": "at+jwt"})
         else:
             raw = new_secret(32)
@@ -307,12 +318,20 @@ class TokenIssuer:
             "created_at": now,
             "expires_at": expires,
             "act": act,
+            "jkt": jkt,
         }
 
     def refresh_token(
-        self, session: Session, grant: Grant, client: Client, scope: str, now: dt.datetime
+        self,
+        session: Session,
+        grant: Grant,
+        client: Client,
+        scope: str,
+        now: dt.datetime,
+        jkt: str | None = None,
     ) -> tuple[str, str]:
-        """Mint a refresh token: idle expiry from now, never beyond the grant's absolute end."""
+        """Mint a refresh token: idle expiry from now, never beyond the grant's absolute end;
+        ``jkt`` binds it to a public client's DPoP key (RFC 9449 §5)."""
         raw = new_secret(32)
         idle = now + dt.timedelta(seconds=self.settings.refresh_token_idle_lifetime)
         token_id = new_id()
@@ -329,6 +348,7 @@ class TokenIssuer:
             kid=None,
             created_at=now,
             expires_at=min(idle, grant.expires_at),
+            jkt=jkt,
         )
         return raw, token_id
 

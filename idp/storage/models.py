@@ -312,6 +312,8 @@ class Client(Base):
     allowed_verified_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     min_assurance: Mapped[str | None] = mapped_column(String(4), nullable=True)  # L2..L5
     account_types: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # None: all
+    # RFC 9449 §5.2: every token request of this client must carry a DPoP proof.
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # ----------------------------------------------------------------------------- SSO sessions
@@ -409,6 +411,8 @@ class AuthorizationCode(Base):
     nonce: Mapped[str | None] = mapped_column(Text, nullable=True)
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     code_challenge_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # RFC 9449 §10: the thumbprint of the key the token request must prove (``dpop_jkt``).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
     consumed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -435,6 +439,8 @@ class Token(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     # RFC 8693 §4.1 ``act``: who acts with this token (a token-exchange result), else None.
     act: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # RFC 9449: the JWK SHA-256 thumbprint of the key the token is bound to (None: Bearer).
+    jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class PushedRequest(Base):
@@ -447,6 +453,39 @@ class PushedRequest(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     expires_at: Mapped[dt.datetime] = mapped_column()
     used_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class DeviceRequest(Base):
+    """A decoupled sign-in waiting for a person's decision on another device (RFC 8628).
+
+    ``kind`` ``qr``: the login page showed a QR code carrying the secret whose digest is
+    ``code_digest``; only the browser holding the cookie whose digest is ``browser_digest``
+    may take the session once the government app approved.  ``kind`` ``device``: the RFC 8628
+    device authorization grant; ``code_digest`` is the device_code's, ``user_code_digest`` the
+    (normalised) user_code's.  Both are single use: ``status`` moves pending -> approved or
+    denied -> used by compare-and-set only (:mod:`idp.interaction.decoupled`).
+    """
+
+    __tablename__ = "device_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # qr | device
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_code_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    browser_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    matching_number: Mapped[str] = mapped_column(String(8))
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    interval: Mapped[int] = mapped_column(Integer, default=5)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class SeenJti(Base):

@@ -20,6 +20,7 @@ from idp.storage.models import (
     AuthorizationCode,
     CasTicket,
     Client,
+    DeviceRequest,
     Grant,
     RegistrationToken,
     SeenJti,
@@ -142,6 +143,40 @@ def consume_cas_ticket(session: Session, ticket: CasTicket, now: dt.datetime) ->
         update(CasTicket)
         .where(CasTicket.digest == ticket.digest, CasTicket.consumed_at.is_(None))
         .values(consumed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def advance_device_request(
+    session: Session,
+    request_id: str,
+    *,
+    expect: str,
+    now: dt.datetime,
+    user_id: str | None = None,
+    **values: object,
+) -> bool:
+    """Move a decoupled sign-in (QR login, RFC 8628) out of status ``expect`` if and only if
+    it is still there and unexpired (and, with ``user_id``, claimed by that account): the
+    atomic compare-and-set behind "approved once", "denied once", "used once"."""
+    stmt = update(DeviceRequest).where(
+        DeviceRequest.id == request_id,
+        DeviceRequest.status == expect,
+        DeviceRequest.expires_at > now,
+    )
+    if user_id is not None:
+        stmt = stmt.where(DeviceRequest.user_id == user_id)
+    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def claim_device_request(session: Session, request_id: str, user_id: str) -> bool:
+    """The first account to read a decoupled sign-in takes it (compare-and-set)."""
+    result = session.execute(
+        update(DeviceRequest)
+        .where(DeviceRequest.id == request_id, DeviceRequest.user_id.is_(None))
+        .values(user_id=user_id)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]

@@ -92,7 +92,8 @@ def test_reference_client_end_to_end(live: LiveServer, legacy: LegacySystem) -> 
         BridgeClient(live.url, first.system_id, second.secret).exchange("BT-x")
     assert wrong.value.code == "invalid_client"
 
-    # Logout from the first system: the SSO session ends, both systems hear of it.
+    # Logout from the first system: the SSO session ends, both systems hear of it
+    # (checklist 64, 69: grants revoked, back-channel logout to every system of the session).
     assert bridge.logout(token["access_token"]) is True
     live.app.extensions["yitong"].logout.wait()
     assert len(legacy.logout_tokens) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import re
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,8 +64,9 @@ def _post(http: FlaskClient, path: str, system: Registered, **form: str) -> Any:
 
 def _refusal(resp: Any) -> str:
     """The bridge error code on an error page (the browser side)."""
-    m = re.search(r"\(([a-z_]+)\)", resp.get_data(as_text=True))
-    assert m, resp.get_data(as_text=True)[:400]
+    html = resp.get_data(as_text=True)
+    m = re.search(r'<code id="error-code">([a-z_]+)</code>', html)
+    assert m, (resp.status_code, html[html.find("<main") :][:600])
     return m.group(1)
 
 
@@ -379,3 +381,75 @@ def test_browser_logout_of_a_system_not_used_in_this_session_asks(
     _ticket(client, used, Citizen.create(app))
     resp = client.get(_path(other.client().logout_url()))
     assert resp.status_code == 302 and resp.headers["Location"].endswith("/logout")
+
+
+def test_the_jwt_form_of_a_signed_request(
+    app: Flask, client: FlaskClient, system: Registered
+) -> None:
+    """The same request as a ``request`` JWT (HS256 with the system's secret)."""
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+
+    citizen = Citizen.create(app)
+    bridge = system.client(signing="jwt")
+    location = _login(client, bridge, citizen, state="via-jwt")
+    params = query_of(location)
+    assert params["state"] == "via-jwt" and params["ticket"].startswith("BT-")
+    assert _post(client, "token", system, ticket=params["ticket"]).status_code == 200
+
+    path = "/bridge/v1/login"
+
+    def attempt(claims: dict[str, Any], key: str = system.secret, **header: Any) -> Any:
+        token = jwt.encode(
+            {"alg": "HS256", "typ": "bridge-request+jwt", **header},
+            claims,
+            OctKey.import_key(key),
+        )
+        return client.get(path, query_string={"system_id": system.system_id, "request": token})
+
+    def claims(**overrides: Any) -> dict[str, Any]:
+        base = {
+            "version": "1",
+            "iss": system.system_id,
+            "aud": "http://localhost" + path,
+            "iat": int(time.time()),
+            "jti": secrets.token_urlsafe(18),
+        }
+        base.update(overrides)
+        return {k: v for k, v in base.items() if v is not None}
+
+    assert _refusal(attempt(claims(), key="another-secret-of-enough-length-123456")) == (
+        "invalid_signature"
+    )
+    assert _refusal(attempt(claims(aud="http://localhost/bridge/v1/logout"))) == "invalid_signature"
+    assert _refusal(attempt(claims(iss="bridge-someone-else"))) == "invalid_signature"
+    assert _refusal(attempt(claims(), typ="JWT")) == "invalid_signature"
+    assert _refusal(attempt(claims(iat=int(time.time()) - 3600))) == "stale_request"
+    assert _refusal(attempt(claims(exp=int(time.time()) - 600))) == "stale_request"
+    assert _refusal(attempt(claims(jti="short"))) == "invalid_request"
+    assert _refusal(attempt(claims(state=["not", "a", "string"]))) == "invalid_request"
+    once = claims()
+    assert attempt(once).status_code == 302
+    assert _refusal(attempt(once)) == "replayed_request"
+    unsigned = "eyJhbGciOiJub25lIiwidHlwIjoiYnJpZGdlLXJlcXVlc3Qrand0In0.e30."
+    resp = client.get(path, query_string={"system_id": system.system_id, "request": unsigned})
+    assert _refusal(resp) == "invalid_signature"
+    mixed = client.get(
+        path,
+        query_string={"system_id": system.system_id, "request": unsigned, "state": "x"},
+    )
+    assert _refusal(mixed) == "invalid_request"
+
+
+def test_rate_limits_answer_in_each_side_s_form(make_app: Any) -> None:
+    app = make_app(rate_limit_authorize_per_minute=2, rate_limit_token_per_minute=2)
+    http = app.test_client()
+    system = register_system(app, CALLBACK)
+    bridge = system.client()
+    answers = [http.get(_path(bridge.login_url())) for _ in range(3)]
+    assert [a.status_code for a in answers[:2]] == [302, 302]
+    assert answers[2].status_code == 429 and _refusal(answers[2]) == "slow_down"
+    assert answers[2].headers["Retry-After"]
+    server = [_post(http, "token", system, ticket="BT-x") for _ in range(3)]
+    assert server[2].status_code == 429
+    assert server[2].get_json()["error"] == "slow_down" and server[2].headers["Retry-After"]

@@ -56,6 +56,8 @@ PAGES: tuple[Page, ...] = (
     Page("not-found", "/no-such-page", shot=True),
     Page("protocol-error", "/authorize?client_id=nobody&response_type=code", shot=True),
     Page("logged-out", "/logged-out"),
+    Page("qr-opened-by-camera", "/qr/not-a-code"),
+    Page("sms-password-step", "/login/sms/password"),
     # Signed in as the test citizen.
     Page("consent", "/authorize?{authorize}", signed_in=True, shot=True),
     Page("account", "/account", signed_in=True, shot=True),

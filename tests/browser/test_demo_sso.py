@@ -204,3 +204,65 @@ def test_logout_at_service_signs_out_of_portal(browser: Any, live_demo: LiveDemo
     # And the IdP's SSO session too: signing in at the portal asks for the password again.
     browser.find_element(By.ID, "login-link").click()
     _wait(browser, _present("#login-form"), "the IdP login page", live_demo)
+
+
+def test_legal_person_login_at_the_service(browser: Any, live_demo: LiveDemo) -> None:
+    """法人登录 in Chromium (issue 10): the agent names the demo company by its credit code,
+    signs in with their own account and arrives at the service acting for the company."""
+    from selenium.webdriver.common.by import By
+
+    company = live_demo.state.company
+    assert company is not None
+    reset_browser(browser)
+    browser.get(live_demo.state.service.url + "/")
+    _wait(browser, _present("#login-link"), "the service's sign-in link", live_demo).click()
+    _wait(browser, _present("#login-form"), "the IdP login page", live_demo)
+    assert browser.find_element(By.ID, "mode-person").text == "个人登录"
+    entry = browser.find_element(By.ID, "mode-entity")
+    assert entry.text == "法人登录"
+    entry.click()
+    _wait(browser, _present("#entity-login-form"), "the legal-person login", live_demo)
+    assert not browser.find_elements(By.ID, "login-form")  # one entry at a time
+
+    def submit(code: str) -> None:
+        for field, value in (
+            ("credit_code", code),
+            ("entity-login", company.agent.login["email"]),
+            ("entity-password", company.agent.password),
+        ):
+            element = browser.find_element(By.ID, field)
+            element.clear()
+            element.send_keys(value)
+        browser.find_element(By.ID, "entity-submit").click()
+
+    # A company the agent holds no mandate from: refused on the same page, no session.
+    submit("91210202T1KLDHN475")
+    error = _wait(browser, _present("#login-error"), "the refusal", live_demo)
+    assert "法定代表人" in error.text
+    assert browser.find_elements(By.ID, "entity-login-form")
+    # The demo company: in, acting for it (consent first: the service is not first-party).
+    submit(company.credit_code)
+
+    def arrived(driver: Any) -> str | bool:
+        if driver.find_elements(By.ID, "approve"):
+            return "consent"
+        if driver.current_url.startswith(live_demo.state.service.url) and driver.find_elements(
+            By.ID, "signed-in"
+        ):
+            return "service"
+        return False
+
+    if _wait(browser, arrived, "the consent page or the service", live_demo) == "consent":
+        released = browser.find_element(By.CSS_SELECTOR, '#released [data-claim="authority"]')
+        assert company.name in released.text
+        browser.find_element(By.ID, "approve").click()
+        _wait(browser, _present("#signed-in"), "the service signed in", live_demo)
+    authority = json.loads(
+        browser.find_element(By.CSS_SELECTOR, '#id-claims td[data-claim="authority"]').text
+    )
+    assert authority["applies_to"] == {
+        "registration_number": company.credit_code,
+        "name": company.name,
+    }
+    assert authority["permission"]["role"] == company.role
+    assert browser.find_element(By.ID, "sub").text  # the person is the subject

@@ -216,7 +216,8 @@ def test_discovery_problems_are_an_outage(provider: FakeProvider) -> None:
     wrong = _client(provider, issuer=provider.url + "/other")
     with pytest.raises(UpstreamUnavailable):
         wrong.metadata()
-    blocked = _client(provider, policy=OutboundPolicy())  # loopback over http: SSRF guard
+    # Checklist 59: the upstream is reached through the SSRF guard (loopback over http: no).
+    blocked = _client(provider, policy=OutboundPolicy())
     with pytest.raises(UpstreamUnavailable):
         blocked.metadata()
 

@@ -101,3 +101,55 @@ def test_cannot_end_someone_elses_or_the_current_session(app: Flask, citizen: Ci
         assert resp.status_code == 404
     assert theirs.get("/account").status_code == 200
     assert mine.get("/account").status_code == 200
+
+
+def test_consent_page_in_plain_words_names_department_purpose_and_withdrawal(
+    app: Flask, citizen: Citizen
+) -> None:
+    """Issue 15 item 4: no raw scope or claim names; the department, the stated purpose, that
+    the choice is remembered and where to withdraw it."""
+    from sqlalchemy import update
+
+    from idp.storage.models import Client, Department
+    from tests.helpers import Flow
+
+    rp = RegisteredClient.create(app, name="社保查询", scopes=["openid", "profile", "phone"])
+    with app.extensions["yitong"].db.transaction() as s:
+        s.add(Department(id="hrss", name="省人力资源和社会保障厅"))
+        s.flush()
+        s.execute(
+            update(Client)
+            .where(Client.client_id == rp.client_id)
+            .values(department_id="hrss", purpose="查询社保缴费记录")
+        )
+    http = app.test_client()
+    flow = Flow(http, rp, scope="openid profile phone")
+    resp = flow.login(flow.authorize(), citizen.email, citizen.password)
+    while "/consent" not in resp.headers["Location"]:
+        resp = http.get(resp.headers["Location"])
+    page = http.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "省人力资源和社会保障厅" in page and "查询社保缴费记录" in page
+    assert 'id="consent-remembered"' in page and "撤回" in page
+    scopes = page.split('id="consent-scopes"')[1].split("</ul>")[0]
+    assert "姓名" in scopes and "手机号码" in scopes
+    for raw in ("openid", "given_name", "phone_number", ": sub"):
+        assert raw not in scopes
+
+
+def test_signing_out_all_other_sessions(bcl_app: Flask, receivers: list[Receiver]) -> None:
+    app = bcl_app
+    citizen = Citizen.create(app)
+    rp = _bcl_client(app, receivers[0], "Portal", "portal.gov.example")
+    first, second, this = app.test_client(), app.test_client(), app.test_client()
+    for http in (first, second, this):
+        sign_in(http, citizen, rp)
+    page = this.get("/account").get_data(as_text=True)
+    assert 'id="end-others"' in page
+    resp = this.post("/account/sessions/end-others", data={"csrf_token": csrf_token(page)})
+    assert resp.status_code == 303
+    app.extensions["yitong"].logout.wait()
+    wait_for(lambda: len(receivers[0].tokens) >= 2)
+    assert first.get("/account").status_code == 302 and second.get("/account").status_code == 302
+    assert this.get("/account").status_code == 200
+    # Not signed in: nothing to end, to the login page.
+    assert app.test_client().post("/account/sessions/end-others").status_code in (302, 303, 400)

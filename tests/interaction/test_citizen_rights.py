@@ -366,3 +366,42 @@ def test_closing_ends_everything_cooling_off_cancel_and_completion(
         assert action in kept_actions  # the audit trail stays
     assert login(app.test_client(), citizen.email).status_code == 401
     assert run("users", "close-due", "--json").output.count(citizen.id) == 0  # nothing left
+
+
+def test_a_claimant_can_reset_with_the_claimed_id_number(app: Flask) -> None:
+    """Before the L3 verification the claimant's password reset works with the number it
+    typed (the squatter's account is not the one reached)."""
+    Citizen.create(app, index=6)  # the squatter holds the number
+    http = app.test_client()
+    register(http, 6, phone="13900006666", email="claimant@example.cn")
+    post_form(http, confirm_link(app, "claimant@example.cn"), {})
+    resp = post_form(
+        app.test_client(),
+        "/password/forgot",
+        {"login": "claimant@example.cn", "id_number": IDS["resident_ids"][6]},
+    )
+    assert resp.status_code == 303
+    assert any("/password/reset/" in body for body in outbox(app, "claimant@example.cn"))
+
+
+def test_sms_login_of_an_account_being_closed_offers_the_cancel_after_both_factors(
+    app: Flask, citizen: Citizen
+) -> None:
+    confirm_phone(app, citizen)  # an SMS factor: the password is needed as well
+    with app.extensions["yitong"].db.transaction() as s:
+        s.execute(
+            update(User)
+            .where(User.id == citizen.id)
+            .values(status="closing", close_after=utcnow() + dt.timedelta(days=3))
+        )
+    http = app.test_client()
+    sms_login(http, citizen.phone)
+    code = post_form(http, "/login/sms/code", {"code": sms_code(app, citizen.phone)})
+    assert code.headers["Location"].endswith("/login/sms/password")  # no offer on one factor
+    offer = post_form(http, "/login/sms/password", {"password": citizen.password})
+    assert offer.status_code == 200 and 'id="closing-cancel"' in offer.get_data(as_text=True)
+    kept = http.post(
+        "/login/closing/cancel", data={"csrf_token": csrf_token(offer.get_data(as_text=True))}
+    )
+    assert kept.status_code == 303 and http.get("/account").status_code == 200
+    assert find(app, id=citizen.id).status == "active"

@@ -21,6 +21,7 @@ from idp.storage.hot import RedisStore
 from tests.helpers import Citizen, Flow, RegisteredClient, csrf_token
 from tests.interaction.mfa_kit import set_policy
 from tests.oauth import tokenkit as kit
+from tests.oauth.test_dpop import USERINFO_URL, Holder, dpop_tokens
 from tests.oauth.test_par import authorize_with, finish, push
 
 pytestmark = pytest.mark.redis
@@ -157,6 +158,25 @@ def test_item33_assertion_jti_replay_is_refused_on_the_other_node(
     assert a.test_client().post("/token", data=form).status_code == 200
     replay = b.test_client().post("/token", data=form)
     assert replay.status_code == 401 and replay.get_json()["error"] == "invalid_client"
+
+
+def test_item45_dpop_proof_replay_is_refused_on_the_other_node(
+    nodes: tuple[Flask, Flask],
+) -> None:
+    a, b = nodes
+    citizen = Citizen.create(a)
+    native = RegisteredClient.create(
+        a, public=True, redirect_uris=["http://127.0.0.1/callback"], name="Native app"
+    )
+    flow = Flow(a.test_client(), native, scope="openid profile offline_access")
+    holder = Holder()
+    access = dpop_tokens(flow, citizen, holder)["access_token"]
+    proof = holder.proof("GET", USERINFO_URL, token=access)
+    headers = {"Authorization": f"DPoP {access}", "DPoP": proof}
+    assert a.test_client().get("/userinfo", headers=headers).status_code == 200
+    replay = b.test_client().get("/userinfo", headers=headers)
+    assert replay.status_code == 401 and replay.get_json()["error"] == "invalid_dpop_proof"
+    assert services(a).hot.client.keys(services(a).hot.key("dpop", "*"))
 
 
 # ------------------------------------------------------------------ Redis down: fail closed

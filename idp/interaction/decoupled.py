@@ -1,0 +1,249 @@
+"""Decoupled sign-in: QR-code login from the government app, on RFC 8628 semantics.
+
+https://www.rfc-editor.org/rfc/rfc8628 (device authorization grant), cross-device as in
+draft-ietf-oauth-cross-device-security (https://datatracker.ietf.org/doc/draft-ietf-oauth-cross-device-security/).
+
+The login page (the "device") shows a QR code carrying a one-time *code* (256 bits, the
+``device_code`` of RFC 8628 in spirit); the government app, already holding the person's
+tokens, reads it, shows the person which service and which browser location asks, with a
+two-digit matching number that the browser shows too and a phishing warning, and approves or
+denies.  What makes it safe against the classic cross-device phishing (a fake site relaying a
+real QR code, draft-ietf-oauth-cross-device-security §4):
+
+- **bound to the browser that showed it**: showing the code sets a cookie whose digest is
+  stored with the request; only that browser may poll its status and take the session;
+  another browser presenting the same request id or code gets nothing;
+- **short-lived and single use**: ``qr_login_lifetime`` (2 minutes); the status moves
+  ``pending`` -> ``approved``/``denied`` -> ``used`` by compare-and-set only, so a second
+  approval, a second denial or a second session from one code is impossible;
+- **one account**: the first app to read the request claims it for its account; another
+  account can neither read nor decide it;
+- **the person sees where the request comes from**: service, approximate location from the
+  browser's address, matching number, and a warning never to approve a code someone sent;
+- **rate limited** (``rate_limit_qr_per_minute``) and **audited** (``qr_login.approved`` /
+  ``qr_login.denied`` / ``qr_login.completed``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp import audit
+from idp.storage.models import DeviceRequest, Grant
+from idp.storage.repo import (
+    advance_device_request,
+    claim_device_request,
+    digest,
+    new_id,
+    new_secret,
+)
+
+#: How often the browser (and an RFC 8628 device) may ask for news (RFC 8628 §3.2 ``interval``).
+POLL_INTERVAL = 2
+MAX_CODE = 128
+
+
+class DecoupledRefusal(Exception):
+    """The app may not act on this request; ``reason`` is a stable word for the API."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A QR code just shown: what goes in the page and what goes in the cookie."""
+
+    request_id: str
+    code: str  # in the QR code only
+    browser_secret: str  # in the browser's cookie only
+    matching_number: str
+    expires_in: int
+
+
+def show_qr(
+    session: Session,
+    *,
+    client_id: str | None,
+    ip: str,
+    now: dt.datetime,
+    lifetime: int,
+    browser_secret: str | None = None,
+) -> Shown:
+    """Create a pending QR request for the browser asking (the caller commits).
+
+    ``browser_secret``: the browser's cookie when it has one already (several tabs share it),
+    else a new one.
+    """
+    code = new_secret(32)
+    browser_secret = browser_secret or new_secret(32)
+    row = DeviceRequest(
+        id=new_id(),
+        kind="qr",
+        code_digest=digest(code),
+        browser_digest=digest(browser_secret),
+        client_id=client_id,
+        scope="",
+        matching_number=f"{secrets.randbelow(100):02d}",
+        ip=ip,
+        status="pending",
+        amr=[],
+        interval=POLL_INTERVAL,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=lifetime),
+    )
+    session.add(row)
+    return Shown(row.id, code, browser_secret, row.matching_number, lifetime)
+
+
+def find_by_code(session: Session, code: str | None) -> DeviceRequest | None:
+    """The QR request a code (read from the QR) names, whatever its state."""
+    if not code or len(code) > MAX_CODE or not code.isprintable():
+        return None
+    return session.scalars(
+        select(DeviceRequest).where(
+            DeviceRequest.code_digest == digest(code), DeviceRequest.kind == "qr"
+        )
+    ).first()
+
+
+def claim(session: Session, row: DeviceRequest, user_id: str, now: dt.datetime) -> None:
+    """The app of ``user_id`` reads the request: it is that account's from now on.
+
+    Raises :class:`DecoupledRefusal` (``expired``, ``used``, ``other_account``).
+    """
+    if row.expires_at <= now:
+        raise DecoupledRefusal("expired")
+    if row.status != "pending":
+        raise DecoupledRefusal("used")
+    if row.user_id is not None and row.user_id != user_id:
+        raise DecoupledRefusal("other_account")
+    if row.user_id is None:
+        if not claim_device_request(session, row.id, user_id):
+            raise DecoupledRefusal("other_account")
+        row.user_id = user_id
+
+
+def decide(
+    session: Session,
+    row: DeviceRequest,
+    *,
+    user_id: str,
+    grant: Grant,
+    approve: bool,
+    matching_number: str | None,
+    app_client_id: str,
+    ip: str,
+    now: dt.datetime,
+) -> None:
+    """Approve or deny, once (compare-and-set), and audit it (the caller commits).
+
+    Approval needs the matching number the person confirmed; the session it leads to carries
+    the app's level (``grant.acr``) and ``mca`` (multiple-channel authentication, RFC 8176).
+    """
+    claim(session, row, user_id, now)
+    if approve and matching_number != row.matching_number:
+        raise DecoupledRefusal("number_mismatch")
+    status = "approved" if approve else "denied"
+    amr = list(dict.fromkeys(["mca", *(grant.amr or [])]))
+    done = advance_device_request(
+        session,
+        row.id,
+        expect="pending",
+        now=now,
+        user_id=user_id,
+        status=status,
+        decided_at=now,
+        acr=grant.acr,
+        amr=amr,
+    )
+    if not done:
+        raise DecoupledRefusal("used")
+    audit.record(
+        session,
+        f"qr_login.{status}",
+        actor=f"user:{user_id}",
+        target=f"qr:{row.id}",
+        ip=ip,
+        details={"client_id": row.client_id, "app": app_client_id, "browser_ip": row.ip},
+    )
+
+
+def browser_status(
+    session: Session, request_id: str | None, browser_secret: str | None, now: dt.datetime
+) -> str:
+    """What the browser that showed the code may know: ``pending``, ``approved``,
+    ``denied``, ``expired``, or ``unknown`` (no such request *for this browser*)."""
+    row = _for_browser(session, request_id, browser_secret)
+    if row is None:
+        return "unknown"
+    if row.status in ("approved", "denied") and row.expires_at > now:
+        return str(row.status)
+    if row.status == "used" or row.expires_at <= now:
+        return "expired"
+    return "pending"
+
+
+def take_approved(
+    session: Session, request_id: str | None, browser_secret: str | None, now: dt.datetime
+) -> DeviceRequest | None:
+    """Spend an approved request for the browser that showed it, once; None otherwise."""
+    row = _for_browser(session, request_id, browser_secret)
+    if row is None or row.user_id is None:
+        return None
+    if not advance_device_request(session, row.id, expect="approved", now=now, status="used"):
+        return None
+    audit.record(
+        session,
+        "qr_login.completed",
+        actor=f"user:{row.user_id}",
+        target=f"qr:{row.id}",
+        ip=row.ip,
+        details={"client_id": row.client_id},
+    )
+    return row
+
+
+def _for_browser(
+    session: Session, request_id: str | None, browser_secret: str | None
+) -> DeviceRequest | None:
+    if not request_id or not browser_secret or len(request_id) > 64 or len(browser_secret) > 128:
+        return None
+    row = session.get(DeviceRequest, request_id) if request_id.isalnum() else None
+    if row is None or row.kind != "qr" or row.browser_digest != digest(browser_secret):
+        return None  # another browser: it learns nothing, not even that the request exists
+    return row
+
+
+# ------------------------------------------------------------------ where the browser is
+def approximate_location(ip: str | None, named: Sequence[str] = ()) -> tuple[str, str]:
+    """``(kind, network)`` for the app's screen: the browser's network, never its address.
+
+    ``named``: ``"CIDR=name"`` entries (``qr_login_networks``) naming an operator's networks
+    (a city's range, the provincial government network).  Kinds: ``named`` (network is the
+    name), ``local`` (loopback or a private network), ``public`` (network is the /24 or /48
+    the address is in), ``unknown``.
+    """
+    try:
+        address = ipaddress.ip_address(ip or "")
+    except ValueError:
+        return "unknown", ""
+    for entry in named:
+        cidr, _, name = entry.partition("=")
+        try:
+            if address in ipaddress.ip_network(cidr.strip(), strict=False):
+                return "named", name.strip()
+        except ValueError:
+            continue
+    if address.is_loopback or address.is_private or address.is_link_local:
+        return "local", ""
+    prefix = 24 if address.version == 4 else 48
+    return "public", str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
