@@ -35,10 +35,15 @@ NOT_WORDS = re.compile(r"[\w.+-]+@[\w.-]+|https?://\S+|\b[\w-]+\.(?:js|css|html)
 PAGE_STATUSES = (400, 403, 404, 405, 413, 414, 429, 500, 503)
 
 
+#: Latin words Chinese writes as they are (政务服务App).
+LOANWORDS = frozenset({"App"})
+
+
 def english_words(text: str) -> list[str]:
-    """Latin words in ``text``: addresses, e-mail addresses and acronyms a Chinese sentence
-    uses as they are (USB, NFC, JSON, SMS) aside."""
-    return [w for w in WORD.findall(NOT_WORDS.sub(" ", text)) if not w.isupper()]
+    """Latin words in ``text``: addresses, e-mail addresses, acronyms a Chinese sentence
+    uses as they are (USB, NFC, JSON, SMS) and :data:`LOANWORDS` aside."""
+    words = WORD.findall(NOT_WORDS.sub(" ", text))
+    return [w for w in words if not w.isupper() and w not in LOANWORDS]
 
 
 def _chinese() -> dict[str, str]:
