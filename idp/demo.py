@@ -95,13 +95,17 @@ class DemoError(Exception):
 class DemoLayout:
     """Where the three processes listen (``make demo``: 5000, 5001, 5002)."""
 
+    #: The address the three processes listen on.
     host: str = "127.0.0.1"
+    #: The host name in every URL: ``localhost`` is a secure context for browsers, so
+    #: passkeys (WebAuthn) work in the demo without TLS; it resolves to ``host``.
+    public_host: str = "localhost"
     idp_port: int = 5000
     portal_port: int = 5001
     service_port: int = 5002
 
     def url(self, port: int) -> str:
-        return f"http://{self.host}:{port}"
+        return f"http://{self.public_host}:{port}"
 
     @property
     def idp_url(self) -> str:
@@ -236,7 +240,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
             "portal",
             spec(
                 "portal",
-                "省政务服务门户 Provincial portal",
+                "省政务服务门户",
                 layout.portal_url,
                 ["openid", "profile", "email", "phone", "qr_login"],
                 True,
@@ -246,7 +250,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
             "service",
             spec(
                 "service",
-                "社会保障服务 Social security service",
+                "社会保障服务",
                 layout.service_url,
                 ["openid", "profile", "entity"],
                 False,

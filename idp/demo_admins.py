@@ -78,7 +78,7 @@ def ensure_admins(
         remembered = stored.get(spec["key"]) or {}
         password, user_id = _ensure_person(session, services, spec, remembered, new_password)
         if user_id is None:
-            raise RegistrationError("password", "the demo admin could not be created")
+            raise RegistrationError({"password": ("the demo admin could not be created", {})})
         department = dept_id if spec["role"] == "department-admin" else None
         held = admin_summary(session, session.get(User, user_id))  # type: ignore[arg-type]
         if spec["role"] not in held["roles"] or (

@@ -346,8 +346,9 @@ def test_consent_page_lists_release_in_chinese_and_english(app, client, citizen,
             break
         resp = client.get(resp.headers["Location"])
     page = client.get(resp.headers["Location"]).get_data(as_text=True)
-    assert "姓名" in page and "(Name)" in page
-    assert "居民身份证号码（已核验）" in page and "(Resident ID number (verified))" in page
+    # In the page's language only (issue 15 item 6): no English beside the Chinese.
+    assert "姓名" in page and "(Name)" not in page
+    assert "居民身份证号码（已核验）" in page and "Resident ID number (verified)" not in page
     assert "办理养老金资格认证" in page
 
 
