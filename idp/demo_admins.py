@@ -27,16 +27,16 @@ DEMO_ADMINS: tuple[dict[str, str], ...] = (
         "key": "security_admin",
         "role": "security-admin",
         "name": "李安全",
-        "id_number": "210302196312038696",  # synthetic, checksum-valid
-        "phone": "13800138001",
+        "id_number": "210102198911173193",  # synthetic, checksum-valid
+        "phone": "13800138011",
         "email": "security.admin@example.cn",
     },
     {
         "key": "department_admin",
         "role": "department-admin",
         "name": "赵部门",
-        "id_number": "210302197909279884",  # synthetic, checksum-valid
-        "phone": "13800138002",
+        "id_number": "210202197003042586",  # synthetic, checksum-valid
+        "phone": "13800138012",
         "email": "social.admin@example.cn",
     },
 )
