@@ -54,7 +54,8 @@ def login_answer(resp: Any, login: str) -> tuple[Any, ...]:
     """What a login answer tells the person: status, Retry-After, the error and the form.
 
     Every CSRF token (the form's field and the passkey button's ``data-csrf``) is left out:
-    they carry a time stamp, so two pages rendered a second apart always differ there.
+    they carry a time stamp, so two pages rendered a second apart always differ there.  So is
+    the QR-login request id: every page shows a fresh QR code (issue 13).
     """
     body = resp.get_data(as_text=True).replace(login, "LOGIN")
     error = re.findall(r'id="login-error">([^<]*)<', body)
@@ -62,7 +63,7 @@ def login_answer(resp: Any, login: str) -> tuple[Any, ...]:
     for tag in re.findall(r"<(?:input|select|button|textarea)\b[^>]*>", body):
         attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
         attrs.pop("data-csrf", None)
-        if attrs.get("name") == "csrf_token":
+        if attrs.get("name") in ("csrf_token", "qr_id"):
             attrs.pop("value", None)
         fields.append(tuple(sorted(attrs.items())))
     return resp.status_code, resp.headers.get("Retry-After"), error, fields
