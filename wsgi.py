@@ -1,5 +1,5 @@
-"""WSGI entry point for production servers: ``granian --interface wsgi --workers 4 'wsgi:app'``
-(or ``gunicorn -w 4 -b 0.0.0.0:8000 'wsgi:app'``; README, "Production").
+"""WSGI entry point for production servers: ``gunicorn -w 4 -b 0.0.0.0:8000 'wsgi:app'``
+(granian serves it too: README, "Production").
 
 A database that ``yitong init`` has not brought to this version's schema stops the import
 with one line on stderr and exit status 3, which gunicorn reads as "worker failed to boot"

@@ -168,6 +168,52 @@ def test_sign_in_at_portal_then_service_without_password(browser: Any, live_demo
     _wait(browser, _present("#signed-in"), "the service signed in again", live_demo)
     assert browser.find_element(By.ID, "sub").text == portal_sub
 
+    _qr_login_with_the_simulated_app(browser, live_demo, portal_sub)
+
+
+def _qr_login_with_the_simulated_app(browser: Any, demo: LiveDemo, sub: str) -> None:
+    """QR login (issue 13): Chromium, signed in at the portal, plays the government app
+    (``/app``); a second, scripted browser shows the service's login page with the QR code
+    and takes the session once the app approved."""
+    import re
+
+    import requests
+    from selenium.webdriver.common.by import By
+
+    desk = requests.Session()
+    page = desk.get(demo.state.service.url + "/login", timeout=10)
+    assert page.url.startswith(demo.layout.idp_url + "/login"), page.url
+    link = re.search(r'href="([^"]+)" id="qr-link"', page.text)
+    number = re.search(r'id="qr-number">(\d+)<', page.text)
+    qr_id = re.search(r'name="qr_id" value="([^"]+)"', page.text)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    ix = re.search(r'name="ix" value="([^"]*)"', page.text)
+    assert link and number and qr_id and csrf and ix, "no QR code on the login page"
+
+    browser.get(demo.state.portal.url + "/app")
+    _wait(browser, _present("#qr-link"), "the simulated app", demo).send_keys(link.group(1))
+    browser.find_element(By.ID, "scan").click()
+    _wait(browser, _present("#app-number"), "the app's approval screen", demo)
+    assert browser.find_element(By.ID, "app-number").text == number.group(1)
+    assert browser.find_element(By.ID, "app-warning").text
+    browser.find_element(By.ID, "approve").click()
+    assert _wait(browser, _present("#app-result"), "the app's answer", demo).text == "approved"
+
+    status = desk.get(f"{demo.layout.idp_url}/qr/status/{qr_id.group(1)}", timeout=10).json()
+    assert status["status"] == "approved"
+    done = desk.post(
+        demo.layout.idp_url + "/qr/complete",
+        data={
+            "csrf_token": csrf.group(1),
+            "ix": ix.group(1).replace("&amp;", "&"),
+            "qr_id": qr_id.group(1),
+        },
+        timeout=10,
+    )
+    # on to the service, signed in as the person who approved in the app
+    assert done.url.startswith(demo.state.service.url), done.url
+    assert f'id="sub">{sub}<' in done.text
+
 
 def test_logout_at_service_signs_out_of_portal(browser: Any, live_demo: LiveDemo) -> None:
     if "end_session_endpoint" not in live_demo.discovery():

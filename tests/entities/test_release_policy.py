@@ -54,6 +54,7 @@ def authority(flow: Flow, params: dict[str, str]) -> Any:
 
 
 def test_consent_asked_again_when_verified_claims_are_added(app, client, citizen, rp):
+    """Checklist 20 too: what was never consented to is `consent_required` with prompt=none."""
     set_columns(app, Client, rp.client_id, allowed_verified_claims=["resident_id_number"])
     first = Recording(client, rp, scope="openid profile")
     assert "code" in first.run(citizen) and len(first.consents) == 1
