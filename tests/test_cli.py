@@ -353,9 +353,9 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         "210202197806263286",
         "13800138000",
         "wang.xiaoming@example.cn",
-        "http://127.0.0.1:5000",
-        "http://127.0.0.1:5001",
-        "http://127.0.0.1:5002",
+        "http://localhost:5000",
+        "http://localhost:5001",
+        "http://localhost:5002",
         # Issue 10: the demo company, its representative and its agent, with their logins.
         "91210603A5Y2EXPB06",
         "法人登录",
