@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := slapd ldap-utils chromium chromium-driver softhsm2 opensc
+APT_PACKAGES := slapd ldap-utils chromium chromium-driver fonts-wqy-microhei softhsm2 opensc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: all demo cluster soak test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean

@@ -1,9 +1,10 @@
-"""WSGI entry point for production servers: ``gunicorn -w 4 -b 0.0.0.0:8000 'wsgi:app'``.
+"""WSGI entry point for production servers: ``gunicorn -w 4 -b 0.0.0.0:8000 'wsgi:app'``
+(granian serves it too: README, "Production").
 
 A database that ``yitong init`` has not brought to this version's schema stops the import
-with one line on stderr and exit status 3, which gunicorn reads as "worker failed to boot":
-it stops instead of respawning workers, rather than serving discovery while every token
-request fails.
+with one line on stderr and exit status 3, which gunicorn reads as "worker failed to boot"
+(granian stops on any unexpected worker exit): the server stops instead of respawning
+workers, rather than serving discovery while every token request fails.
 """
 
 import sys

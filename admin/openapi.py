@@ -79,6 +79,7 @@ OPERATIONS: tuple[tuple[str, str, str, dict[str, Any] | None, int, dict[str, Any
     ("get", "/audit/verify", "Verify the audit hash chain", None, 200, OBJ, "audit"),
     ("get", "/cas/services", "CAS services", None, 200, LIST, "cas"),
     ("post", "/cas/services", "Register a CAS service", OBJ, 201, OBJ, "cas"),
+    ("get", "/bridge/systems", "Ticket-bridge systems", None, 200, LIST, "bridge"),
     ("get", "/openapi.json", "This document", None, 200, OBJ, "meta"),
 )  # fmt: skip
 

@@ -6,12 +6,13 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from admin.auth import ROLES, AdminPrincipal
+from admin.client_fields import presentation
+from admin.errors import AdminInputError as AdminInputError  # re-exported: callers use it here
 from idp import audit, context
 from idp.accounts.entities import (
     EntityError,
@@ -41,8 +42,6 @@ from idp.cas.registry import (
 from idp.errors import (
     InsufficientScopeError,
     InvalidClientMetadataError,
-    InvalidRequestError,
-    OAuth2Error,
     TemporarilyUnavailableError,
     error_class,
 )
@@ -52,7 +51,6 @@ from idp.oauth.clients import create_client as _create_client
 from idp.oauth.outbound import OutboundPolicy, fetch_json
 from idp.oauth.registration import delete_client as _delete_client
 from idp.oauth.registration import spec_from_metadata
-from idp.oauth.release import ReleasePolicyError, check_policy
 from idp.services import Services
 from idp.storage.models import (
     AdminRole,
@@ -66,27 +64,6 @@ from idp.storage.models import (
     utcnow,
 )
 from idp.storage.repo import digest, new_id, new_secret, revoke_client_grants
-
-
-class AdminInputError(Exception):
-    """Refused admin input: ``invalid_request`` with ``status`` (404 for what does not exist),
-    or ``temporarily_unavailable`` when an outside system is down.  RFC error codes only."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        error: type[OAuth2Error] = InvalidRequestError,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error = error
-
-    def as_error(self) -> OAuth2Error:
-        return self.error(self.message)
-
 
 # ------------------------------------------------------------------ who is asking (issue 11)
 #: Roles that see every department's clients; ``department-admin`` sees only its own.
@@ -211,7 +188,7 @@ def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[s
     """Register a client from RFC 7591 metadata (plus ``department``); it waits for approval."""
     data = dict(data)
     department = _department_for(session, data.pop("department", None), who)
-    shown = _presentation(data)
+    shown = presentation(data)
     services = context.services()
     policy = OutboundPolicy.from_settings(services.settings)
     try:
@@ -240,49 +217,6 @@ def create_client(session: Session, data: dict[str, Any], who: Caller) -> dict[s
     out = client_view(client)
     if secret:
         out["client_secret"] = secret
-    return out
-
-
-def _presentation(data: dict[str, Any]) -> dict[str, Any]:
-    """Pop what people and the approving admin read (English name, logo, purpose, the
-    release asked for) from ``data``, checked; the rest is RFC 7591 metadata."""
-    out: dict[str, Any] = {}
-    for key, column, limit in (
-        ("client_name#en", "name_en", 200),
-        ("logo_uri", "logo_uri", 2000),
-        ("purpose", "purpose", 1000),
-    ):
-        value = data.pop(key, None)
-        if value is None or value == "":
-            continue
-        if not isinstance(value, str) or len(value) > limit or any(ord(c) < 32 for c in value):
-            raise AdminInputError(f"{key} must be text of at most {limit} characters")
-        out[column] = value.strip()
-    logo = out.get("logo_uri")
-    if logo is not None:
-        parts = urlsplit(logo)
-        if parts.scheme != "https" or not parts.hostname or "@" in parts.netloc:
-            raise AdminInputError(
-                "logo_uri must be an https URL without userinfo", error=InvalidClientMetadataError
-            )
-    requested = data.pop("requested", None)
-    if requested is not None:
-        if not isinstance(requested, dict) or set(requested) - {
-            "claims",
-            "account_types",
-            "min_assurance",
-        }:
-            raise AdminInputError("requested may name claims, account_types and min_assurance")
-        try:
-            check_policy(
-                requested.get("claims"),
-                None,
-                requested.get("min_assurance"),
-                requested.get("account_types"),
-            )
-        except (ReleasePolicyError, TypeError, AttributeError) as exc:
-            raise AdminInputError(f"requested: {exc}") from None
-        out["requested_release"] = requested
     return out
 
 

@@ -321,7 +321,7 @@ class Server:
             stdin=subprocess.DEVNULL,
         )
         try:
-            wait_http(port, ready_path, self.proc)
+            wait_http(port, ready_path, self.proc, timeout=180.0)  # a busy machine boots slowly
         except BaseException:
             self.stop()
             raise

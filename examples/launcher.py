@@ -267,7 +267,7 @@ def start_rps(
                         state.portal,
                         state.service,
                         state.issuer,
-                        "the social security service",
+                        "社会保障服务",
                     ),
                     "RP_QR_APP": "1",  # the portal also plays the government app (QR login)
                 },
@@ -279,7 +279,7 @@ def start_rps(
             DemoProcess(
                 "service",
                 [sys.executable, "-m", "examples.service.app"],
-                _rp_env(base, state.service, state.portal, state.issuer, "the portal"),
+                _rp_env(base, state.service, state.portal, state.issuer, "省政务服务门户"),
                 state.service.url + "/healthz",
                 echo=echo,
             )

@@ -217,13 +217,17 @@ def verify_logout_token(
 
 
 # ------------------------------------------------------------------ pages
+# In Chinese, one column, readable from 360 px wide (a phone) without sideways scrolling.
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>
-body{{font-family:system-ui,"Noto Sans CJK SC",sans-serif;margin:2rem auto;max-width:46rem;color:#222}}
-header{{border-bottom:3px solid {color};margin-bottom:1rem}} h1{{color:{color}}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}
-a.button{{display:inline-block;padding:.4rem .9rem;background:{color};color:#fff;text-decoration:none;border-radius:4px}}
+body{{font-family:system-ui,"PingFang SC","Microsoft YaHei","Noto Sans CJK SC",sans-serif;margin:0 auto;
+padding:1rem;max-width:46rem;color:#222;font-size:1rem;line-height:1.6;overflow-wrap:anywhere}}
+header{{border-bottom:3px solid {color};margin-bottom:1rem}} h1{{color:{color};font-size:1.4rem}}
+table{{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}}
+td,th{{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}}
+a.button{{display:inline-block;padding:.6rem 1.2rem;background:{color};color:#fff;text-decoration:none;border-radius:4px}}
 .error{{color:#a00}}
 </style></head>
 <body><header><h1>{title}</h1></header>
@@ -286,7 +290,7 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
             return ""
         name = html.escape(config.peer_name or config.peer_url)
         return (
-            f'<p><a id="peer-link" href="{html.escape(config.peer_url)}/login">Open {name}</a></p>'
+            f'<p><a id="peer-link" href="{html.escape(config.peer_url)}/login">前往{name}</a></p>'
         )
 
     @app.get("/healthz")
@@ -298,21 +302,21 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
         local = current()
         if local is None:
             body = (
-                '<p id="signed-out">You are not signed in.</p>'
-                '<p><a class="button" id="login-link" href="/login">Sign in with Yitong 一通</a></p>'
+                '<p id="signed-out">您尚未登录。</p>'
+                '<p><a class="button" id="login-link" href="/login">使用一通账号登录</a></p>'
                 + peer_link()
             )
             return page(body)
         name = local.userinfo.get("name") or local.id_claims.get("name") or local.sub
         body = (
-            f'<p id="signed-in">Signed in as <strong id="user-name">{html.escape(str(name))}</strong> '
-            f'(sub <code id="sub">{html.escape(local.sub)}</code>).</p>'
-            "<h2>ID token claims</h2>"
+            f'<p id="signed-in">您已登录：<strong id="user-name">{html.escape(str(name))}</strong>'
+            f'（用户标识 <code id="sub">{html.escape(local.sub)}</code>）。</p>'
+            "<h2>身份令牌中的信息</h2>"
             + _claims_table(local.id_claims, "id-claims")
-            + "<h2>UserInfo</h2>"
+            + "<h2>用户信息接口返回的信息</h2>"
             + _claims_table(local.userinfo, "userinfo")
             + peer_link()
-            + '<p><a class="button" id="logout-link" href="/logout">Log out</a></p>'
+            + '<p><a class="button" id="logout-link" href="/logout">退出登录</a></p>'
         )
         return page(body)
 
@@ -330,26 +334,23 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
             metadata.get("authorization_response_iss_parameter_supported")
             and request.args.get("iss") != metadata["issuer"]
         ):
-            return page(
-                '<p class="error">The response did not come from the expected IdP.</p>', 400
-            )
+            return page('<p class="error">登录结果不是来自预期的身份认证平台。</p>', 400)
         try:
             token = idp.authorize_access_token()
         except OAuthError as exc:
             message = html.escape(f"{exc.error}: {exc.description or ''}")
             return page(
-                f'<p class="error" id="error">Sign-in failed: {message}</p>'
-                '<p><a href="/">Back</a></p>',
+                f'<p class="error" id="error">登录失败：{message}</p><p><a href="/">返回</a></p>',
                 400,
             )
         claims = token.get("userinfo")
         if not claims or "sub" not in claims:
-            return page('<p class="error">The IdP returned no valid ID token.</p>', 400)
+            return page('<p class="error">身份认证平台没有返回有效的身份令牌。</p>', 400)
         userinfo: dict[str, Any] = {}
         if metadata.get("userinfo_endpoint"):
             info = idp.userinfo(token=token)
             if info.get("sub") != claims["sub"]:  # OIDC Core §5.3.2
-                return page('<p class="error">UserInfo sub does not match the ID token.</p>', 400)
+                return page('<p class="error">用户信息与身份令牌不一致。</p>', 400)
             userinfo = dict(info)
         local = LocalSession(
             sub=claims["sub"],
@@ -386,8 +387,8 @@ def create_rp_app(config: RpConfig, *, color: str = "#1f5fa8") -> Flask:
             try:
                 idp.validate_logout_response()
             except OAuthError:
-                return page('<p class="error">Unexpected logout response.</p>', 400)
-        return page('<p id="signed-out">You are signed out.</p><p><a href="/">Home</a></p>')
+                return page('<p class="error">退出登录的结果无法识别。</p>', 400)
+        return page('<p id="signed-out">您已退出登录。</p><p><a href="/">返回首页</a></p>')
 
     @app.post("/backchannel-logout")
     def backchannel_logout() -> Response:

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Request, Response, g, render_template, request
+from flask import Flask, Request, Response, g, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
@@ -54,7 +54,7 @@ from idp.blueprints import (
     security,
     sms_login,
 )
-from idp.blueprints.responses import json_error
+from idp.blueprints.responses import error_page, json_error
 from idp.config import ConfigError, Settings, load_settings
 from idp.errors import (
     InvalidRequestError,
@@ -142,8 +142,6 @@ def build_services(settings: Settings) -> Services:
             memory_kib=settings.argon2_memory_kib,
             time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism,
-            min_length=settings.password_min_length,
-            max_length=settings.password_max_length,
         ),
         vault=vault,
         tokens=TokenIssuer(settings, keystore, pairwise_secret, vault),
@@ -387,7 +385,7 @@ def _install_limits(app: Flask) -> None:
         if len(request.query_string) > MAX_QUERY_BYTES:
             if _wants_json():
                 return json_error(InvalidRequestError("request URI too long"), status=414)
-            return render_template("error.html", message="Request URI too long", error=None), 414
+            return error_page(None, 414, None, detail="request URI too long")
         return None
 
 
@@ -431,8 +429,8 @@ def _wants_json() -> bool:
 
 def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError) -> tuple[str, int]:
-        return render_template("error.html", message=exc.description, error="csrf"), 400
+    def csrf_error(exc: CSRFError) -> Any:
+        return error_page(None, 400, "csrf", detail=exc.description)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
@@ -443,7 +441,7 @@ def _install_error_handlers(app: Flask) -> None:
                 headers["Allow"] = exc.get_response().headers["Allow"]
             error = ServerError(exc.name) if code >= 500 else InvalidRequestError(exc.name)
             return json_error(error, status=code, headers=headers)
-        return render_template("error.html", message=exc.name, error=None), code
+        return error_page(None, code, None, detail=exc.name)
 
     @app.errorhandler(StateStoreUnavailable)
     @app.errorhandler(OperationalError)
@@ -459,19 +457,23 @@ def _install_error_handlers(app: Flask) -> None:
         if _wants_json():
             error = TemporarilyUnavailableError("the service is temporarily unavailable")
             return json_error(error, status=503, headers=headers)
-        page = render_template(
-            "error.html",
-            message=_("The service is temporarily unavailable. Try again in a moment."),
-            error="temporarily_unavailable",
+        page = error_page(
+            _("The service is temporarily unavailable. Try again in a moment."),
+            503,
+            "temporarily_unavailable",
         )
-        return page, 503, headers
+        page.headers.update(headers)
+        return page
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception(
+            "unhandled error on %s %s [request %s]",
+            request.method,
+            request.path,
+            context.request_id(),
+        )
         context.close_db_session()
         if _wants_json():
             return json_error(ServerError("an unexpected error occurred"), status=500)
-        return render_template(
-            "error.html", message="An unexpected error occurred.", error="server_error"
-        ), 500
+        return error_page(None, 500, "server_error")

@@ -160,12 +160,6 @@ class Settings:
     argon2_memory_kib: int = field(default=19456, metadata=_doc("argon2id memory cost (KiB)."))
     argon2_time_cost: int = field(default=2, metadata=_doc("argon2id iterations."))
     argon2_parallelism: int = field(default=1, metadata=_doc("argon2id lanes."))
-    password_min_length: int = field(
-        default=8, metadata=_doc("Shortest accepted password (characters, counted as code points).")
-    )
-    password_max_length: int = field(
-        default=128, metadata=_doc("Longest accepted password; longer input is refused unhashed.")
-    )
     rate_limit_login_per_minute: int = field(
         default=30, metadata=_doc("Login and registration POSTs per client IP per minute.")
     )
@@ -514,10 +508,6 @@ def check_settings(settings: Settings) -> None:
             problems.append("YITONG_UPSTREAM_MIN_IDENTITY_LEVEL must be L3, L4 or L5")
         if not any(p.startswith("id_number=") for p in settings.upstream_claim_mapping):
             problems.append("YITONG_UPSTREAM_CLAIM_MAPPING must map id_number")
-    if settings.password_min_length < 8:
-        problems.append("YITONG_PASSWORD_MIN_LENGTH must be at least 8")
-    if settings.password_max_length < 64:
-        problems.append("YITONG_PASSWORD_MAX_LENGTH must be at least 64")
     if settings.default_locale not in {"zh_CN", "en"}:
         problems.append("YITONG_DEFAULT_LOCALE must be zh_CN or en")
     if settings.outbound_test_allowlist and settings.env != "testing":

@@ -9,6 +9,7 @@ and closed (rolled back unless committed) at teardown.
 from __future__ import annotations
 
 import logging
+import secrets
 
 from flask import current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,7 +21,15 @@ from idp.storage.models import Client
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Services", "client_ip", "db_session", "find_client", "services", "settings"]
+__all__ = [
+    "Services",
+    "client_ip",
+    "db_session",
+    "find_client",
+    "request_id",
+    "services",
+    "settings",
+]
 
 
 def services() -> Services:
@@ -73,6 +82,20 @@ def client_ip() -> str:
     """The client's address: ``ProxyFix`` (driven by ``trusted_proxies``) already replaced
     ``remote_addr`` with the address the trusted proxies saw, and nothing else is believed."""
     return request.remote_addr or "unknown"
+
+
+def request_id() -> str:
+    """This request's id (:mod:`idp.observability` sets it first; made here if a page is
+    drawn before that hook ran).
+
+    A person reads it from an error page to the help desk; the same value is in the
+    ``X-Request-Id`` response header and in every log record of the request
+    (:mod:`idp.logging_setup`), so the desk finds the developer detail the page does not show.
+    """
+    rid = g.get("request_id")
+    if rid is None:
+        rid = g.request_id = secrets.token_hex(8)
+    return str(rid)
 
 
 def find_client(client_id: str | None) -> Client | None:

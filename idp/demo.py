@@ -12,11 +12,18 @@ demo`` hands over to it (it needs a source checkout, as the examples are not ins
 
 The portal is registered first-party (no consent page); the service is an ordinary client,
 so the citizen is asked once to let it use their identity, and the consent is remembered.
+
+The service also lets people act for companies (scope ``entity``, issue 10): set-up registers
+a demo company of the synthetic enterprise registry for its legal representative (a second
+demo citizen) and gives a third one, the agent (经办人), an accepted mandate covering the
+service.  Either signs in at the service with 法人登录 (the company's credit code and their
+own login) and arrives acting for the company (the ``authority`` claim).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import secrets
@@ -29,6 +36,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from idp import audit
+from idp.accounts.entities import (
+    EntityError,
+    MandateOffer,
+    accept_mandate,
+    find_entity,
+    grant_mandate,
+    register_entity,
+    standing_mandate,
+)
+from idp.accounts.mandates import mandate_is_live
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
 from idp.app import build_services
 from idp.config import ConfigError, Settings, load_settings
@@ -36,7 +53,7 @@ from idp.context import Services
 from idp.demo_admins import DemoAdmin, describe_admins, ensure_admins
 from idp.instance import initialize
 from idp.oauth.clients import ClientSpec, create_client
-from idp.storage.models import Client
+from idp.storage.models import Client, User, utcnow
 from idp.storage.repo import digest, new_secret
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +68,23 @@ DEMO_CITIZEN = {
     "phone": "13800138000",
     "email": "wang.xiaoming@example.cn",
 }
+#: The demo company (idp/data/synthetic-enterprises.json names DEMO_REPRESENTATIVE's ID number
+#: as its legal representative) and the people acting for it.
+DEMO_COMPANY_CODE = "91210603A5Y2EXPB06"
+DEMO_REPRESENTATIVE = {
+    "name": "张三",
+    "id_number": "210302196312038696",
+    "phone": "13800138001",
+    "email": "zhang.san@example.cn",
+}
+DEMO_AGENT = {
+    "name": "李四",
+    "id_number": "210102200405088148",
+    "phone": "13800138002",
+    "email": "li.si@example.cn",
+}
+DEMO_MANDATE_ROLE = "finance"
+DEMO_MANDATE_DAYS = 365
 
 
 class DemoError(Exception):
@@ -61,13 +95,17 @@ class DemoError(Exception):
 class DemoLayout:
     """Where the three processes listen (``make demo``: 5000, 5001, 5002)."""
 
+    #: The address the three processes listen on.
     host: str = "127.0.0.1"
+    #: The host name in every URL: ``localhost`` is a secure context for browsers, so
+    #: passkeys (WebAuthn) work in the demo without TLS; it resolves to ``host``.
+    public_host: str = "localhost"
     idp_port: int = 5000
     portal_port: int = 5001
     service_port: int = 5002
 
     def url(self, port: int) -> str:
-        return f"http://{self.host}:{port}"
+        return f"http://{self.public_host}:{port}"
 
     @property
     def idp_url(self) -> str:
@@ -91,6 +129,28 @@ class DemoClient:
 
 
 @dataclass(frozen=True)
+class DemoPerson:
+    """A demo account: who, how to sign in."""
+
+    id: str
+    name: str
+    login: dict[str, str]
+    password: str
+
+
+@dataclass(frozen=True)
+class DemoCompany:
+    """The demo company, its representative and its agent."""
+
+    id: str
+    name: str
+    credit_code: str
+    representative: DemoPerson
+    agent: DemoPerson
+    role: str
+
+
+@dataclass(frozen=True)
 class DemoState:
     """What set-up made (and what the demo prints)."""
 
@@ -104,6 +164,7 @@ class DemoState:
     outbox: str | None = None
     created: list[str] = field(default_factory=list)
     admins: list[DemoAdmin] = field(default_factory=list)
+    company: DemoCompany | None = None
 
 
 # ------------------------------------------------------------------ settings
@@ -179,7 +240,7 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
             "portal",
             spec(
                 "portal",
-                "省政务服务门户 Provincial portal",
+                "省政务服务门户",
                 layout.portal_url,
                 ["openid", "profile", "email", "phone", "qr_login"],
                 True,
@@ -189,9 +250,9 @@ def _client_specs(layout: DemoLayout) -> list[tuple[str, ClientSpec]]:
             "service",
             spec(
                 "service",
-                "社会保障服务 Social security service",
+                "社会保障服务",
                 layout.service_url,
-                ["openid", "profile"],
+                ["openid", "profile", "entity"],
                 False,
             ),
         ),
@@ -239,18 +300,22 @@ def _ensure_client(
 
 
 def _ensure_citizen(
-    session: Session, services: Services, stored: Mapping[str, Any], created: list[str]
+    session: Session,
+    services: Services,
+    stored: Mapping[str, Any],
+    created: list[str],
+    person: Mapping[str, str] = DEMO_CITIZEN,
 ) -> tuple[str, str]:
-    """Create the demo citizen, or make sure the remembered password still opens the account."""
+    """Create a demo citizen, or make sure the remembered password still opens the account."""
     password = stored.get("password")
-    user = find_citizen(session, DEMO_CITIZEN["id_number"], vault=services.vault)
+    user = find_citizen(session, person["id_number"], vault=services.vault)
     if user is None:
         password = password if isinstance(password, str) else _new_password()
         for _attempt in range(5):
             try:
                 user = register_citizen(
                     session,
-                    NewCitizen(password=password, **DEMO_CITIZEN),
+                    NewCitizen(password=password, **person),
                     vault=services.vault,
                     passwords=services.passwords,
                     actor="demo",
@@ -279,9 +344,64 @@ def _ensure_citizen(
     return user.id, password
 
 
+def _ensure_company(
+    session: Session, services: Services, rep_id: str, agent_id: str, created: list[str]
+) -> tuple[str, str]:
+    """Register the demo company for its representative and give the agent an accepted
+    mandate covering the service; keep both when they are still there.  Returns the company's
+    id and name."""
+    entity = find_entity(session, services.vault, DEMO_COMPANY_CODE)
+    representative = session.get(User, rep_id)
+    agent = session.get(User, agent_id)
+    assert representative is not None and agent is not None
+    if entity is None:
+        try:
+            entity = register_entity(
+                session,
+                vault=services.vault,
+                registry=services.enterprises,
+                credit_code=DEMO_COMPANY_CODE,
+                representative=representative,
+                actor="demo",
+            )
+        except EntityError as exc:
+            raise DemoError(f"cannot register the demo company: {exc.message}") from None
+        created.append(f"company {entity.name}")
+    if entity.status != "active":
+        raise DemoError(f"the demo company is {entity.status}; delete the database to start over")
+    now = utcnow()
+    standing = standing_mandate(session, entity, agent)
+    if standing is None or not mandate_is_live(standing, now):
+        offer = MandateOffer(
+            DEMO_MANDATE_ROLE,
+            now + dt.timedelta(days=DEMO_MANDATE_DAYS),
+            client_ids=("demo-service",),
+        )
+        try:
+            row = grant_mandate(
+                session,
+                entity,
+                agent,
+                offer,
+                roles=services.settings.mandate_roles,
+                granter=representative,
+                actor=representative.id,
+                known_client=lambda cid: session.get(Client, cid) is not None,
+            )
+            accept_mandate(session, row, agent)
+        except EntityError as exc:
+            raise DemoError(f"cannot give the demo mandate: {exc.message}") from None
+        created.append(f"mandate {DEMO_MANDATE_ROLE} for {agent.name}")
+    return entity.id, entity.name
+
+
 def _new_password() -> str:
     # 16 characters from a 64-symbol alphabet: 96 bits; never on the blocklist.
     return "Yt-" + secrets.token_urlsafe(12)
+
+
+def _login(person: Mapping[str, str]) -> dict[str, str]:
+    return {k: person[k] for k in ("id_number", "phone", "email")}
 
 
 def _outbox_location(settings: Settings) -> str | None:
@@ -310,6 +430,18 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             citizen_id, password = _ensure_citizen(
                 session, services, stored.get("citizen") or {}, created
             )
+            people: dict[str, DemoPerson] = {}
+            for key, person in (
+                ("representative", DEMO_REPRESENTATIVE),
+                ("agent", DEMO_AGENT),
+            ):
+                pid, secret = _ensure_citizen(
+                    session, services, stored.get(key) or {}, created, person
+                )
+                people[key] = DemoPerson(pid, person["name"], _login(person), secret)
+            entity_id, entity_name = _ensure_company(
+                session, services, people["representative"].id, people["agent"].id, created
+            )
         # The admin service layer commits its own changes: a plain session, not a transaction.
         with services.db.session() as session:
             admins = ensure_admins(session, services, stored, created, _new_password)
@@ -317,11 +449,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
         outbox = _outbox_location(settings)
     finally:
         services.db.dispose()
-    login = {
-        "id_number": DEMO_CITIZEN["id_number"],
-        "phone": DEMO_CITIZEN["phone"],
-        "email": DEMO_CITIZEN["email"],
-    }
+    login = _login(DEMO_CITIZEN)
     _write_state(
         state_path,
         {
@@ -337,6 +465,11 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
                 "password": password,
             },
             **{a.key: a.as_state() for a in admins},
+            **{
+                key: {"id": p.id, "name": p.name, **p.login, "password": p.password}
+                for key, p in people.items()
+            },
+            "company": {"id": entity_id, "name": entity_name, "credit_code": DEMO_COMPANY_CODE},
         },
     )
     return DemoState(
@@ -350,6 +483,14 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
         outbox=outbox,
         created=created,
         admins=admins,
+        company=DemoCompany(
+            entity_id,
+            entity_name,
+            DEMO_COMPANY_CODE,
+            people["representative"],
+            people["agent"],
+            DEMO_MANDATE_ROLE,
+        ),
     )
 
 
@@ -372,6 +513,17 @@ def describe(state: DemoState) -> list[str]:
         "",
         f"  client ids and secrets: {state.state_file} (mode 0600)",
     ]
+    if state.company is not None:
+        c = state.company
+        lines += [
+            "",
+            f"  demo company {c.name}, unified social credit code {c.credit_code}",
+            "  at the service choose 法人登录 (legal-person login), give the code, then sign in as",
+            f"    legal representative {c.representative.name}: e-mail "
+            f"{c.representative.login['email']}  password {c.representative.password}",
+            f"    agent (经办人, role {c.role}) {c.agent.name}: e-mail "
+            f"{c.agent.login['email']}  password {c.agent.password}",
+        ]
     if state.outbox:
         lines.append(f"  development SMS/e-mail outbox: {state.outbox}")
     lines += [

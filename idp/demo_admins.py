@@ -27,16 +27,16 @@ DEMO_ADMINS: tuple[dict[str, str], ...] = (
         "key": "security_admin",
         "role": "security-admin",
         "name": "李安全",
-        "id_number": "210302196312038696",  # synthetic, checksum-valid
-        "phone": "13800138001",
+        "id_number": "210102198911173193",  # synthetic, checksum-valid
+        "phone": "13800138011",
         "email": "security.admin@example.cn",
     },
     {
         "key": "department_admin",
         "role": "department-admin",
         "name": "赵部门",
-        "id_number": "210302197909279884",  # synthetic, checksum-valid
-        "phone": "13800138002",
+        "id_number": "210202197003042586",  # synthetic, checksum-valid
+        "phone": "13800138012",
         "email": "social.admin@example.cn",
     },
 )
@@ -78,7 +78,7 @@ def ensure_admins(
         remembered = stored.get(spec["key"]) or {}
         password, user_id = _ensure_person(session, services, spec, remembered, new_password)
         if user_id is None:
-            raise RegistrationError("password", "the demo admin could not be created")
+            raise RegistrationError({"password": ("the demo admin could not be created", {})})
         department = dept_id if spec["role"] == "department-admin" else None
         held = admin_summary(session, session.get(User, user_id))  # type: ignore[arg-type]
         if spec["role"] not in held["roles"] or (

@@ -22,7 +22,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import create_engine, func, select, text, update
 
 from idp.cli import main
-from idp.storage.models import AuditEvent, Client, SigningKey, User
+from idp.storage.models import AuditEvent, Client, LegalEntity, Mandate, SigningKey, User
 from tests.conftest import _truncate
 from tests.helpers import IDS, TEST_KEK
 
@@ -356,8 +356,14 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         "http://127.0.0.1:5000",
         "http://127.0.0.1:5001",
         "http://127.0.0.1:5002",
+        # Issue 10: the demo company, its representative and its agent, with their logins.
+        "91210603A5Y2EXPB06",
+        "法人登录",
+        "zhang.san@example.cn",
+        "li.si@example.cn",
     ):
         assert text_ in first.stdout
+    assert "created company" in first.stdout and "created mandate finance" in first.stdout
     state_file = tmp_path / "instance" / "demo.json"
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
     state = json.loads(state_file.read_text())
@@ -370,6 +376,8 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         assert role in first.stdout
         assert state[key]["password"] in first.stdout and state[key]["totp_secret"] in first.stdout
     assert "/admin" in first.stdout
+    for key in ("representative", "agent"):
+        assert f"password {state[key]['password']}" in first.stdout
 
     second = run("demo", "--no-serve")
     assert second.exit_code == 0, second.output
@@ -380,8 +388,13 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     with db.connect() as conn:
         ids = conn.execute(select(Client.client_id).order_by(Client.client_id)).scalars().all()
         assert ids == ["demo-portal", "demo-service"]
-        # The citizen, a security admin and a department admin (issue 11).
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
+        # The citizen, a security admin and a department admin (issue 11), the company's
+        # representative and its agent (issue 10).
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5
+        assert conn.execute(select(func.count()).select_from(LegalEntity)).scalar_one() == 1
+        mandates = conn.execute(select(Mandate)).all()
+        assert len(mandates) == 1 and mandates[0].accepted_at is not None
+        assert mandates[0].client_ids == ["demo-service"] and mandates[0].ended_at is None
         portal_first_party = conn.execute(
             select(Client.first_party).where(Client.client_id == "demo-portal")
         ).scalar_one()
@@ -397,6 +410,10 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
         with services.db.session() as session:
             user = find_citizen(session, "wang.xiaoming@example.cn", vault=services.vault)
             assert user is not None and services.passwords.verify(user.password_hash, password)
+            for key in ("representative", "agent"):
+                person = find_citizen(session, state[key]["email"], vault=services.vault)
+                assert person is not None
+                assert services.passwords.verify(person.password_hash, state[key]["password"])
             for key in ("portal", "service"):
                 row = query_client(session, state[key]["client_id"])
                 assert OAuthClient(row).check_client_secret(state[key]["client_secret"])
@@ -411,9 +428,11 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     renewed = json.loads(state_file.read_text())
     assert renewed["portal"]["client_secret"] != state["portal"]["client_secret"]
     assert renewed["citizen"]["password"] != password
+    assert renewed["agent"]["password"] != state["agent"]["password"]
     with db.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5
         assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2
+        assert conn.execute(select(func.count()).select_from(Mandate)).scalar_one() == 1
     assert run("audit", "verify").exit_code == 0
 
 

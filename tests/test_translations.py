@@ -35,3 +35,35 @@ def test_chinese_pages_without_make(client) -> None:  # type: ignore[no-untyped-
     """Served in Chinese from the committed catalogue (the default locale)."""
     html = client.get("/login").get_data(as_text=True)
     assert 'lang="zh-CN"' in html and "登录" in html
+
+
+def test_a_built_wheel_carries_the_compiled_catalogues(tmp_path: Path) -> None:
+    """pip builds the wheel with setuptools, not ``make``: the ``.mo`` files must be in it.
+
+    Built from a copy of the packages (so the work tree gets no ``build/``), without
+    isolation or network: a few seconds.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    root = TRANSLATIONS.parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("idp", "adapters", "admin", "keys"):
+        shutil.copytree(root / package, src / package, ignore=ignore)
+    subprocess.run(
+        [sys.executable, "-c", "from setuptools import build_meta as b; b.build_wheel('../out')"],
+        cwd=src,
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = (tmp_path / "out").glob("yitong-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for locale in LOCALES:
+        assert f"idp/translations/{locale}/LC_MESSAGES/messages.mo" in names
+    assert "idp/templates/base.html" in names and "idp/static/style.css" in names

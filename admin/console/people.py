@@ -9,6 +9,7 @@ from werkzeug.wrappers import Response
 from admin import people as people_service
 from admin import services
 from admin.console.base import bp, done, page, require_any, who
+from admin.identity import verify_person
 from idp import context
 from idp.storage.models import User
 
@@ -45,7 +46,8 @@ def person(user_id: str) -> Response:
 
 @bp.route("/people/<user_id>/<action>", methods=["POST"])
 def person_action(user_id: str, action: str) -> Response:
-    """unlock | disable | enable | end-sessions | reset-mfa (with a reason)."""
+    """unlock | disable | enable | end-sessions | reset-mfa (with a reason) | verify (an
+    identity verification seen at the counter or checked with the registry)."""
     session, svc = context.db_session(), context.services()
     if action == "unlock":
         people_service.unlock_person(session, svc, user_id, who())
@@ -54,6 +56,15 @@ def person_action(user_id: str, action: str) -> Response:
         people_service.set_person_status(session, svc, user_id, status, who())
     elif action == "end-sessions":
         people_service.end_person_sessions(session, svc, user_id, who())
+    elif action == "verify":
+        form = request.form
+        verify_person(
+            session,
+            svc,
+            user_id,
+            {"level": form.get("level", ""), "method": form.get("method", "")},
+            who(),
+        )
     elif action == "reset-mfa":
         people_service.reset_second_factor(
             session, svc, user_id, request.form.get("reason", ""), who()

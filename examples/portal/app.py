@@ -1,6 +1,6 @@
 """The provincial portal: a first-party relying party, so Yitong asks no consent for it.
 
-Run by ``yitong demo`` on http://127.0.0.1:5001 (``python -m examples.portal.app`` with the
+Run by ``yitong demo`` on http://localhost:5001 (``python -m examples.portal.app`` with the
 ``RP_*`` variables described in :mod:`examples.rp_common`).
 """
 
@@ -14,7 +14,7 @@ from examples.rp_common import RpConfig, create_rp_app, serve
 def make_config() -> RpConfig:
     return RpConfig.from_env(
         "portal",
-        "Provincial government-services portal (省政务服务门户)",
+        "省政务服务门户",
         default_port=5001,
         default_scope="openid profile email phone qr_login",
     )

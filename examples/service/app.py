@@ -1,7 +1,7 @@
 """An integrated department service (social security): a third-party relying party.
 
 Yitong asks the citizen's consent the first time this service signs them in, and remembers
-it.  Run by ``yitong demo`` on http://127.0.0.1:5002 (``python -m examples.service.app``
+it.  Run by ``yitong demo`` on http://localhost:5002 (``python -m examples.service.app``
 with the ``RP_*`` variables described in :mod:`examples.rp_common`).
 """
 
@@ -15,9 +15,9 @@ from examples.rp_common import RpConfig, create_rp_app, serve
 def make_config() -> RpConfig:
     return RpConfig.from_env(
         "service",
-        "Social security service (社会保障服务)",
+        "社会保障服务",
         default_port=5002,
-        default_scope="openid profile",
+        default_scope="openid profile entity",
     )
 
 

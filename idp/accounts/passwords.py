@@ -18,7 +18,17 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 
 class PasswordPolicyError(ValueError):
-    """The password breaks the policy; the message is shown to the person choosing it."""
+    """The password breaks the policy.
+
+    ``message`` is the English message id (listed in :mod:`idp.messages`) and ``params`` its
+    values: a page shows ``gettext(message, **params)``, so a number never stops the
+    translation; ``str()`` is the English sentence, for the command line.
+    """
+
+    def __init__(self, message: str, **params: int) -> None:
+        super().__init__(message % params if params else message)
+        self.message = message
+        self.params = params
 
 
 @functools.cache
@@ -61,9 +71,11 @@ class Passwords:
         pw = normalize(password)
         minimum = min_length or self.min_length
         if len(pw) < minimum:
-            raise PasswordPolicyError(f"password must have at least {minimum} characters")
+            raise PasswordPolicyError("password must have at least %(n)d characters", n=minimum)
         if len(pw) > self.max_length:
-            raise PasswordPolicyError(f"password must have at most {self.max_length} characters")
+            raise PasswordPolicyError(
+                "password must have at most %(n)d characters", n=self.max_length
+            )
         folded = pw.casefold()
         if folded in _blocklist() or folded.rstrip("0123456789!@#$%.") in _blocklist():
             raise PasswordPolicyError("password is too common; choose another")

@@ -33,14 +33,22 @@ from idp.accounts.privacy import IdentityVault, mask
 from idp.storage.models import User
 from idp.storage.repo import new_id
 
+#: A refusal of one field: the English message id (listed in :mod:`idp.messages`) and its values.
+Problem = tuple[str, dict[str, int]]
+
 
 class RegistrationError(ValueError):
-    """Registration refused; ``field`` names the form field the message belongs to."""
+    """Registration refused, every problem at once (issue 15 item 6): ``problems`` maps each
+    form field to its message, so a page shows them all beside their fields.
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
+    ``field`` and ``message`` (English) are the first problem, for the command line.
+    """
+
+    def __init__(self, problems: dict[str, Problem]) -> None:
+        self.problems = problems
+        english = {f: (m % p if p else m) for f, (m, p) in problems.items()}
+        self.field, self.message = next(iter(english.items()))
+        super().__init__("; ".join(f"{f}: {m}" for f, m in english.items()))
 
 
 @dataclass(frozen=True)
@@ -61,44 +69,57 @@ def register_citizen(
     actor: str = "self",
     ip: str | None = None,
 ) -> User:
-    """Validate, check uniqueness and create a citizen; raises :class:`RegistrationError`."""
+    """Validate, check uniqueness and create a citizen; raises :class:`RegistrationError`
+    naming every field that is wrong, not only the first."""
+    problems: dict[str, Problem] = {}
     name = " ".join((data.name or "").split())
     if not name or len(name) > 100:
-        raise RegistrationError("name", "name is required (at most 100 characters)")
+        problems["name"] = ("name is required (at most 100 characters)", {})
+    id_number = phone = email = None
     try:
         id_number = normalize_resident_id(data.id_number)
     except IdentifierError as exc:
-        raise RegistrationError("id_number", str(exc)) from None
+        problems["id_number"] = (str(exc), {})
     try:
         phone = normalize_phone(data.phone) if data.phone else None
     except IdentifierError as exc:
-        raise RegistrationError("phone", str(exc)) from None
+        problems["phone"] = (str(exc), {})
     try:
         email = normalize_email(data.email) if data.email else None
     except IdentifierError as exc:
-        raise RegistrationError("email", str(exc)) from None
+        problems["email"] = (str(exc), {})
     if passwords.too_long(data.password):
-        raise RegistrationError(
-            "password", f"password must have at most {passwords.max_length} characters"
+        problems["password"] = (
+            "password must have at most %(n)d characters",
+            {"n": passwords.max_length},
         )
-    try:
-        passwords.check_policy(
-            data.password, context=(name, id_number, (phone or "")[3:], (email or "").split("@")[0])
-        )
-    except PasswordPolicyError as exc:
-        raise RegistrationError("password", str(exc)) from None
+    else:
+        try:
+            passwords.check_policy(
+                data.password,
+                context=(name, id_number or "", (phone or "")[3:], (email or "").split("@")[0]),
+            )
+        except PasswordPolicyError as exc:
+            problems["password"] = (exc.message, exc.params)
 
-    id_digest = vault.digest(id_number)
     contested = False
-    holder = session.scalar(select(User.id).where(User.id_number_digest == id_digest))
+    id_digest = vault.digest(id_number) if id_number else ""
+    holder = (
+        session.scalar(select(User.id).where(User.id_number_digest == id_digest))
+        if id_number
+        else None
+    )
     if holder is not None:
         if id_holder_verified(session, holder):
-            raise RegistrationError("id_number", "an account with this ID number already exists")
+            problems["id_number"] = ("an account with this ID number already exists", {})
         contested = True  # held below L3: claimed here, settled by an L3+ verification
     if phone and confirmed_holder(session, "phone", phone):
-        raise RegistrationError("phone", "an account with this phone number already exists")
+        problems["phone"] = ("an account with this phone number already exists", {})
     if email and confirmed_holder(session, "email", email):
-        raise RegistrationError("email", "an account with this e-mail address already exists")
+        problems["email"] = ("an account with this e-mail address already exists", {})
+    if problems:
+        raise RegistrationError(problems)
+    assert id_number is not None
     new_id_value = new_id()
     for kind, value in (("phone", phone), ("email", email)):
         if value:

@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -16,10 +17,12 @@ from idp.blueprints.responses import error_page, safe_next, see_other
 from idp.interaction import account_view
 from idp.interaction.sessions import ACR_MFA, ACR_PASSWORD, ACR_PHISHING_RESISTANT
 from idp.interaction.web import current_sso, current_user_row
+from idp.messages import N_
 
 bp = Blueprint("account", __name__)
 
 LOCALES = ("zh_CN", "en")
+DISPLAY_MODES = ("elder", "standard")
 BEIJING = ZoneInfo("Asia/Shanghai")
 
 
@@ -75,11 +78,24 @@ def end_other_sessions() -> Response:
 
 @bp.route("/locale/<lang>", methods=["POST"])
 def set_locale(lang: str) -> Response:
+    """The page language, remembered by this browser."""
+    return _remember("yitong_lang", lang if lang in LOCALES else None)
+
+
+@bp.route("/display/<mode>", methods=["POST"])
+def set_display(mode: str) -> Response:
+    """Elder-friendly mode (适老化: larger text, higher contrast, one column) or the standard
+    pages, remembered by this browser; every page offers the switch (base.html)."""
+    return _remember("yitong_display", mode if mode in DISPLAY_MODES else None)
+
+
+def _remember(cookie: str, value: str | None) -> Response:
+    """Back to the same page (``next``, same site only) with a year-long preference cookie."""
     resp = redirect(safe_next(request.form.get("next"), "/"), code=303)
-    if lang in LOCALES:
+    if value is not None:
         resp.set_cookie(
-            "yitong_lang",
-            lang,
+            cookie,
+            value,
             max_age=31536000,
             samesite="Lax",
             httponly=True,
@@ -115,3 +131,59 @@ def _beijing_filter(value: dt.datetime | None) -> str:
 @bp.app_template_filter("yt_json")
 def _json_filter(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+#: What people read for the audit actions of their own activity (idp/audit.py names).
+ACTIVITY: dict[str, str] = {
+    "login.success": N_("Signed in"),
+    "login.failure": N_("Failed sign-in"),
+    "login.unlock": N_("Account unlocked"),
+    "user.register": N_("Account created"),
+    "user.password_change": N_("Password changed"),
+    "user.password_reset": N_("Password reset"),
+    "user.unlock": N_("Account unlocked"),
+    "user.name_change": N_("Name corrected"),
+    "user.phone_change": N_("Mobile number changed"),
+    "user.email_confirm": N_("E-mail address confirmed"),
+    "user.email_link_sent": N_("Confirmation link sent"),
+    "user.data_export": N_("Copy of your data downloaded"),
+    "user.close_request": N_("Closing of the account requested"),
+    "user.close_cancel": N_("Closing of the account cancelled"),
+    "user.contact_released": N_("Unconfirmed contact detail removed"),
+    "consent.grant": N_("Consent given to a service"),
+    "consent.withdraw": N_("Consent withdrawn"),
+    "session.end_other": N_("Another session ended"),
+    "mfa.totp.enrol": N_("Authenticator app set up"),
+    "mfa.totp.remove": N_("Authenticator app removed"),
+    "mfa.webauthn.add": N_("Security key or passkey added"),
+    "mfa.webauthn.remove": N_("Security key or passkey removed"),
+    "mfa.webauthn.use": N_("Security key or passkey used"),
+    "mfa.recovery.generate": N_("New recovery codes made"),
+    "mfa.failure": N_("Wrong second-factor code"),
+    "mfa.sms_sent": N_("Sign-in code sent by SMS"),
+}
+#: Sign-in methods (RFC 8176 ``amr`` values) and identity-verification methods, in words.
+METHODS: dict[str, str] = {
+    "pwd": N_("password"),
+    "otp": N_("authenticator app"),
+    "sms": N_("SMS code"),
+    "hwk": N_("security key"),
+    "swk": N_("passkey"),
+    "user": N_("with PIN or fingerprint"),
+    "fed": N_("another identity provider"),
+    "self-declared": N_("declared by yourself"),
+}
+
+
+@bp.app_template_filter("yt_activity")
+def _activity_filter(action: str) -> str:
+    """An audit action in words (an action without a label: "other activity")."""
+    return str(_(ACTIVITY[action]) if action in ACTIVITY else _("Other account activity"))
+
+
+@bp.app_template_filter("yt_methods")
+def _methods_filter(methods: Any) -> str:
+    """Sign-in (``amr``) or verification methods in words; ``mfa`` (implied) is left out."""
+    values = [methods] if isinstance(methods, str) else list(methods or ())
+    words = [_(METHODS[m]) if m in METHODS else _("other method") for m in values if m != "mfa"]
+    return ("、" if str(get_locale()) == "zh_CN" else ", ").join(words)

@@ -91,7 +91,7 @@ def cancel(ix: str) -> Response:
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:
-        return error_page(exc.message, 400, exc.error)
+        return error_page(None, 400, exc.error, detail=exc.message)
     except OAuth2Error as error:
         ctx = error.context
     return redirect_error(ctx, AccessDeniedError("the user declined"))
@@ -290,7 +290,15 @@ def finish_login(
 # ------------------------------------------------------------------ registration
 @bp.route("/register", methods=["GET"])
 def register() -> str:
-    return render_template("register.html", errors={}, values={}, ix=request.args.get("ix", ""))
+    return _register_page(errors={}, values={}, ix=request.args.get("ix", ""))
+
+
+def _register_page(*, errors: dict[str, str], values: dict[str, str], ix: str) -> str:
+    """The form with the password rule the server applies (the policy, no second factor yet)."""
+    minimum = context.services().passwords.min_length
+    return render_template(
+        "register.html", errors=errors, values=values, ix=ix[:MAX_IX], minimum=minimum
+    )
 
 
 @bp.route("/register", methods=["POST"])
@@ -300,8 +308,6 @@ def register_post() -> Response:
     form = request.form
     values = {k: form.get(k, "") for k in ("name", "id_number", "phone", "email")}
     password = form.get("password", "")
-    if password != form.get("password_confirm", ""):
-        return _register_failed(values, {"password_confirm": _("The passwords do not match.")})
     try:
         user = register_citizen(
             db_session,
@@ -316,9 +322,16 @@ def register_post() -> Response:
             passwords=services.passwords,
             ip=context.client_ip(),
         )
+        problems = {}
     except RegistrationError as exc:
         db_session.rollback()
-        return _register_failed(values, {exc.field: _(exc.message)})
+        problems = {field: _(msg, **params) for field, (msg, params) in exc.problems.items()}
+    if password != form.get("password_confirm", ""):
+        problems["password_confirm"] = _("The passwords do not match.")
+    if problems:
+        db_session.rollback()
+        body = _register_page(errors=problems, values=values, ix=form.get("ix", ""))
+        return make_response(body, 400)
     db_session.commit()
     ix = form.get("ix", "")[:MAX_IX]
     # Confirm the contact points now (issue 15 item 2): a code to the phone, a link to the
@@ -329,15 +342,6 @@ def register_post() -> Response:
         send_email_link(user, user.email)
     target = url_for("rights.confirm_contacts", ix=ix or None)
     return finish_login(user, amr=["pwd"], ix=ix, target=target)
-
-
-def _register_failed(values: dict[str, str], errors: dict[str, str]) -> Response:
-    values = dict(values)
-    values.pop("id_number", None)  # never echo a full ID number back into the page
-    body = render_template(
-        "register.html", errors=errors, values=values, ix=request.form.get("ix", "")
-    )
-    return make_response(body, 400)
 
 
 # ------------------------------------------------------------------ consent

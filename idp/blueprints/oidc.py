@@ -107,7 +107,7 @@ def process_authorization(
     try:
         ctx = validate_request(multi)
     except authz.PageError as exc:
-        return error_page(exc.message, 400, exc.error)
+        return error_page(None, 400, exc.error, detail=exc.message)
     except OAuth2Error as error:
         return redirect_error(error.context, error)
     assert ctx.client is not None

@@ -15,10 +15,12 @@ from urllib.parse import urlencode, urlsplit
 
 import flask
 from flask import jsonify, make_response, redirect, render_template, request
+from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from idp import context
 from idp.errors import OAuth2Error
+from idp.messages import GENERAL, explain
 from idp.oauth import authorize as authz
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,34 @@ def redirect_error(ctx: authz.AuthorizationContext, error: OAuth2Error) -> Respo
     return redirect_params(ctx, params)
 
 
-def error_page(message: str, status: int = 400, error: str | None = "invalid_request") -> Response:
-    """A page for a person (``message`` already translated); ``error`` is the RFC code."""
-    resp = make_response(render_template("error.html", message=message, error=error), status)
+def error_page(
+    message: str | None = None,
+    status: int = 400,
+    error: str | None = "invalid_request",
+    *,
+    detail: str | None = None,
+) -> Response:
+    """A page for a person: what happened and what to do, in the page's language.
+
+    ``message`` (already translated) says what happened; without it the page explains
+    ``error`` (an RFC code, or ``csrf``) or else ``status`` in plain words
+    (:data:`idp.messages.PAGE_ERRORS`).  ``detail``, the developer's English (an
+    ``error_description``), never reaches the page: it is logged under the request's
+    reference number, which the page shows for the help desk.
+    """
+    rid = context.request_id()
+    if detail is not None:
+        log.info("error page %s %s [request %s]: %s", status, error, rid, detail)
+    explanation = explain(error, status)
+    body = render_template(
+        "error.html",
+        title=_(explanation.title if message is None else GENERAL.title),
+        what=message if message is not None else _(explanation.what),
+        todo=_(explanation.todo),
+        error=error,
+        request_id=rid,
+    )
+    resp = make_response(body, status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -130,18 +130,6 @@ def unlock(user: str) -> None:
     out(f"unlocked {account.id}")
 
 
-@users.command("close-due")
-@click.option("--json", "as_json", is_flag=True)
-def close_due(as_json: bool) -> None:
-    """Complete the closings (注销) whose cooling-off period has passed (run it from cron).
-
-    Each closed account's personal data is erased; its row and the audit trail stay.
-    """
-    with open_services() as services:
-        closed = complete_due_closings(services)
-    emit({"closed": closed}, as_json, [f"closed {len(closed)} account(s)", *closed])
-
-
 def _person_command(action: str, user: str) -> dict[str, Any]:
     """Run a people action of the admin service layer as the operator, for USER."""
     with open_services() as services:
@@ -201,3 +189,15 @@ def users_reset_password(user: str, as_json: bool) -> None:
     result = _person_command("reset-password", user)
     data = {"id": result["id"], "password": result["password"]}
     emit(data, as_json, [f"new password for {data['id']} (shown only now): {data['password']}"])
+
+
+@users.command("close-due")
+@click.option("--json", "as_json", is_flag=True)
+def close_due(as_json: bool) -> None:
+    """Complete the closings (注销) whose cooling-off period has passed (run it from cron).
+
+    Each closed account's personal data is erased; its row and the audit trail stay.
+    """
+    with open_services() as services:
+        closed = complete_due_closings(services)
+    emit({"closed": closed}, as_json, [f"closed {len(closed)} account(s)", *closed])

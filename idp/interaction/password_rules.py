@@ -77,8 +77,6 @@ class PolicyPasswords(Passwords):
     def check_policy(
         self, password: str, *, context: tuple[str, ...] = (), min_length: int | None = None
     ) -> None:
-        from flask_babel import gettext as _
-
         words = tuple(self.policies.get_list("password.context_words"))
         super().check_policy(password, context=context, min_length=min_length)
         folded = normalize(password).casefold()
@@ -86,9 +84,9 @@ class PolicyPasswords(Passwords):
             w = word.casefold().strip()
             if len(w) >= 2 and w in folded:
                 raise PasswordPolicyError(
-                    _("password must not contain the name of a department, place or this service")
+                    "password must not contain the name of a department, place or this service"
                 )
         if self.policies.get_bool("password.check_breached") and is_breached(normalize(password)):
             raise PasswordPolicyError(
-                _("this password appeared in a data breach elsewhere; choose another")
+                "this password appeared in a data breach elsewhere; choose another"
             )

@@ -385,7 +385,7 @@ def new_password_refused(
             context=(user.name, (user.phone or "")[3:], (user.email or "").split("@")[0]),
         )
     except PasswordPolicyError as exc:
-        return Refused(_(str(exc)), 400)
+        return Refused(_(exc.message, **exc.params), 400)
     return None
 
 

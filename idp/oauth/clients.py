@@ -538,15 +538,22 @@ _DUMMY_DIGEST = "0" * 64
 
 def secret_digest_matches(row: Client | None, presented: str) -> bool:
     """Whether ``presented`` (a SHA-256 hex digest) is the client's secret, or its previous one
-    within the grace period after a rotation (issue 11).  Both comparisons run whether or not
-    the client exists or has a previous secret: the same work, the same time (checklist 32)."""
+    within the grace period after a rotation (issue 11).  One constant-time comparison whether
+    or not the client exists (checklist 32); a second one only for a client in a grace period."""
     stored = row.secret_digest if row is not None else None
-    previous = row.previous_secret_digest if row is not None else None
-    until = row.previous_secret_expires_at if row is not None else None
-    current_ok = hmac.compare_digest(stored or _DUMMY_DIGEST, presented) and stored is not None
-    previous_ok = hmac.compare_digest(previous or _DUMMY_DIGEST, presented)
-    in_grace = previous is not None and until is not None and utcnow() < until
-    return current_ok or (previous_ok and in_grace)
+    if hmac.compare_digest(stored or _DUMMY_DIGEST, presented) and stored is not None:
+        return True
+    return previous_secret_matches(row, presented)
+
+
+def previous_secret_matches(row: Client | None, presented: str) -> bool:
+    """The previous secret, while its grace period after a rotation lasts."""
+    if row is None or row.previous_secret_digest is None:
+        return False
+    until = row.previous_secret_expires_at
+    if until is None or utcnow() >= until:
+        return False
+    return hmac.compare_digest(row.previous_secret_digest, presented)
 
 
 class OAuthClient:

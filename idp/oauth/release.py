@@ -136,7 +136,9 @@ def release_labels(
     seen: set[str] = set()
     for scope in scopes:
         for claim in SCOPE_CLAIMS.get(scope, ()):
-            if claim == "sub" or claim in seen or (allowed is not None and claim not in allowed):
+            if claim in ("sub", "authority") or claim in seen:
+                continue  # the company acted for is listed below, by name
+            if allowed is not None and claim not in allowed:
                 continue
             seen.add(claim)
             zh, en = CLAIM_LABELS.get(claim, (claim, claim))

@@ -1,8 +1,24 @@
 /* WebAuthn for Yitong: registration (account page), second factor and passkey login.
    Buttons carry data-webauthn="register|authenticate|passkey", data-options, data-verify,
-   data-csrf (sent as X-CSRFToken), and optionally data-ix / data-mode. */
+   data-csrf (sent as X-CSRFToken), and optionally data-ix / data-mode.
+   Every message a person reads is translated by the page (#yt-messages in base.html, or the
+   server's "message"); a browser's own DOMException text is never shown. */
 (function () {
   "use strict";
+  var MESSAGES = null;
+  function msg(key) {  // read when first needed: #yt-messages comes after this script
+    if (MESSAGES === null) {
+      try { MESSAGES = JSON.parse(document.getElementById("yt-messages").textContent); } catch (e) { MESSAGES = {}; }
+    }
+    return MESSAGES[key] || MESSAGES.failed || key;
+  }
+  // DOMException names of the WebAuthn API (https://www.w3.org/TR/webauthn-2/) -> message keys.
+  var BROWSER_ERRORS = {
+    NotAllowedError: "cancelled", AbortError: "cancelled", TimeoutError: "cancelled",
+    InvalidStateError: "known", SecurityError: "insecure", NotSupportedError: "notsupported",
+    ConstraintError: "notsupported", NetworkError: "network", TypeError: "network"
+  };
+  function ServerMessage(text) { this.text = text; }
   function toBuf(s) {
     s = s.replace(/-/g, "+").replace(/_/g, "/");
     while (s.length % 4) { s += "="; }
@@ -33,14 +49,14 @@
     var kind = btn.getAttribute("data-webauthn");
     var csrf = btn.getAttribute("data-csrf");
     var extra = {ix: btn.getAttribute("data-ix") || "", mode: btn.getAttribute("data-mode") || ""};
-    if (!window.PublicKeyCredential) { status("This browser does not support security keys or passkeys.", true); return; }
-    status("…", false);
+    if (!window.PublicKeyCredential) { status(msg("unsupported"), true); return; }
+    status(msg("waiting"), false);
     post(btn.getAttribute("data-options"), extra, csrf).then(function (res) {
       if (res.status !== 200) {
         if (res.status === 403 && res.body.error === "access_denied" && btn.getAttribute("data-reauth")) {
           window.location = btn.getAttribute("data-reauth"); return null;
         }
-        throw new Error(res.body.message || "error");
+        throw new ServerMessage(res.body.message || msg("failed"));
       }
       var o = res.body;
       o.challenge = toBuf(o.challenge);
@@ -79,12 +95,15 @@
     }).then(function (res) {
       if (!res) { return; }
       if (res.status === 200 && res.body.ok) {
-        status("OK", false);
+        status(msg("done"), false);
         if (res.body.redirect) { window.location = res.body.redirect; }
       } else {
-        status(res.body.message || "error", true);
+        status(res.body.message || msg("failed"), true);
       }
-    }).catch(function (err) { status(String(err && err.message || err), true); });
+    }).catch(function (err) {
+      if (err instanceof ServerMessage) { status(err.text, true); return; }
+      status(msg(BROWSER_ERRORS[err && err.name] || "failed"), true);
+    });
   }
   var buttons = document.querySelectorAll("[data-webauthn]");
   for (var i = 0; i < buttons.length; i++) {

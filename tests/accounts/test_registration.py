@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from idp.storage.models import User
 from tests.helpers import IDS, PASSWORD, Citizen, csrf_token
+from tests.interaction.mfa_kit import set_policy
 
 
 def register(client, lang="en", **fields):
@@ -76,8 +77,45 @@ def test_invalid_registration_shows_clear_message_on_form(client, fields, field,
     html = resp.get_data(as_text=True)
     assert f'data-field="{field}"' in html
     assert message in html
-    # The ID number typed is never echoed back into the page.
-    assert IDS["resident_ids"][5] not in html
+    # What was typed stays in the form (issue 15 item 6), passwords excepted.
+    typed = fields.get("id_number", IDS["resident_ids"][5])
+    assert f'value="{typed}"' in html
+    assert PASSWORD not in html and 'value="short"' not in html
+
+
+def test_every_error_is_shown_at_once_beside_its_field(client):
+    """Issue 15 item 6: one submission names every wrong field; nothing typed is lost."""
+    resp = register(
+        client,
+        lang="zh_CN",
+        name="",
+        id_number="210202197806263287",
+        phone="12345",
+        email="not-an-email",
+        password="short",
+        password_confirm="other",
+    )
+    assert resp.status_code == 400
+    html = resp.get_data(as_text=True)
+    for field in ("name", "id_number", "phone", "email", "password", "password_confirm"):
+        assert f'data-field="{field}"' in html, field
+        assert f'aria-describedby="{field}-error' in html, field
+    assert "居民身份证号码校验位不正确" in html and "密码至少需要 15 个字符" in html
+    assert 'value="210202197806263287"' in html and 'value="not-an-email"' in html
+    assert 'value="short"' not in html and 'value="other"' not in html
+    assert 'id="error-summary"' in html
+
+
+def test_the_rule_shown_is_the_rule_enforced(client, app):
+    """One source (the password.min_length policy) for the page and the server."""
+    set_policy(app, "password.min_length", 20)
+    html = client.get("/register").get_data(as_text=True)
+    assert "20" in html.split('id="password-rule"')[1].split("</p>")[0]
+    refused = register(client, password="correct horse battery", password_confirm="x")
+    assert "correct horse battery" not in refused.get_data(as_text=True)
+    nineteen = "abcdefghij klmnopqr"
+    refused = register(client, password=nineteen, password_confirm=nineteen)
+    assert refused.status_code == 400 and "at least 20" in refused.get_data(as_text=True)
 
 
 def test_errors_are_shown_in_chinese_by_default(client):
@@ -122,7 +160,7 @@ def test_overlong_password_refused_without_hashing(client):
 def test_missing_csrf_token_gives_400_page(client):
     resp = client.post("/register", data={"name": "x", "id_number": IDS["resident_ids"][0]})
     assert resp.status_code == 400
-    assert "CSRF" in resp.get_data(as_text=True)
+    assert 'id="error-code">csrf<' in resp.get_data(as_text=True)
     resp = client.post("/login", data={"login": "a", "password": "b"})
     assert resp.status_code == 400
 

@@ -97,6 +97,7 @@ def _actions(w: dict[str, Any]) -> list[tuple[str, dict[str, str], tuple[str, ..
             (f"/admin/people/{person}/{a}", {"reason": "called in"}, (SEC, HELP))
             for a in ("unlock", "disable", "enable", "end-sessions", "reset-mfa")
         ],
+        (f"/admin/people/{person}/verify", {"level": "L5", "method": "counter"}, (SEC, HELP)),
         ("/admin/companies/nothing/status", {"status": "suspended"}, (SEC,)),
         ("/admin/companies/nothing/mandates", {"user": person, "role": "x", "until": "2030-01-01"}, (DEP,)),
         (f"/admin/companies/nothing/mandates/{person}/revoke", {}, (DEP,)),
@@ -190,6 +191,8 @@ def _api_roles() -> dict[tuple[str, str], tuple[str, ...]]:
             table[key] = (SEC, DEP)
         elif path.startswith("/clients") or path.startswith("/departments"):
             table[key] = CLIENT_READERS if method == "get" else (SEC, CLI, DEP)
+        elif path.startswith("/people") and path.endswith("/verify"):
+            table[key] = (SEC, HELP, DEP)
         elif path.startswith("/people"):
             table[key] = people
         elif path == "/companies":
@@ -200,6 +203,8 @@ def _api_roles() -> dict[tuple[str, str], tuple[str, ...]]:
             table[key] = (DEP,)
         elif path.startswith("/audit"):
             table[key] = (SEC, AUD)
+        elif path == "/bridge/systems":
+            table[key] = (CLI,)
         elif path == "/cas/services":
             table[key] = (CLI,) if method == "get" else (SEC,)
         elif path == "/dashboard":

@@ -17,7 +17,7 @@ from flask import Flask
 from admin.openapi import OPERATIONS
 from tests.helpers import admin_token, bearer
 
-#: Examples per operation (47 operations: about a minute in all).
+#: Examples per operation (48 operations: about a minute in all).
 EXAMPLES_PER_OPERATION = 6
 
 

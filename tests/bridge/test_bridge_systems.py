@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from idp.bridge.protocol import find_system
 from idp.bridge.registry import BridgeSystemError, BridgeSystemSpec, check_spec, system_secret
+from idp.errors import BridgeUnknownSystemError
 from idp.storage.models import AuditEvent, Client
 from tests.helpers import TEST_KEK, admin_token, bearer
 
@@ -84,10 +85,28 @@ def test_cli_add_and_list_and_admin_api(
         actions = list(session.scalars(select(AuditEvent.action)))
     assert "bridge.system.create" in actions
 
+    # A system is a client row: the clients commands rotate its secret (the HMAC key with it)
+    # and disable it (then it is unknown to the bridge).
+    rotated = runner.invoke(
+        main, ["clients", "rotate-secret", data["system_id"], "--grace", "0", "--json"]
+    )
+    assert rotated.exit_code == 0, rotated.output
+    new_secret = json.loads(rotated.stdout)["client_secret"]
+    with services.db.session() as session:
+        stored = session.get(Client, data["system_id"])
+        assert stored is not None
+        assert system_secret(stored, services.kek) == new_secret.encode()
+    disabled = runner.invoke(main, ["clients", "disable", data["system_id"]])
+    assert disabled.exit_code == 0, disabled.output
+    with services.db.session() as session, pytest.raises(BridgeUnknownSystemError):
+        find_system(session, data["system_id"])
+
     token, _ = admin_token(app, ["client-admin"])
     seen = client.get("/admin/api/bridge/systems", headers=bearer(token))
     assert seen.status_code == 200
-    assert [s["system_id"] for s in seen.get_json()] == [data["system_id"]]
+    assert [(s["system_id"], s["status"]) for s in seen.get_json()] == [
+        (data["system_id"], "disabled")
+    ]
     assert "secret" not in json.dumps(seen.get_json())
     nobody, _ = admin_token(app, [])
     assert client.get("/admin/api/bridge/systems", headers=bearer(nobody)).status_code == 403
@@ -97,8 +116,5 @@ def test_an_oidc_client_is_not_a_bridge_system(app: Any) -> None:
     from tests.helpers import RegisteredClient
 
     rp = RegisteredClient.create(app, name="An OIDC client")
-    with app.extensions["yitong"].db.session() as session:
-        from idp.errors import BridgeUnknownSystemError
-
-        with pytest.raises(BridgeUnknownSystemError):
-            find_system(session, rp.client_id)
+    with app.extensions["yitong"].db.session() as session, pytest.raises(BridgeUnknownSystemError):
+        find_system(session, rp.client_id)

@@ -168,6 +168,52 @@ def test_sign_in_at_portal_then_service_without_password(browser: Any, live_demo
     _wait(browser, _present("#signed-in"), "the service signed in again", live_demo)
     assert browser.find_element(By.ID, "sub").text == portal_sub
 
+    _qr_login_with_the_simulated_app(browser, live_demo, portal_sub)
+
+
+def _qr_login_with_the_simulated_app(browser: Any, demo: LiveDemo, sub: str) -> None:
+    """QR login (issue 13): Chromium, signed in at the portal, plays the government app
+    (``/app``); a second, scripted browser shows the service's login page with the QR code
+    and takes the session once the app approved."""
+    import re
+
+    import requests
+    from selenium.webdriver.common.by import By
+
+    desk = requests.Session()
+    page = desk.get(demo.state.service.url + "/login", timeout=10)
+    assert page.url.startswith(demo.layout.idp_url + "/login"), page.url
+    link = re.search(r'href="([^"]+)" id="qr-link"', page.text)
+    number = re.search(r'id="qr-number">(\d+)<', page.text)
+    qr_id = re.search(r'name="qr_id" value="([^"]+)"', page.text)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    ix = re.search(r'name="ix" value="([^"]*)"', page.text)
+    assert link and number and qr_id and csrf and ix, "no QR code on the login page"
+
+    browser.get(demo.state.portal.url + "/app")
+    _wait(browser, _present("#qr-link"), "the simulated app", demo).send_keys(link.group(1))
+    browser.find_element(By.ID, "scan").click()
+    _wait(browser, _present("#app-number"), "the app's approval screen", demo)
+    assert browser.find_element(By.ID, "app-number").text == number.group(1)
+    assert browser.find_element(By.ID, "app-warning").text
+    browser.find_element(By.ID, "approve").click()
+    assert _wait(browser, _present("#app-result"), "the app's answer", demo).text == "approved"
+
+    status = desk.get(f"{demo.layout.idp_url}/qr/status/{qr_id.group(1)}", timeout=10).json()
+    assert status["status"] == "approved"
+    done = desk.post(
+        demo.layout.idp_url + "/qr/complete",
+        data={
+            "csrf_token": csrf.group(1),
+            "ix": ix.group(1).replace("&amp;", "&"),
+            "qr_id": qr_id.group(1),
+        },
+        timeout=10,
+    )
+    # on to the service, signed in as the person who approved in the app
+    assert done.url.startswith(demo.state.service.url), done.url
+    assert f'id="sub">{sub}<' in done.text
+
 
 def test_logout_at_service_signs_out_of_portal(browser: Any, live_demo: LiveDemo) -> None:
     if "end_session_endpoint" not in live_demo.discovery():
@@ -204,3 +250,65 @@ def test_logout_at_service_signs_out_of_portal(browser: Any, live_demo: LiveDemo
     # And the IdP's SSO session too: signing in at the portal asks for the password again.
     browser.find_element(By.ID, "login-link").click()
     _wait(browser, _present("#login-form"), "the IdP login page", live_demo)
+
+
+def test_legal_person_login_at_the_service(browser: Any, live_demo: LiveDemo) -> None:
+    """法人登录 in Chromium (issue 10): the agent names the demo company by its credit code,
+    signs in with their own account and arrives at the service acting for the company."""
+    from selenium.webdriver.common.by import By
+
+    company = live_demo.state.company
+    assert company is not None
+    reset_browser(browser)
+    browser.get(live_demo.state.service.url + "/")
+    _wait(browser, _present("#login-link"), "the service's sign-in link", live_demo).click()
+    _wait(browser, _present("#login-form"), "the IdP login page", live_demo)
+    assert browser.find_element(By.ID, "mode-person").text == "个人登录"
+    entry = browser.find_element(By.ID, "mode-entity")
+    assert entry.text == "法人登录"
+    entry.click()
+    _wait(browser, _present("#entity-login-form"), "the legal-person login", live_demo)
+    assert not browser.find_elements(By.ID, "login-form")  # one entry at a time
+
+    def submit(code: str) -> None:
+        for field, value in (
+            ("credit_code", code),
+            ("entity-login", company.agent.login["email"]),
+            ("entity-password", company.agent.password),
+        ):
+            element = browser.find_element(By.ID, field)
+            element.clear()
+            element.send_keys(value)
+        browser.find_element(By.ID, "entity-submit").click()
+
+    # A company the agent holds no mandate from: refused on the same page, no session.
+    submit("91210202T1KLDHN475")
+    error = _wait(browser, _present("#login-error"), "the refusal", live_demo)
+    assert "法定代表人" in error.text
+    assert browser.find_elements(By.ID, "entity-login-form")
+    # The demo company: in, acting for it (consent first: the service is not first-party).
+    submit(company.credit_code)
+
+    def arrived(driver: Any) -> str | bool:
+        if driver.find_elements(By.ID, "approve"):
+            return "consent"
+        if driver.current_url.startswith(live_demo.state.service.url) and driver.find_elements(
+            By.ID, "signed-in"
+        ):
+            return "service"
+        return False
+
+    if _wait(browser, arrived, "the consent page or the service", live_demo) == "consent":
+        released = browser.find_element(By.CSS_SELECTOR, '#released [data-claim="authority"]')
+        assert company.name in released.text
+        browser.find_element(By.ID, "approve").click()
+        _wait(browser, _present("#signed-in"), "the service signed in", live_demo)
+    authority = json.loads(
+        browser.find_element(By.CSS_SELECTOR, '#id-claims td[data-claim="authority"]').text
+    )
+    assert authority["applies_to"] == {
+        "registration_number": company.credit_code,
+        "name": company.name,
+    }
+    assert authority["permission"]["role"] == company.role
+    assert browser.find_element(By.ID, "sub").text  # the person is the subject

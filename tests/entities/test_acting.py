@@ -247,3 +247,39 @@ def test_account_page_accepts_and_ends_mandates(app: Flask, client: Any, entity_
         f"/account/mandates/{mid}", data={"csrf_token": csrf_token(s_html), "action": "end"}
     )
     assert refused.status_code == 403
+
+
+def test_token_exchange_keeps_authority_and_dies_with_the_mandate(app: Flask, client: Any) -> None:
+    """RFC 8693 (issue 10 item 4) for a person acting for a company: the exchanged token
+    carries the authority and stops when the mandate ends."""
+    from idp.oauth.clients import TOKEN_EXCHANGE
+
+    api = "https://api.tax.gov.example/"
+    rp = RegisteredClient.create(
+        app,
+        name="Tax portal",
+        scopes=["openid", "profile", "entity", "offline_access"],
+        grant_types=["authorization_code", "refresh_token", TOKEN_EXCHANGE],
+        resources=[api],
+    )
+    entity, rep, _code = company(app)
+    agent = person(app)
+    mid = mandate(app, entity.id, rep.id, agent.id)
+    body = tokens(client, rp, agent, f"{entity.id}:{mid}")
+    data = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": body["access_token"],
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "resource": api,
+        "scope": "profile entity",
+    }
+    got = kit.post(client, "/token", rp, data)
+    assert got.status_code == 200, got.get_json()
+    exchanged = got.get_json()["access_token"]
+    seen = kit.introspect(client, rp, exchanged).get_json()
+    assert seen["active"] is True and seen["act"]["sub"] == rp.client_id
+    assert seen["authority"]["applies_to"]["name"] == entity.name
+    services = app.extensions["yitong"]
+    with app.app_context(), services.db.session() as session:
+        revoke_mandate(session, services, entity.id, agent.email, "test")
+    assert kit.introspect(client, rp, exchanged).get_json() == {"active": False}

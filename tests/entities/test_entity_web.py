@@ -313,3 +313,24 @@ def test_representative_registers_the_company_on_the_web(app: Flask, entity_rp: 
     assert record["name"] in html and 'id="represented"' in html
     again = register(record["credit_code"])  # already registered
     assert again.status_code == 400
+
+
+def test_checklist_105_company_forms_need_the_csrf_token(app: Flask, entity_rp: Any) -> None:
+    """Checklist 105: cross-origin POSTs without a CSRF token to the legal-person login, the
+    company registration and the mandate grant are refused and change nothing."""
+    entity, rep, code = company(app)
+    http = _signed_in(app, entity_rp, rep)
+    evil = {"Origin": "https://evil.example"}
+    attempts = [
+        ("/login/entity", {"credit_code": code, "login": rep.email, "password": rep.password}),
+        ("/account/companies", {"credit_code": ACTIVE[2]["credit_code"]}),
+        (
+            f"/account/companies/{entity.id}/mandates",
+            {"agent": person(app).email, "role": "agent", "until": "2099-01-01"},
+        ),
+    ]
+    for path, form in attempts:
+        resp = http.post(path, data=form, headers=evil)
+        assert resp.status_code in (400, 403), (path, resp.status_code)
+    with app.extensions["yitong"].db.session() as session:
+        assert session.scalars(select(Mandate).where(Mandate.entity_id == entity.id)).all() == []

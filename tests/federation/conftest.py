@@ -44,11 +44,13 @@ class Bound:
         self.thread: threading.Thread | None = None
 
     def serve(self, app: Flask) -> None:
+        """Serve ``app`` (the first call starts the thread; later ones swap the app)."""
         self._holder["app"] = app
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            )
+            self.thread.start()
         deadline = time.monotonic() + 10
         while True:  # readiness: the health probe answers
             try:
@@ -103,13 +105,25 @@ class National:
         return requests.Session(), requests.Session()
 
 
-@pytest.fixture
-def national(make_app: Any, upstream_db: str, tmp_path: Path) -> Iterator[National]:
+@dataclass(frozen=True)
+class Servers:
+    up: Bound
+    here: Bound
+    upstream: Flask
+    rp: RegisteredClient
+
+
+@pytest.fixture(scope="module")
+def national_servers(
+    upstream_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Servers]:
+    """The national platform, and the address ours will have, for a whole module: each
+    test gets a fresh app of ours on that address (people differ per test upstream)."""
     from tests.conftest import _truncate
 
     _truncate(upstream_db)
     up, here = Bound(), Bound()
-    upstream = _upstream_app(upstream_db, tmp_path, up, here)
+    upstream = _upstream_app(upstream_db, tmp_path_factory.mktemp("national"), up, here)
     rp = RegisteredClient.create(
         upstream,
         name="Provincial Yitong",
@@ -121,19 +135,25 @@ def national(make_app: Any, upstream_db: str, tmp_path: Path) -> Iterator[Nation
         row = session.get(Client, rp.client_id)
         assert row is not None
         row.allowed_verified_claims = ["resident_id_number", "name"]
-    ours = make_app(
-        issuer=here.url,
-        upstream_issuer=up.url,
-        upstream_client_id=rp.client_id,
-        upstream_client_secret=rp.secret,
-        outbound_test_allowlist=(up.host,),
-    )
     up.serve(upstream)
-    here.serve(ours)
-    yield National(upstream, ours, up, here, rp)
+    yield Servers(up, here, upstream, rp)
     here.stop()
     up.stop()
     upstream.extensions["yitong"].db.dispose()
+
+
+@pytest.fixture
+def national(make_app: Any, national_servers: Servers) -> National:
+    s = national_servers
+    ours = make_app(
+        issuer=s.here.url,
+        upstream_issuer=s.up.url,
+        upstream_client_id=s.rp.client_id,
+        upstream_client_secret=s.rp.secret,
+        outbound_test_allowlist=(s.up.host,),
+    )
+    s.here.serve(ours)
+    return National(s.upstream, ours, s.up, s.here, s.rp)
 
 
 def _upstream_app(db: str, tmp_path: Path, up: Bound, here: Bound) -> Flask:

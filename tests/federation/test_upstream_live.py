@@ -5,6 +5,7 @@ over and never raised, upstream back-channel logout, state mismatch, refusal, ou
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import requests
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from idp.accounts.people import NewCitizen, register_citizen
 from idp.accounts.privacy import mask
 from idp.storage.models import AuditEvent, SsoSession, UpstreamLink, User
-from tests.federation.conftest import CALLBACK, National
+from tests.federation.conftest import CALLBACK, Bound, National
 from tests.helpers import IDS, Citizen
 from tests.oauth.test_rp_pyoidc import browse_to_code
 
@@ -187,14 +188,23 @@ def test_state_mismatch_and_missing_state_are_refused(national: National) -> Non
     assert _live_sessions(nat, local.id) == []
 
 
-def test_upstream_outage_gives_a_page_and_local_login_keeps_working(national: National) -> None:
+def test_upstream_outage_gives_a_page_and_local_login_keeps_working(
+    national: National, make_app: Any
+) -> None:
     nat = national
-    local = Citizen.create(nat.ours, index=9)
-    nat.up.stop()  # the national platform goes down
-    browser = requests.Session()
-    down = browser.get(
-        nat.here.url + "/federation/upstream/start", headers={"Accept-Language": "zh"}
+    dead = Bound()  # an address where the national platform is down
+    dead.stop()
+    ours = make_app(
+        issuer=nat.here.url,
+        upstream_issuer=dead.url,
+        upstream_client_id=nat.rp.client_id,
+        upstream_client_secret=nat.rp.secret,
+        outbound_test_allowlist=(dead.host,),
     )
+    nat.here.serve(ours)
+    local = Citizen.create(ours, index=9)
+    browser = requests.Session()
+    down = browser.get(nat.here.url + "/federation/upstream/start")
     assert down.status_code == 503
     assert "国家政务服务平台暂时无法访问" in down.text
     assert 'id="local-login"' in down.text
@@ -211,7 +221,11 @@ def test_upstream_outage_gives_a_page_and_local_login_keeps_working(national: Na
         },
         allow_redirects=False,
     )
-    assert done.status_code == 303 and len(_live_sessions(nat, local.id)) == 1
+    assert done.status_code == 303
+    with ours.extensions["yitong"].db.session() as session:
+        assert session.scalars(
+            select(SsoSession).where(SsoSession.user_id == local.id, SsoSession.ended_at.is_(None))
+        ).all()
 
 
 def test_backchannel_logout_endpoint_refuses_bad_tokens(national: National) -> None:
@@ -225,3 +239,50 @@ def test_backchannel_logout_endpoint_refuses_bad_tokens(national: National) -> N
     id_token = key.sign_jwt({"iss": nat.up.url, "aud": nat.rp.client_id, "sub": "x", "iat": 1})
     resp = requests.post(url, data={"logout_token": id_token})
     assert resp.status_code == 400
+
+
+def test_federated_login_in_the_middle_of_an_authorization_request(national: National) -> None:
+    """A relying party of ours asks for a login; the person uses the national platform
+    button on our login page; the authorization request continues (the ``ix`` survives)."""
+    from tests.helpers import RegisteredClient, pkce_pair
+
+    nat = national
+    upstream_person, local = nat.person(10)
+    rp = RegisteredClient.create(nat.ours, redirect_uris=["https://rp.gov.example/cb"])
+    _verifier, challenge = pkce_pair()
+    ours, theirs = nat.browsers()
+    authorize = ours.get(
+        nat.here.url + "/authorize",
+        params={
+            "response_type": "code",
+            "client_id": rp.client_id,
+            "redirect_uri": rp.redirect_uri,
+            "scope": "openid profile",
+            "state": "rp-state",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
+    assert 'id="upstream-login-button"' in authorize.text
+    ix = _field(authorize.text, "ix")
+    consent = _upstream_login(nat, ours, theirs, upstream_person, ix=ix)
+    linked = ours.post(
+        nat.here.url + "/federation/upstream/link",
+        data={"csrf_token": _field(consent.text, "csrf_token"), "action": "link"},
+        allow_redirects=False,
+    )
+    assert "/authorize/resume?ix=" in linked.headers["Location"]
+    page = ours.get(nat.here.url + linked.headers["Location"])  # to our consent page
+    if 'id="consent-form"' in page.text:  # our own consent for the relying party
+        page = ours.post(
+            nat.here.url + "/consent",
+            data={
+                "csrf_token": _field(page.text, "csrf_token"),
+                "ix": _field(page.text, "ix"),
+                "action": "approve",
+            },
+            allow_redirects=False,
+        )
+    assert page.headers["Location"].startswith(rp.redirect_uri)
+    assert "code=" in page.headers["Location"] and "state=rp-state" in page.headers["Location"]
+    assert len(_live_sessions(nat, local.id)) == 1

@@ -74,7 +74,7 @@ def test_the_page_lists_factors_and_recent_sign_ins(app: Flask, citizen: Any, rp
     body = page.get_data(as_text=True)
     assert 'id="totp-status">Set up.' in body
     signins = body.split('id="signins"')[1].split("</table>")[0]
-    assert "otp, pwd, mfa" in signins
+    assert "authenticator app, password" in signins  # the amr in words (issue 15 item 6)
     assert "two-step verification" in body  # this session's level, in words
 
 

@@ -346,6 +346,22 @@ def test_consent_page_lists_release_in_chinese_and_english(app, client, citizen,
             break
         resp = client.get(resp.headers["Location"])
     page = client.get(resp.headers["Location"]).get_data(as_text=True)
-    assert "姓名" in page and "(Name)" in page
-    assert "居民身份证号码（已核验）" in page and "(Resident ID number (verified))" in page
+    # In the page's language only (issue 15 item 6): no English beside the Chinese.
+    assert "姓名" in page and "(Name)" not in page
+    assert "居民身份证号码（已核验）" in page and "Resident ID number (verified)" not in page
     assert "办理养老金资格认证" in page
+
+
+def test_claim_value_unmet_omits_the_claim_and_an_empty_element(app, client, citizen, ida_rp):
+    """eKYC plan: a ``value``/``values`` filter on a claim itself; unmet leaves the claim out,
+    and an element left without claims is left out whole (never an error)."""
+    verify(app, citizen)
+    request = vc_request(claims={"name": {"value": "某某某"}, "birthdate": None})
+    idt, _ = run_flow(client, ida_rp, citizen, {"id_token": {"verified_claims": request}})
+    assert set(idt["verified_claims"]["claims"]) == {"birthdate"}
+    request = vc_request(claims={"name": {"values": ["某某某", "另一人"]}})
+    idt, _ = run_flow(client, ida_rp, citizen, {"id_token": {"verified_claims": request}})
+    assert "verified_claims" not in idt
+    request = vc_request(claims={"name": {"values": ["某某某", citizen.name]}})
+    idt, _ = run_flow(client, ida_rp, citizen, {"id_token": {"verified_claims": request}})
+    assert idt["verified_claims"]["claims"] == {"name": citizen.name}
