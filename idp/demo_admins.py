@@ -27,7 +27,7 @@ DEMO_ADMINS: tuple[dict[str, str], ...] = (
         "key": "security_admin",
         "role": "security-admin",
         "name": "李安全",
-        "id_number": "210302196312038696",  # synthetic, checksum-valid
+        "id_number": "210202199509279504",  # synthetic, checksum-valid; no company representative
         "phone": "13800138001",
         "email": "security.admin@example.cn",
     },
@@ -35,7 +35,7 @@ DEMO_ADMINS: tuple[dict[str, str], ...] = (
         "key": "department_admin",
         "role": "department-admin",
         "name": "赵部门",
-        "id_number": "210302197909279884",  # synthetic, checksum-valid
+        "id_number": "210302197409288629",  # synthetic, checksum-valid; no company representative
         "phone": "13800138002",
         "email": "social.admin@example.cn",
     },

@@ -430,7 +430,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     assert renewed["citizen"]["password"] != password
     assert renewed["agent"]["password"] != state["agent"]["password"]
     with db.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 3
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5  # + 2 admins
         assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2
         assert conn.execute(select(func.count()).select_from(Mandate)).scalar_one() == 1
     assert run("audit", "verify").exit_code == 0
