@@ -74,13 +74,13 @@ DEMO_COMPANY_CODE = "91210603A5Y2EXPB06"
 DEMO_REPRESENTATIVE = {
     "name": "张三",
     "id_number": "210302196312038696",
-    "phone": "13800138001",
+    "phone": "13800138011",
     "email": "zhang.san@example.cn",
 }
 DEMO_AGENT = {
     "name": "李四",
     "id_number": "210102200405088148",
-    "phone": "13800138002",
+    "phone": "13800138012",
     "email": "li.si@example.cn",
 }
 DEMO_MANDATE_ROLE = "finance"
