@@ -56,6 +56,7 @@ from idp.interaction.self_service import (
     unstash_sealed,
 )
 from idp.interaction.sessions import end_user_sessions
+from idp.interaction.sms_login import check_phone_code
 from idp.storage import repo
 from idp.storage.models import User, utcnow
 
@@ -267,32 +268,18 @@ def check_sms(code: str) -> Proof | Refused:
     phone = unstash_sealed(SMS_KEY, "reset-sms", "", STEP_TTL)
     if phone is None:
         return Refused(_("The page has expired. Start again."), 400)
-    services = context.services()
     user = _account_for("phone", phone)
-    context.db_session().commit()
-    gate, ip = services.login_gate, context.client_ip()
-    blocked = gate.check(user, phone, ip)
-    if blocked is not None:
-        return Refused(str(blocked), 429, retry_after=int(blocked.retry_after or 0))
-    ok = user is not None and mfa.check_code(
-        services.db,
-        services.code_secret,
-        destination=phone,
+    refused = check_phone_code(
+        phone,
+        user,
+        code,
         purpose=SMS_PURPOSE,
-        user_id=user.id,
-        code=code[:16],
+        failure_action="password_reset.failure",
+        failure_details={"step": "code", "via": "phone"},
+        clear_on_success=False,
     )
-    if not ok or user is None:
-        audit.record_now(
-            services.db,
-            "password_reset.failure",
-            actor=user.id if user else "anonymous",
-            ip=ip,
-            outcome="failure",
-            details={"step": "code", "via": "phone"},
-        )
-        return Refused(_("The code is wrong or has expired."), 401)
-    gate.cancel(user, phone, ip)
+    if refused is not None or user is None:
+        return refused or Refused(_("The code is wrong or has expired."), 401)
     session.pop(SMS_KEY, None)
     proof = Proof(user.id, "sms", secrets.token_hex(16))
     _keep(proof)

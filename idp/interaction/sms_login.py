@@ -110,14 +110,22 @@ def pending_number() -> str | None:
     return mask_phone(unstash_sealed(PHONE_KEY, "sms-login", "", STEP_TTL))
 
 
-def check_code(code: str) -> CodeProven | Refused:
-    """Step 2: the code, counted by the login gate on the number like a password."""
-    phone = unstash_sealed(PHONE_KEY, "sms-login", "", STEP_TTL)
-    if phone is None:
-        return Refused(_("The page has expired. Start again."), 400)
+def check_phone_code(
+    phone: str,
+    user: User | None,
+    code: str,
+    *,
+    purpose: str,
+    failure_action: str,
+    failure_details: dict[str, str],
+    clear_on_success: bool,
+) -> Refused | None:
+    """One check of a code sent by SMS to ``phone`` (login and password reset alike): through
+    the login gate on the number like a password, one attempt counted, the failure audited.
+    None: the code was right for ``user``.  ``clear_on_success`` clears the account's
+    counter (a login); otherwise the reserved attempt is only released (a reset step)."""
     services = context.services()
-    user = _account(phone)
-    context.db_session().commit()
+    context.db_session().commit()  # the gate commits on its own (SQLite write lock)
     gate, ip = services.login_gate, context.client_ip()
     blocked = gate.check(user, phone, ip)
     if blocked is not None:
@@ -126,21 +134,44 @@ def check_code(code: str) -> CodeProven | Refused:
         services.db,
         services.code_secret,
         destination=phone,
-        purpose=PURPOSE,
+        purpose=purpose,
         user_id=user.id,
         code=code[:16],
     )
-    gate.record(user, phone, ip, success=ok)
     if not ok or user is None:
         audit.record_now(
             services.db,
-            "login.failure",
+            failure_action,
             actor=user.id if user else "anonymous",
             ip=ip,
             outcome="failure",
-            details={"method": "sms"},
+            details=failure_details,
         )
         return Refused(_("The code is wrong or has expired."), 401)
+    if clear_on_success:
+        gate.record(user, phone, ip, success=True)
+    else:
+        gate.cancel(user, phone, ip)
+    return None
+
+
+def check_code(code: str) -> CodeProven | Refused:
+    """Step 2: the code, counted by the login gate on the number like a password."""
+    phone = unstash_sealed(PHONE_KEY, "sms-login", "", STEP_TTL)
+    if phone is None:
+        return Refused(_("The page has expired. Start again."), 400)
+    user = _account(phone)
+    refused = check_phone_code(
+        phone,
+        user,
+        code,
+        purpose=PURPOSE,
+        failure_action="login.failure",
+        failure_details={"method": "sms"},
+        clear_on_success=True,
+    )
+    if refused is not None or user is None:
+        return refused or Refused(_("The code is wrong or has expired."), 401)
     session.pop(PHONE_KEY, None)
     return CodeProven(user, int(utcnow().timestamp()))
 
