@@ -63,6 +63,16 @@ def test_console_sign_in_needs_an_admin_at_the_admin_level(app: Flask) -> None:
     assert resp.status_code == 401 and 'id="stale"' in resp.get_data(as_text=True)
 
 
+def test_policies_page_describes_each_policy_in_the_page_language(app: Flask) -> None:
+    """The policy descriptions (English in the code) are translated like the rest of the page."""
+    http, _ = console_client(app, ["security-admin"])
+    chinese = http.get("/admin/policies").get_data(as_text=True)
+    assert "管理员会话无操作多少秒后结束。" in chinese
+    assert "Seconds without activity after which an admin session ends." not in chinese
+    english = http.get("/admin/policies?ui_locales=en").get_data(as_text=True)
+    assert "Seconds without activity after which an admin session ends." in english
+
+
 def test_approval_flow_end_to_end_in_the_console(app: Flask) -> None:
     """Registered by the department, pending (no login), approved with a release policy, a
     citizen logs in, disabled: its tokens are dead."""
