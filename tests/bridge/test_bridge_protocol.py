@@ -65,7 +65,7 @@ def _post(http: FlaskClient, path: str, system: Registered, **form: str) -> Any:
 def _refusal(resp: Any) -> str:
     """The bridge error code on an error page (the browser side)."""
     html = resp.get_data(as_text=True)
-    m = re.search(r'<code id="error-code">([a-z_]+)</code>', html)
+    m = re.search(r'<code[^>]* id="error-code">([a-z_]+)</code>', html)
     assert m, (resp.status_code, html[html.find("<main") :][:600])
     return m.group(1)
 
