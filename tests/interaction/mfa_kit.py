@@ -88,8 +88,9 @@ def submit(
 ) -> Any:
     """Submit one of the challenge page's forms."""
     if action is None:
+        # The first form of the page's own (the header's display and language switches aside).
         m = re.search(r'<form method="post" action="([^"]+)" id="totp-form"', html) or re.search(
-            r'<form method="post" action="([^"]+)"', html
+            r'<form method="post" action="((?!/display/|/locale/)[^"]+)"', html
         )
         assert m
         action = m.group(1).replace("&amp;", "&")
