@@ -312,8 +312,14 @@ def test_item119_kill_one_of_two_nodes_while_people_sign_in_refresh_and_out(dril
 
     ledger, refusals = under_load(drill, kill_b, seconds=5)
     check_ledger(ledger)
-    # Only requests in flight on B when it died may have failed (their connection dropped).
-    assert len(refusals) <= 3 * 2, refusals
+    # Only requests in flight on B when it died may have lost their connection; anything else
+    # refused was refused cleanly (503 with a page or temporarily_unavailable while the
+    # survivor absorbs the load), never a 500.
+    dropped = [r for r in refusals if r.startswith("connection:")]
+    assert len(dropped) <= 3 * 2, refusals
+    assert all(
+        r.startswith("connection:") or r.endswith("503") or "Timeout" in r for r in refusals
+    ), refusals
     assert drill.recovers() < RECOVERY_SECONDS  # through the balancer, on node A alone
     assert drill.balancer_refused() == 0
     drill.audit_verify()
