@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := slapd ldap-utils chromium chromium-driver fonts-wqy-microhei softhsm2 opensc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo cluster soak test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
+.PHONY: all demo cluster soak drills test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
 
 all: test
 
@@ -63,6 +63,10 @@ demo: venv translations
 
 # Production shape on one machine (docs/deployment.md): two gunicorn nodes behind a local
 # round-robin balancer on :5000, on PostgreSQL and Redis, with the demo relying parties.
+# Fault drills (issue 12): two nodes on a private PostgreSQL and Redis; not in `make test` yet.
+drills: venv translations services
+	YITONG_TEST_DB=postgres YITONG_FAULT_DRILLS=1 $(BIN)/pytest -q -p no:cacheprovider tests/test_fault_drills.py
+
 cluster: venv translations services
 	$(BIN)/python -m examples.cluster
 
