@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+# YITONG_TEST_REDIS_PORT lets two checkouts run their suites side by side on their own servers.
+REDIS_HOST, REDIS_PORT = "127.0.0.1", int(os.environ.get("YITONG_TEST_REDIS_PORT", "6379"))
 
 
 def worker_db_index() -> int:
