@@ -4,73 +4,40 @@ signed-request helper built on the reference client (clients/yitong_bridge.py)."
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
 
 from clients.yitong_bridge import BridgeClient
 from idp.bridge.registry import BridgeSystemSpec, create_system
+from tests.services.recorder import Recorder, running
 
 
-@dataclass
-class LegacySystem:
+class LegacySystem(Recorder):
     """A department system: records what reaches its callback and its logout URL."""
 
-    callbacks: list[dict[str, str]] = field(default_factory=list)
-    logout_tokens: list[str] = field(default_factory=list)
-
-    def start(self) -> LegacySystem:
-        system = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = parse_qs(urlsplit(self.path).query)
-                system.callbacks.append({k: v[0] for k, v in query.items()})
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"legacy system")
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                system.logout_tokens.extend(parse_qs(body).get("logout_token", []))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        return self
+    def __init__(self) -> None:
+        super().__init__(body=b"legacy system")
 
     @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def callbacks(self) -> list[dict[str, str]]:
+        return [r.query for r in self.gets()]
+
+    @property
+    def logout_tokens(self) -> list[str]:
+        return self.posted("logout_token")
 
     def url(self, path: str = "/callback") -> str:
-        return f"http://{self.host}{path}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        return super().url(path)
 
 
 @pytest.fixture
 def legacy() -> Iterator[LegacySystem]:
-    system = LegacySystem().start()
-    yield system
-    system.stop()
+    with running(LegacySystem()) as system:
+        yield system
 
 
 @dataclass(frozen=True)

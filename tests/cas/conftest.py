@@ -3,86 +3,51 @@ helpers that walk our login pages with the Flask test client."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cas import CASClient
 from flask import Flask
 from flask.testing import FlaskClient
 
 from idp.cas.registry import CasServiceSpec, create_service
 from tests.helpers import csrf_token, hidden
+from tests.services.recorder import Recorded, Recorder, running
 
 
-@dataclass
-class CasServiceApp:
+class CasServiceApp(Recorder):
     """A department system speaking CAS: it validates the tickets it receives with python-cas
     (when ``server_url`` is set) and records the single-logout requests POSTed to it."""
 
-    server_url: str | None = None
-    version: int = 3
-    logins: list[tuple[Any, Any]] = field(default_factory=list)
-    logout_requests: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
+    def __init__(self, server_url: str | None = None, version: int = 3) -> None:
+        super().__init__(body=b"department system", on_get=self._validate)
+        self.server_url = server_url
+        self.version = version
+        self.logins: list[tuple[Any, Any]] = []
 
-    def start(self) -> CasServiceApp:
-        app = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                app.paths.append(self.path)
-                ticket = parse_qs(urlsplit(self.path).query).get("ticket", [None])[0]
-                if ticket and app.server_url:
-                    from cas import CASClient
-
-                    client = CASClient(
-                        version=app.version, service_url=app.url(), server_url=app.server_url
-                    )
-                    user, attributes, _pgtiou = client.verify_ticket(ticket)
-                    app.logins.append((user, attributes))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"department system")
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                app.logout_requests.extend(parse_qs(body).get("logoutRequest", []))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        return self
+    def _validate(self, seen: Recorded) -> None:
+        ticket = seen.query.get("ticket")
+        if ticket and self.server_url:
+            client = CASClient(
+                version=self.version, service_url=self.url(), server_url=self.server_url
+            )
+            user, attributes, _pgtiou = client.verify_ticket(ticket)
+            self.logins.append((user, attributes))
 
     @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def logout_requests(self) -> list[str]:
+        return self.posted("logoutRequest")
 
     def url(self, path: str = "/app/") -> str:
-        return f"http://{self.host}{path}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        return super().url(path)
 
 
 @pytest.fixture
 def cas_service_app() -> Iterator[CasServiceApp]:
-    svc = CasServiceApp().start()
-    yield svc
-    svc.stop()
+    with running(CasServiceApp()) as svc:
+        yield svc
 
 
 @pytest.fixture

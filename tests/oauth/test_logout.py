@@ -11,10 +11,8 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from jose import jwt as jose_jwt
@@ -23,61 +21,19 @@ from sqlalchemy import select
 from idp.oauth import logout as logout_mod
 from idp.storage.models import Grant, LogoutDelivery, SsoSession, Token
 from tests.helpers import ISSUER, Citizen, Flow, RegisteredClient, csrf_token, hidden, query_of
+from tests.services.recorder import Recorder
 
 
 # ------------------------------------------------------------------ a back-channel receiver
-@dataclass
-class Receiver:
+class Receiver(Recorder):
     """Local RP endpoint: records POSTed logout tokens; answers with ``status`` after ``delay``."""
 
-    status: int = 200
-    delay: float = 0.0
-    gate: threading.Event | None = None  # when set, each POST waits for it (at most 30 s)
-    tokens: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length).decode()
-                time.sleep(receiver.delay)
-                if receiver.gate is not None:
-                    receiver.gate.wait(30)
-                receiver.paths.append(self.path)
-                receiver.tokens.extend(parse_qs(body).get("logout_token", []))
-                self.send_response(receiver.status)
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-
-            def do_GET(self) -> None:
-                receiver.paths.append(self.path)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-        return self
-
     @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def tokens(self) -> list[str]:
+        return self.posted("logout_token")
 
     def url(self, path: str = "/backchannel") -> str:
-        return f"http://{self.host}{path}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        return super().url(path)
 
 
 @pytest.fixture
