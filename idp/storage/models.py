@@ -290,6 +290,9 @@ class Client(Base):
     default_acr_values: Mapped[list[Any]] = mapped_column(default=list)
     allowed_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     resources: Mapped[list[Any]] = mapped_column(default=list)
+    # RFC 8693: the resources this client may ask a token for by token exchange (none: it may
+    # exchange for none); set by operators, not by the client (idp/oauth/token_exchange.py).
+    exchange_targets: Mapped[list[Any]] = mapped_column(default=list)
     # The department that owns the client (issue 11): its admins see and change it, no others.
     department_id: Mapped[str | None] = mapped_column(
         ForeignKey("departments.id", ondelete="RESTRICT"), nullable=True, index=True
