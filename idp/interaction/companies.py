@@ -166,6 +166,7 @@ def register_from_form(
             representative=user,
             actor=user.id,
             ip=ip,
+            valid_days=services.settings.entity_verification_valid_days,
         )
     except RegistryUnavailableError:
         raise FormRefused(_("The enterprise registry is unavailable; try again later.")) from None

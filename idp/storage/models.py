@@ -752,6 +752,29 @@ class IdentityVerification(Base):
     verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class EntityVerification(Base):
+    """One proof of a company's identity (issue 10; docs/identity-assurance.md "Companies"):
+    L3 an enterprise-registry match, L5 an electronic business licence.  It counts until
+    ``expires_at`` unless ``withdrawn_at`` (re-verification found the registry disagreeing).
+    """
+
+    __tablename__ = "entity_verifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity_id: Mapped[str] = mapped_column(
+        ForeignKey("legal_entities.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(4))  # L3 | L5
+    method: Mapped[str] = mapped_column(String(16))  # registry | e-licence
+    evidence: Mapped[list[Any]] = mapped_column(default=list)  # OIDC4IDA evidence objects
+    txn: Mapped[str] = mapped_column(String(64))
+    verifier: Mapped[str] = mapped_column(String(200))
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
 # ----------------------------------------------------------------------------- audit
 class AuditEvent(Base):
     """One hash-chained audit entry; ``digest`` covers the entry and the previous digest."""
