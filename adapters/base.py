@@ -117,6 +117,10 @@ class EnterpriseRecord:
     name: str
     representative_id_number: str
     status: str = "active"
+    #: The registry's own reference for this answer and when it gave it (kept as evidence).
+    reference: str = ""
+    checked_at: str = ""
+    source: str = "enterprise-registry"
 
 
 @runtime_checkable
@@ -125,6 +129,38 @@ class EnterpriseRegistry(Protocol):
 
     def lookup(self, credit_code: str) -> EnterpriseRecord | None:
         """The registry's record, None when unknown, or raise :class:`AdapterUnavailable`."""
+        ...
+
+
+@dataclass(frozen=True)
+class LicenceCheck:
+    """What the electronic business licence service (电子营业执照) said of a presentation.
+
+    ``valid`` is its answer: the presentation is a genuine, current licence of the company
+    with ``credit_code``.  ``reference`` is the service's transaction number (evidence).
+    """
+
+    valid: bool
+    credit_code: str
+    name: str
+    source: str
+    reference: str
+    checked_at: str  # ISO 8601
+
+
+@runtime_checkable
+class BusinessLicenceVerifier(Protocol):
+    """Verifies an electronic business licence presented for a company (issue 10, level L5).
+
+    ``presentation`` is what the licence holder's app hands over (a signed licence or a
+    one-time code the national licence service redeems).  An invalid licence is an answer
+    (``valid=False``); an outage raises :class:`AdapterUnavailable`.
+    """
+
+    source: str
+
+    def check_licence(self, credit_code: str, presentation: str) -> LicenceCheck:
+        """Is ``presentation`` a valid electronic business licence of ``credit_code``?"""
         ...
 
 

@@ -16,7 +16,7 @@ from flask import Blueprint, Flask, Response, jsonify
 from admin import services
 from admin.api import caller, json_body
 from admin.auth import require_role
-from admin.identity import verify_person
+from admin.identity import verify_company, verify_person
 from idp import context
 from idp.blueprints.responses import json_error
 
@@ -35,6 +35,14 @@ def _bad_input(exc: services.AdminInputError) -> Response:
 def verify(user_id: str) -> tuple[Response, int]:
     """Body: ``{"level": "L3" | "L4" | "L5", "method", "evidence"?, "face_image"?}``."""
     result = verify_person(context.db_session(), context.services(), user_id, json_body(), caller())
+    return jsonify(result), 201
+
+
+@bp.route("/entities/<ref>/verify", methods=["POST"])
+@require_role("security-admin")
+def verify_entity(ref: str) -> tuple[Response, int]:
+    """Body: ``{"method": "registry"}`` or ``{"method": "e-licence", "presentation"}``."""
+    result = verify_company(context.db_session(), context.services(), ref, json_body(), caller())
     return jsonify(result), 201
 
 

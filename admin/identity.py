@@ -28,10 +28,20 @@ from idp.accounts.assurance import (
     record_verification,
     registry_check,
 )
+from idp.accounts.entities import (
+    EntityChangedError,
+    EntityError,
+    RegistryUnavailableError,
+    entity_summary,
+    find_entity,
+    reverify_entity,
+    verify_entity_licence,
+)
+from idp.accounts.entity_assurance import assurance_summary
 from idp.errors import TemporarilyUnavailableError
 from idp.interaction.contacts import tell_claim_released
 from idp.services import Services
-from idp.storage.models import User
+from idp.storage.models import User, utcnow
 
 FIELDS = frozenset({"level", "method", "evidence", "face_image"})
 MAX_FACE_IMAGE = 2 * 1024 * 1024  # bytes, after base64 decoding
@@ -97,3 +107,45 @@ def verify_person(
         "assurance": level_of(session, user.id),
         "released": released[0].id if released else None,
     }
+
+
+# ------------------------------------------------------------------ companies (issue 10)
+def verify_company(
+    session: Session, services: Services, ref: str, data: dict[str, Any], who: Caller
+) -> dict[str, Any]:
+    """``{"method": "registry"}`` asks the enterprise registry again (L3; a registry that no
+    longer backs the company suspends it); ``{"method": "e-licence", "presentation"}``
+    checks an electronic business licence (L5).  Security admins only: a failed
+    re-verification ends the company's mandates and sessions."""
+    who.require("security-admin")
+    unknown = set(data) - {"method", "presentation"}
+    if unknown:
+        raise AdminInputError(f"unknown fields: {', '.join(sorted(unknown))}")
+    entity = find_entity(session, services.vault, str(ref or "")[:64])
+    if entity is None:
+        raise AdminInputError("no such company", status=404)
+    method = data.get("method")
+    ended = None
+    try:
+        if method == "registry":
+            ended = reverify_entity(session, services, entity, actor=who.actor)
+        elif method == "e-licence":
+            presentation = data.get("presentation")
+            if not isinstance(presentation, str):
+                raise AdminInputError("presentation must be the licence presentation (text)")
+            verify_entity_licence(session, services, entity, presentation, actor=who.actor)
+        else:
+            raise AdminInputError("method must be registry or e-licence")
+    except EntityChangedError as exc:
+        session.commit()  # the withdrawal and the suspension stand
+        exc.ended.kick()
+        raise AdminInputError(exc.message, status=409) from None
+    except RegistryUnavailableError as exc:
+        raise AdminInputError(exc.message, status=503, error=TemporarilyUnavailableError) from None
+    except EntityError as exc:
+        session.commit()  # a refused licence is audited
+        raise AdminInputError(f"{exc.field}: {exc.message}") from None
+    session.commit()
+    if ended is not None:
+        ended.kick()
+    return {**entity_summary(entity), "assurance": assurance_summary(session, entity, utcnow())}

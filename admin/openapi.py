@@ -61,6 +61,7 @@ OPERATIONS: tuple[tuple[str, str, str, dict[str, Any] | None, int, dict[str, Any
     ("get", "/companies", "Companies and their mandates (?q=)", None, 200, LIST, "companies"),
     ("post", "/entities", "Register a company for its representative", OBJ, 201, OBJ, "companies"),
     ("post", "/entities/{ref}/status", "Suspend, deregister or reactivate a company", OBJ, 200, OBJ, "companies"),
+    ("post", "/entities/{ref}/verify", "Verify a company again: registry (L3) or electronic business licence (L5)", {"type": "object", "required": ["method"], "properties": {"method": {"enum": ["registry", "e-licence"]}, "presentation": {"type": "string"}}}, 201, OBJ, "companies"),
     ("post", "/mandates", "Record a mandate", OBJ, 201, OBJ, "companies"),
     ("delete", "/entities/{ref}/mandates/{user}", "End an agent's mandate", None, 200, OBJ, "companies"),
     ("get", "/keys", "Signing keys (never key material)", None, 200, OBJ, "keys"),

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from admin.services import AdminInputError, Caller, client_row, client_view
 from idp import audit, context
 from idp.accounts.staff import sync_directory
-from idp.errors import InsufficientScopeError, OAuth2Error
-from idp.oauth.clients import SECRET_METHODS
+from idp.errors import InsufficientScopeError, InvalidClientMetadataError, OAuth2Error
+from idp.oauth.clients import SECRET_METHODS, ClientRegistrationError, validate_exchange_targets
 from idp.oauth.outbound import OutboundPolicy, fetch_json
 from idp.oauth.registration import RegistrationContext, update_client
 from idp.oauth.release import ReleasePolicyError, check_policy
@@ -104,6 +104,7 @@ _RFC7591_KEEP = EDITABLE | {
 _BEYOND_RFC7591 = (
     "web_origins",
     "resources",
+    "exchange_targets",
     "access_token_format",
     "require_pushed_authorization_requests",
     "default_acr_values",
@@ -115,11 +116,32 @@ def update_client_metadata(
     session: Session, services: Services, client_id: str, changes: dict[str, Any], who: Caller
 ) -> dict[str, Any]:
     """Change a client's registered metadata, checked exactly as an RFC 7592 update is: a
-    change that widens what the client may do sends it back to ``pending``."""
-    unknown = set(changes) - EDITABLE
+    change that widens what the client may do sends it back to ``pending``.
+
+    ``exchange_targets`` (RFC 8693 resources, not RFC 7591 metadata) follows the same rule:
+    naming a resource it could not reach before needs a security admin's approval again."""
+    unknown = set(changes) - EDITABLE - {"exchange_targets"}
     if unknown:
         raise AdminInputError(f"these fields cannot be changed here: {', '.join(sorted(unknown))}")
     client = client_row(session, client_id, who, write=True)
+    changes = dict(changes)
+    targets: list[str] | None = None
+    if "exchange_targets" in changes:
+        try:
+            targets = validate_exchange_targets(changes.pop("exchange_targets"))
+        except ClientRegistrationError as exc:
+            raise AdminInputError(exc.message, error=InvalidClientMetadataError) from None
+    if changes:
+        _update_rfc7591(session, services, client, changes, who)
+    if targets is not None:
+        _set_exchange_targets(session, client, targets, who)
+    session.commit()
+    return client_view(client)
+
+
+def _update_rfc7591(
+    session: Session, services: Services, client: Client, changes: dict[str, Any], who: Caller
+) -> None:
     current = {k: v for k, v in client_view(client).items() if k in _RFC7591_KEEP and v is not None}
     if client.jwks is not None:
         current["jwks"] = client.jwks
@@ -139,8 +161,25 @@ def update_client_metadata(
     except OAuth2Error as exc:  # the RFC 7591 error of the shared validation
         session.rollback()
         raise AdminInputError(str(exc.description), error=type(exc)) from None
-    session.commit()
-    return client_view(client)
+
+
+def _set_exchange_targets(
+    session: Session, client: Client, targets: list[str], who: Caller
+) -> None:
+    """Store the RFC 8693 targets; a new one sends an approved client back to ``pending``."""
+    old_targets = list(client.exchange_targets or ())
+    widened = not set(targets) <= set(old_targets)
+    old_status = client.status
+    if widened and client.status == "approved":
+        client.status = "pending"
+    client.exchange_targets = targets
+    audit.record(
+        session,
+        "client.exchange_targets",
+        actor=who.actor,
+        target=client.client_id,
+        details={"old": old_targets, "new": targets, "status": [old_status, client.status]},
+    )
 
 
 def set_release_policy(

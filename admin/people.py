@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from admin.services import AdminInputError, Caller, mandate_summary
 from idp import audit
 from idp.accounts.entities import entity_summary, find_entity
+from idp.accounts.entity_assurance import assurance_summary
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
 from idp.errors import InsufficientScopeError
@@ -253,11 +254,18 @@ def companies(
             session.scalars(select(LegalEntity).order_by(LegalEntity.created_at.desc()).limit(50))
         )
     out = []
+    now = utcnow()
     for entity in rows:
         mandates = session.scalars(
             select(Mandate).where(Mandate.entity_id == entity.id, Mandate.ended_at.is_(None))
         )
-        out.append({**entity_summary(entity), "mandates": [mandate_summary(m) for m in mandates]})
+        out.append(
+            {
+                **entity_summary(entity),
+                "mandates": [mandate_summary(m) for m in mandates],
+                "assurance": assurance_summary(session, entity, now),
+            }
+        )
     return out
 
 

@@ -29,6 +29,7 @@ from idp.accounts.entities import (
     end_of_day as mandate_end,
 )
 from idp.accounts.entities import grant_mandate as _grant_mandate
+from idp.accounts.entity_assurance import assurance_summary
 from idp.accounts.lifecycle import disable_account, end_all_sessions
 from idp.accounts.people import find_account
 from idp.bridge.registry import list_systems, system_summary
@@ -588,12 +589,13 @@ def add_entity(
             name=data.get("name"),
             kind=str(data.get("kind") or "enterprise"),
             actor=actor,
+            valid_days=services.settings.entity_verification_valid_days,
         )
     except EntityError as exc:
         session.commit()  # a refused representative is audited
         raise _entity_input(exc) from None
     session.commit()
-    return entity_summary(entity)
+    return {**entity_summary(entity), "assurance": assurance_summary(session, entity, utcnow())}
 
 
 def change_entity_status(

@@ -26,8 +26,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from adapters.base import AdapterConfigError, EnterpriseRegistry
-from adapters.enterprise import LocalEnterpriseRegistry
+from adapters.base import AdapterConfigError, BusinessLicenceVerifier, EnterpriseRegistry
+from adapters.enterprise import FakeLicenceVerifier, LocalEnterpriseRegistry
 from admin.api import register as register_admin_api
 from admin.api_identity import register as register_admin_identity
 from admin.api_ops import register as register_admin_ops
@@ -132,6 +132,7 @@ def build_services(settings: Settings) -> Services:
         identity_verifier = build_identity_verifier(settings)
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
+    enterprises = _build_enterprise_registry(settings)
     return Services(
         settings=settings,
         db=db,
@@ -158,7 +159,8 @@ def build_services(settings: Settings) -> Services:
         clients=ClientSnapshot(db),
         logout=LogoutDispatcher.from_settings(settings, db),
         identity_verifier=identity_verifier,
-        enterprises=_build_enterprise_registry(settings),
+        enterprises=enterprises,
+        licences=_build_licence_verifier(settings, enterprises),
         mail_sender=build_mail_sender(settings, db),
         hot=hot,
         upstream=_build_upstream(settings),
@@ -186,6 +188,17 @@ def _build_enterprise_registry(settings: Settings) -> EnterpriseRegistry | None:
         return LocalEnterpriseRegistry.from_file(path)
     except AdapterConfigError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def _build_licence_verifier(
+    settings: Settings, registry: EnterpriseRegistry | None
+) -> BusinessLicenceVerifier | None:
+    """The electronic business licence service: the fake one over the local registry in
+    development and testing; none in production (L5 for companies is then refused) until a
+    real service adapter is configured."""
+    if settings.env in ("development", "testing") and isinstance(registry, LocalEnterpriseRegistry):
+        return FakeLicenceVerifier(registry)
+    return None
 
 
 def _build_key_store(

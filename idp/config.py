@@ -290,6 +290,14 @@ class Settings:
             "and testing use the bundled synthetic records; production registers no company."
         ),
     )
+    entity_verification_valid_days: int = field(
+        default=365,
+        metadata=_doc(
+            "Days a company's verification (L3 enterprise-registry match, L5 electronic "
+            "business licence) counts; after that the company has no level until it is "
+            "verified again (docs/identity-assurance.md)."
+        ),
+    )
     mandate_roles: tuple[str, ...] = field(
         default=("agent", "finance", "social-security", "company-admin"),
         metadata=_doc(

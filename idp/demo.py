@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from adapters.enterprise import DEMO_PRESENTATION
 from idp import audit
 from idp.accounts.entities import (
     EntityError,
@@ -44,6 +45,7 @@ from idp.accounts.entities import (
     grant_mandate,
     register_entity,
     standing_mandate,
+    verify_entity_licence,
 )
 from idp.accounts.mandates import mandate_is_live
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
@@ -363,7 +365,12 @@ def _ensure_company(
                 credit_code=DEMO_COMPANY_CODE,
                 representative=representative,
                 actor="demo",
+                valid_days=services.settings.entity_verification_valid_days,
             )
+            if services.licences is not None:  # the demo licence service raises it to L5
+                verify_entity_licence(
+                    session, services, entity, DEMO_PRESENTATION + DEMO_COMPANY_CODE, actor="demo"
+                )
         except EntityError as exc:
             raise DemoError(f"cannot register the demo company: {exc.message}") from None
         created.append(f"company {entity.name}")

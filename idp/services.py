@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import EnterpriseRegistry, IdentityVerifier
+from adapters.base import BusinessLicenceVerifier, EnterpriseRegistry, IdentityVerifier
 from idp.accounts.directories import DirectoryRegistry
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
@@ -57,6 +57,8 @@ class Services:
     # The population registry (issue 10); None in production without a configured service.
     identity_verifier: IdentityVerifier | None = None
     enterprises: EnterpriseRegistry | None = None  # the enterprise registry (issue 10)
+    # The electronic business licence service (L5 for companies); None without one.
+    licences: BusinessLicenceVerifier | None = None
     mail_sender: Any | None = None  # an adapters.mail sender; None in production without SMTP
     # Redis for replay markers, pushed requests and attempt counters (issue 12); None: the
     # database keeps them (the embedded default).

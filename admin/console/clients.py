@@ -142,6 +142,8 @@ def client_edit(client_id: str) -> Response:
     }
     if form.get("backchannel_logout_uri", "").strip():
         changes["backchannel_logout_uri"] = form["backchannel_logout_uri"].strip()
+    if "exchange_targets" in form:
+        changes["exchange_targets"] = form_list("exchange_targets")
     operations.update_client_metadata(
         context.db_session(), context.services(), client_id, changes, who()
     )

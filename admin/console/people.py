@@ -9,7 +9,7 @@ from werkzeug.wrappers import Response
 from admin import people as people_service
 from admin import services
 from admin.console.base import bp, done, page, require_any, who
-from admin.identity import verify_person
+from admin.identity import verify_company, verify_person
 from idp import context
 from idp.storage.models import User
 
@@ -101,6 +101,18 @@ def company_status(ref: str) -> Response:
         who().actor,
     )
     return done("console.companies", "status", q=ref)
+
+
+@bp.route("/companies/<ref>/verify", methods=["POST"])
+def company_verify(ref: str) -> Response:
+    """Verify a company again (security admins): the enterprise registry (L3) or an
+    electronic business licence (L5)."""
+    require_any("security-admin")
+    data = {"method": request.form.get("method", "")}
+    if request.form.get("presentation"):
+        data["presentation"] = request.form["presentation"]
+    verify_company(context.db_session(), context.services(), ref, data, who())
+    return done("console.companies", "verified", q=ref)
 
 
 @bp.route("/companies/<ref>/mandates", methods=["POST"])

@@ -22,8 +22,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.base import AdapterUnavailable, EnterpriseRegistry
+from adapters.base import AdapterUnavailable, EnterpriseRecord, EnterpriseRegistry
 from idp import audit
+from idp.accounts.entity_assurance import (
+    licence_evidence,
+    record_entity_verification,
+    registry_evidence,
+    withdraw_verifications,
+)
 from idp.accounts.identifiers import IdentifierError, normalize_credit_code
 from idp.accounts.mandates import COMPANY_ADMIN, REPRESENTATIVE, mandate_is_live
 from idp.accounts.privacy import IdentityVault, mask
@@ -99,12 +105,14 @@ def register_entity(
     kind: str = "enterprise",
     actor: str,
     ip: str | None = None,
+    valid_days: int = 365,
 ) -> LegalEntity:
     """Register a company whose legal representative is ``representative`` (a citizen).
 
     Refused (:class:`EntityError`): a malformed credit code, a company already registered, a
     company the registry does not know or does not list as active, a representative who is not
-    a citizen with an ID number or not the one the registry names.
+    a citizen with an ID number or not the one the registry names.  The registry's match is
+    stored as the company's L3 verification (valid ``valid_days``).
     """
     try:
         code = normalize_credit_code(credit_code)
@@ -121,14 +129,7 @@ def register_entity(
         select(LegalEntity.id).where(LegalEntity.credit_code_digest == digest)
     ).first():
         raise EntityError("credit_code", "this company is already registered")
-    if registry is None:
-        raise RegistryUnavailableError("credit_code", "no enterprise registry is configured")
-    try:
-        record = registry.lookup(code)
-    except AdapterUnavailable:
-        raise RegistryUnavailableError(
-            "credit_code", "the enterprise registry is unavailable"
-        ) from None
+    record = _ask_registry(registry, code)
     if record is None:
         raise EntityError("credit_code", "the enterprise registry does not know this company")
     if record.status != "active":
@@ -170,7 +171,144 @@ def register_entity(
         ip=ip,
         details={"credit_code": entity.credit_code_masked, "representative": representative.id},
     )
+    record_entity_verification(
+        session,
+        entity,
+        "L3",
+        registry_evidence(record, now),
+        verifier=actor,
+        valid_days=valid_days,
+        ip=ip,
+    )
     return entity
+
+
+def _ask_registry(registry: EnterpriseRegistry | None, code: str) -> EnterpriseRecord | None:
+    if registry is None:
+        raise RegistryUnavailableError("credit_code", "no enterprise registry is configured")
+    try:
+        return registry.lookup(code)
+    except AdapterUnavailable:
+        raise RegistryUnavailableError(
+            "credit_code", "the enterprise registry is unavailable"
+        ) from None
+
+
+def reverify_entity(
+    session: Session,
+    services: Services,
+    entity: LegalEntity,
+    *,
+    actor: str,
+    ip: str | None = None,
+) -> Ended:
+    """Ask the enterprise registry again (a company's L3 lapses after its validity period).
+
+    The registry still backs the company: a new L3 record.  It lists the company as revoked
+    (吊销) or deregistered (注销): every record is withdrawn and the company is suspended or
+    deregistered here too, ending its mandates and acting sessions.  It names another legal
+    representative: the records are withdrawn and the company suspended until an operator
+    settles the case (the person here may no longer act for it).  Raises
+    :class:`EntityError` for those two outcomes after making them, so the caller commits
+    and says why; :class:`RegistryUnavailableError` changes nothing.
+    """
+    if entity.status != "active":
+        raise EntityError("entity", "the company is not active")
+    code = credit_code_of(services.vault, entity)
+    record = _ask_registry(services.enterprises, code)
+    problem: str | None = None
+    new_status = "suspended"
+    representative = session.get(User, entity.representative_id)
+    if record is None or record.status != "active":
+        problem = "registry_" + (record.status if record is not None else "unknown")
+        new_status = (
+            "deregistered"
+            if record is not None and record.status == "deregistered"
+            else "suspended"
+        )
+    elif (
+        representative is None
+        or representative.id_number_ciphertext is None
+        or (
+            services.vault.open(representative.id_number_ciphertext)
+            != record.representative_id_number
+        )
+    ):
+        problem = "representative_changed"
+    if problem is None:
+        assert record is not None
+        record_entity_verification(
+            session,
+            entity,
+            "L3",
+            registry_evidence(record, utcnow()),
+            verifier=actor,
+            valid_days=services.settings.entity_verification_valid_days,
+            ip=ip,
+        )
+        return Ended(services.logout)
+    withdraw_verifications(session, entity, problem, actor=actor, ip=ip)
+    ended = set_entity_status(session, services, entity, new_status, actor=actor, ip=ip)
+    raise EntityChangedError(
+        "entity", f"the enterprise registry no longer backs it: {problem}", ended
+    )
+
+
+class EntityChangedError(EntityError):
+    """A re-verification failed and changed the company (withdrawn, suspended): commit it."""
+
+    def __init__(self, field: str, message: str, ended: Ended) -> None:
+        super().__init__(field, message)
+        self.ended = ended
+
+
+def verify_entity_licence(
+    session: Session,
+    services: Services,
+    entity: LegalEntity,
+    presentation: str,
+    *,
+    actor: str,
+    ip: str | None = None,
+) -> None:
+    """Raise the company to L5 with an electronic business licence (电子营业执照) that the
+    licence service confirms is this company's; an invalid one is refused and audited."""
+    if entity.status != "active":
+        raise EntityError("entity", "the company is not active")
+    presentation = (presentation or "").strip()
+    if not presentation or len(presentation) > 8192:
+        raise EntityError("presentation", "give the licence presentation")
+    if services.licences is None:
+        raise RegistryUnavailableError(
+            "presentation", "no electronic business licence service is configured"
+        )
+    code = credit_code_of(services.vault, entity)
+    try:
+        check = services.licences.check_licence(code, presentation)
+    except AdapterUnavailable:
+        raise RegistryUnavailableError(
+            "presentation", "the electronic business licence service is unavailable"
+        ) from None
+    if not check.valid or check.credit_code.upper() != code:
+        audit.record(
+            session,
+            "entity.verify",
+            actor=actor,
+            target=entity.id,
+            outcome="failure",
+            ip=ip,
+            details={"method": "e-licence", "reason": "licence_not_valid"},
+        )
+        raise EntityError("presentation", "the licence service did not confirm this licence")
+    record_entity_verification(
+        session,
+        entity,
+        "L5",
+        licence_evidence(check, utcnow()),
+        verifier=actor,
+        valid_days=services.settings.entity_verification_valid_days,
+        ip=ip,
+    )
 
 
 def end_acting_sessions(

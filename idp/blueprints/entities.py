@@ -229,6 +229,29 @@ def register_company() -> Response:
     return see_other(url_for("entities.companies", done="registered"))
 
 
+@bp.route("/account/companies/<entity_id>/verify", methods=["POST"])
+def verify_company(entity_id: str) -> Response:
+    """The representative has the company verified again, or presents its licence."""
+    user = current_user_row()
+    if user is None:
+        return see_other(url_for("login.login_form"))
+    session = context.db_session()
+    entity = session.get(LegalEntity, entity_id[:64])
+    if entity is None:
+        return error_page(_("No such company."), 404)
+    try:
+        notice = companies_view.verify_from_form(
+            session, context.services(), user, entity, request.form.to_dict(), context.client_ip()
+        )
+    except companies_view.FormRefused as exc:
+        session.commit()  # refusals are audited; a failed re-verification suspended it
+        if exc.ended is not None:
+            exc.ended.kick()
+        return _companies_page(user, error=str(exc), status=400)
+    session.commit()
+    return see_other(url_for("entities.companies", done=notice))
+
+
 @bp.route("/account/companies/<entity_id>/mandates", methods=["POST"])
 def grant(entity_id: str) -> Response:
     """The representative or a company admin offers someone a mandate."""

@@ -65,7 +65,7 @@ from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
-from idp.oauth.verified_claims import userinfo_verified_claims
+from idp.oauth.verified_claims import userinfo_verified_claims, with_entity_verified_claims
 from idp.storage import repo
 from idp.storage.models import Client, Grant, Token, User, utcnow
 
@@ -453,7 +453,11 @@ def userinfo() -> Response:
         ida = userinfo_verified_claims(writer, row, user, client, services.vault)
         if ida:
             body.update(ida)
-            writer.commit()  # the audit record of a sensitive release
+        if authority is not None:
+            body["authority"] = with_entity_verified_claims(
+                writer, authority, grant, client, "userinfo", services.vault
+            )
+        writer.commit()  # the audit record of a sensitive release
     resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp

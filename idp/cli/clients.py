@@ -312,6 +312,13 @@ def clients_disable(client_id: str, as_json: bool) -> None:
 @click.option("--post-logout-redirect-uri", "post_logout_uris", multiple=True, help="repeatable")
 @click.option("--backchannel-logout-uri", default=None)
 @click.option("--scope", "scopes", multiple=True, help="repeatable, or space-separated")
+@click.option(
+    "--exchange-target",
+    "exchange_targets",
+    multiple=True,
+    help="repeatable; replaces all: a resource URI the client may exchange tokens for (RFC 8693)",
+)
+@click.option("--no-exchange-targets", is_flag=True, help="the client may exchange for nothing")
 @click.option("--json", "as_json", is_flag=True)
 def clients_update(
     client_id: str,
@@ -320,12 +327,15 @@ def clients_update(
     post_logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
     scopes: tuple[str, ...],
+    exchange_targets: tuple[str, ...],
+    no_exchange_targets: bool,
     as_json: bool,
 ) -> None:
-    """Change a client's name, URIs or scopes (options not given keep their value).
+    """Change a client's name, URIs, scopes or token-exchange targets (options not given keep
+    their value).
 
-    Checked as an RFC 7592 update: a change that lets the client do more sends it back to
-    pending until a security admin approves it again.
+    Checked as an RFC 7592 update: a change that lets the client do more (a new exchange
+    target too) sends it back to pending until a security admin approves it again.
     """
     changes: dict[str, Any] = {}
     if name is not None:
@@ -340,6 +350,10 @@ def clients_update(
         scope_list = [s for item in scopes for s in item.split()]
         _refuse_unknown_scopes(scope_list)
         changes["scope"] = " ".join(scope_list)
+    if exchange_targets and no_exchange_targets:
+        raise CliError("give --exchange-target or --no-exchange-targets, not both")
+    if exchange_targets or no_exchange_targets:
+        changes["exchange_targets"] = list(exchange_targets)
     if not changes:
         raise CliError("nothing to change: give at least one option")
     with open_services() as services, services.db.session() as session:

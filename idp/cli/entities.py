@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from admin.services import AdminInputError, add_entity, change_entity_status
+from admin.identity import verify_company
+from admin.services import OPERATOR, AdminInputError, add_entity, change_entity_status
 from idp.cli.common import CliError, emit, open_services
 
 
@@ -60,3 +61,29 @@ def entities_status(entity: str, status: str, as_json: bool) -> None:
         as_json,
         [f"{result['id']} is {result['status']}; {result['sessions_ended']} session(s) ended"],
     )
+
+
+@entities.command("verify")
+@click.argument("entity")
+@click.option(
+    "--method",
+    type=click.Choice(["registry", "e-licence"]),
+    required=True,
+    help="registry: ask the enterprise registry again (L3); e-licence: an electronic "
+    "business licence (L5)",
+)
+@click.option("--presentation", default=None, help="the licence presentation (e-licence)")
+@click.option("--json", "as_json", is_flag=True)
+def entities_verify(entity: str, method: str, presentation: str | None, as_json: bool) -> None:
+    """Verify ENTITY again; a registry that no longer backs it suspends it (exit 2)."""
+    data = {"method": method}
+    if presentation is not None:
+        data["presentation"] = presentation
+    with open_services() as services, services.db.session() as session:
+        services.logout.background = False  # no request thread to outlive: deliver now
+        try:
+            result = verify_company(session, services, entity, data, OPERATOR)
+        except AdminInputError as exc:
+            raise CliError(exc.message) from None
+    level = result["assurance"]["level"] or "none"
+    emit(result, as_json, [f"{result['id']} {result['name']}: level {level}"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from idp.accounts.entities import (
     CHINA_TIME,
+    EntityChangedError,
     EntityError,
     MandateOffer,
     RegistryUnavailableError,
@@ -27,9 +29,13 @@ from idp.accounts.entities import (
     grant_mandate,
     managed_by,
     register_entity,
+    reverify_entity,
+    verify_entity_licence,
 )
+from idp.accounts.entity_assurance import assurance_summary
 from idp.accounts.identifiers import IdentifierError, normalize_credit_code
 from idp.accounts.people import find_account
+from idp.interaction.sessions import Ended
 from idp.services import Services
 from idp.storage.models import Client, LegalEntity, Mandate, User, utcnow
 
@@ -46,6 +52,7 @@ class Overview:
     held: list[Mandate]
     names: dict[str, str] = field(default_factory=dict)  # entity id -> name
     agents: dict[str, User] = field(default_factory=dict)  # user id -> agent
+    assurance: dict[str, dict[str, Any]] = field(default_factory=dict)  # entity id -> summary
 
 
 def overview(session: Session, user: User, now: dt.datetime) -> Overview:
@@ -83,11 +90,15 @@ def overview(session: Session, user: User, now: dt.datetime) -> Overview:
         u.id: u
         for u in session.scalars(select(User).where(User.id.in_({m.user_id for m in given})))
     }
-    return Overview(represented, managed, given, held, names, agents)
+    assurance = {e.id: assurance_summary(session, e, now) for e in represented}
+    return Overview(represented, managed, given, held, names, agents, assurance)
 
 
 class FormRefused(ValueError):
-    """A form refused; the message is translated for the person."""
+    """A form refused; the message is translated for the person.  ``ended``: sessions the
+    refusal ended (a company suspended), to be told after the caller commits."""
+
+    ended: Ended | None = None
 
 
 def _client_ids(raw: str) -> tuple[str, ...] | None:
@@ -166,6 +177,7 @@ def register_from_form(
             representative=user,
             actor=user.id,
             ip=ip,
+            valid_days=services.settings.entity_verification_valid_days,
         )
     except RegistryUnavailableError:
         raise FormRefused(_("The enterprise registry is unavailable; try again later.")) from None
@@ -180,6 +192,48 @@ def register_from_form(
                 "as active, or it is registered already."
             )
         ) from None
+
+
+def verify_from_form(
+    session: Session,
+    services: Services,
+    user: User,
+    entity: LegalEntity,
+    form: dict[str, str],
+    ip: str | None,
+) -> str:
+    """The representative has the company verified again (registry, L3) or presents its
+    electronic business licence (L5).  Returns the notice; raises :class:`FormRefused`
+    (after a failed re-verification the company is suspended: the caller commits)."""
+    if entity.representative_id != user.id:
+        raise FormRefused(_("Only the legal representative may have the company verified."))
+    try:
+        if form.get("method") == "registry":
+            reverify_entity(session, services, entity, actor=user.id, ip=ip)
+            return "reverified"
+        if form.get("method") == "e-licence":
+            verify_entity_licence(
+                session, services, entity, form.get("presentation", "")[:8192], actor=user.id, ip=ip
+            )
+            return "licence"
+    except EntityChangedError as exc:
+        refused = FormRefused(
+            _(
+                "The enterprise registry no longer confirms this company with you as its "
+                "legal representative. The company is suspended; contact the service desk."
+            )
+        )
+        refused.ended = exc.ended
+        raise refused from None
+    except RegistryUnavailableError:
+        raise FormRefused(_("The verification service is unavailable; try again later.")) from None
+    except EntityError as exc:
+        if exc.field == "presentation":
+            raise FormRefused(
+                _("The electronic business licence could not be verified for this company.")
+            ) from None
+        raise FormRefused(_("This company is not active.")) from None
+    raise FormRefused(_("Unknown action."))
 
 
 def today_in_china() -> dt.date:

@@ -35,6 +35,7 @@ from idp.oauth.admin_scopes import ADMIN_ACR, has_admin_scope
 from idp.oauth.clients import OAuthClient
 from idp.oauth.dpop import valid_jkt
 from idp.oauth.grants import require_pkce_params
+from idp.oauth.verified_claims import validate_authority_request
 from idp.oauth.verified_claims import validate_request as validate_verified_claims
 from idp.storage.models import Client
 
@@ -350,6 +351,8 @@ def _claim_request(name: str, value: Any) -> None:
     if name.endswith(".verified_claims"):
         validate_verified_claims(name, value)  # OIDC4IDA: an object or an array
         return
+    if name.endswith(".authority"):
+        validate_authority_request(name, value)  # the company's verified_claims (issue 10)
     if value is None:
         return
     if not isinstance(value, dict):

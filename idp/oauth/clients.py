@@ -162,6 +162,7 @@ class ClientSpec:
     dpop_bound_access_tokens: bool = False  # RFC 9449 §5.2: every token request proves a key
     web_origins: list[str] = field(default_factory=list)
     resources: list[str] = field(default_factory=list)
+    exchange_targets: list[str] = field(default_factory=list)  # RFC 8693 targets (operators)
     department_id: str | None = None
     first_party: bool = False
     client_id: str | None = None
@@ -262,6 +263,23 @@ def validate_web_origin(origin: Any) -> str:
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ClientRegistrationError(f"web origin {origin!r} must use https")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+#: At most this many token-exchange targets per client: a list, not a wildcard.
+MAX_EXCHANGE_TARGETS = 20
+
+
+def validate_exchange_targets(value: Any) -> list[str]:
+    """The resources a client may name in an RFC 8693 exchange: RFC 8707 resource URIs.
+
+    An empty list is the default and means "none": a client registered for the grant type
+    still gets ``invalid_target`` until an operator names what it may call.
+    """
+    listed = _str_list(value, "exchange_targets")
+    targets = list(dict.fromkeys(validate_resource(r) for r in listed))
+    if len(targets) > MAX_EXCHANGE_TARGETS:
+        raise ClientRegistrationError(f"at most {MAX_EXCHANGE_TARGETS} exchange targets")
+    return targets
 
 
 def validate_resource(uri: Any) -> str:
@@ -488,6 +506,8 @@ def create_client(
         sector_fetcher=sector_fetcher,
         jwks_fetcher=jwks_fetcher,
     )
+    # Not RFC 7591 metadata: an operator's list, so an RFC 7592 update never touches it.
+    fields["exchange_targets"] = validate_exchange_targets(spec.exchange_targets)
     auth_method = fields["token_endpoint_auth_method"]
     client_id = spec.client_id or new_secret(16)
     if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
@@ -629,5 +649,6 @@ def client_summary(row: Client) -> dict[str, Any]:
         "dpop_bound_access_tokens": row.dpop_bound_access_tokens,
         "web_origins": list(row.web_origins),
         "resources": list(row.resources),
+        "exchange_targets": list(row.exchange_targets or ()),
         "status": row.status,
     }

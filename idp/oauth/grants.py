@@ -93,6 +93,8 @@ GRANT_TYPES_SUPPORTED = [
 #: Scopes that only make sense with a user; never granted to client_credentials.
 USER_SCOPES = frozenset({*SCOPE_CLAIMS, "offline_access"})
 MAX_RESOURCES = 10
+#: RFC 8707 §2: a resource indicator is an absolute URI without a fragment.
+RESOURCE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$")
 
 
 class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
@@ -135,7 +137,7 @@ def requested_resources(request: Any, client: Client) -> list[str]:
     out: list[str] = []
     for value in values:
         # RFC 8707 §2: an absolute URI, no fragment.
-        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^#\s]+$", value or ""):
+        if not RESOURCE_URI.match(value or ""):
             raise InvalidTargetError("resource must be an absolute URI without a fragment")
         if value not in client.resources:
             raise InvalidTargetError("resource is not registered for this client")

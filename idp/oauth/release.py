@@ -18,7 +18,12 @@ from sqlalchemy.orm import Session
 from idp.accounts.assurance import LEVELS, level_of, rank
 from idp.errors import AccessDeniedError
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.verified_claims import VERIFIED_CLAIMS
+from idp.oauth.verified_claims import (
+    ENTITY_POLICY_NAMES,
+    ENTITY_VERIFIED_CLAIMS,
+    VERIFIED_CLAIMS,
+    entity_request,
+)
 from idp.storage.models import Client, User
 
 ACCOUNT_TYPES: tuple[str, ...] = ("citizen", "company", "staff")
@@ -43,6 +48,14 @@ CLAIM_LABELS: dict[str, tuple[str, str]] = {
     "birthdate": ("出生日期", "Date of birth"),
     "resident_id_number": ("居民身份证号码", "Resident ID number"),
 }
+#: The company's verified claims (inside ``authority``), labelled for people.
+ENTITY_CLAIM_LABELS: dict[str, tuple[str, str]] = {
+    "name": ("所代表企业的名称", "Name of the company you act for"),
+    "registration_number": (
+        "所代表企业的统一社会信用代码",
+        "Credit code of the company you act for",
+    ),
+}
 
 
 class ReleasePolicyError(ValueError):
@@ -60,10 +73,11 @@ def check_policy(
     unknown = sorted(set(claims or ()) - known)
     if unknown:
         raise ReleasePolicyError(f"unknown claims: {', '.join(unknown)}")
-    unknown = sorted(set(verified_claims or ()) - set(VERIFIED_CLAIMS))
+    known_verified = (*VERIFIED_CLAIMS, *ENTITY_POLICY_NAMES)
+    unknown = sorted(set(verified_claims or ()) - set(known_verified))
     if unknown:
         raise ReleasePolicyError(
-            f"unknown verified claims: {', '.join(unknown)} (known: {', '.join(VERIFIED_CLAIMS)})"
+            f"unknown verified claims: {', '.join(unknown)} (known: {', '.join(known_verified)})"
         )
     if min_assurance is not None and min_assurance not in LEVELS:
         raise ReleasePolicyError(f"minimum assurance must be one of {', '.join(LEVELS)}")
@@ -175,6 +189,30 @@ def release_labels(
                     }
                 )
     if acting is not None and "entity" in scopes:
+        for target in ("id_token", "userinfo"):
+            request = entity_request(claims_request, target)
+            for element in request if isinstance(request, list) else [request]:
+                if not isinstance(element, dict) or not isinstance(element.get("claims"), dict):
+                    continue
+                for claim in element["claims"]:
+                    key = f"v:entity.{claim}"
+                    if claim not in ENTITY_VERIFIED_CLAIMS or key[2:] not in permitted:
+                        continue
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    zh, en = ENTITY_CLAIM_LABELS[claim]
+                    purpose = element.get("purpose")
+                    out.append(
+                        {
+                            "claim": f"entity.{claim}",
+                            "key": key,
+                            "zh": f"{zh}（已核验）",
+                            "en": f"{en} (verified)",
+                            "verified": True,
+                            "purpose": purpose if isinstance(purpose, str) else None,
+                        }
+                    )
         out.append(
             {
                 "claim": "authority",

@@ -21,8 +21,11 @@ for whom.  What we enforce, and why:
 - the scope may only narrow (``invalid_scope`` otherwise, §2.1 and RFC 6749 §3.3), and
   never reaches user-login scopes that only make sense at the authorization endpoint
   (``openid``, ``offline_access``: no ID token and no refresh token are issued, §2.2.1);
-- at least one target is required and each must be registered for the caller
-  (``invalid_target``, §2.2.2);
+- at least one target is required and each must be one of the caller's **exchange
+  targets** (``Client.exchange_targets``, registered per client by an operator through the
+  admin API, the console or ``yitong clients update --exchange-target``; empty by default,
+  so a client allowed the grant may exchange for nothing until its targets are named):
+  else ``invalid_target`` (§2.2.2);
 - the new token belongs to the subject token's grant, so it dies with it (logout, consent
   withdrawn, mandate ended) and never outlives the subject token.
 """
@@ -43,7 +46,7 @@ from idp.errors import (
     UnauthorizedClientError,
 )
 from idp.oauth.clients import TOKEN_EXCHANGE
-from idp.oauth.grants import CONFIDENTIAL_AUTH_METHODS, requested_resources
+from idp.oauth.grants import CONFIDENTIAL_AUTH_METHODS, MAX_RESOURCES, RESOURCE_URI
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage.models import Client, Grant, Token, User, utcnow
 
@@ -153,15 +156,23 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         return " ".join(scope)
 
     def _targets(self, caller: Client) -> list[str]:
-        """``resource`` (RFC 8707) and ``audience`` values, each registered for the caller."""
+        """``resource`` (RFC 8707) and ``audience`` values, each one of the caller's
+        registered exchange targets (``Client.exchange_targets``; none by default)."""
+        resources = self.request.form.getlist("resource")
         audiences = self.request.form.getlist("audience")
-        for value in audiences:
-            if value not in caller.resources:
-                raise InvalidTargetError("audience is not registered for this client")
-        targets = requested_resources(self.request, caller)
-        targets += [a for a in audiences if a not in targets]
+        if len(resources) + len(audiences) > MAX_RESOURCES:
+            raise InvalidTargetError("too many resource and audience values")
+        for value in resources:
+            # RFC 8707 §2: an absolute URI, no fragment.
+            if not RESOURCE_URI.match(value or ""):
+                raise InvalidTargetError("resource must be an absolute URI without a fragment")
+        targets = list(dict.fromkeys(v for v in resources + audiences if v))
         if not targets:
             raise InvalidTargetError("name the resource the new token is for")
+        allowed = set(caller.exchange_targets or ())
+        # RFC 8693 §2.2.2: invalid_target when the target is "unacceptable based on policy".
+        if any(t not in allowed for t in targets):
+            raise InvalidTargetError("this client may not exchange tokens for that resource")
         return targets
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:

@@ -28,7 +28,7 @@ from idp.accounts.mandates import acting_problem
 from idp.accounts.privacy import IdentityVault
 from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
-from idp.oauth.verified_claims import verified_claims_for
+from idp.oauth.verified_claims import verified_claims_for, with_entity_verified_claims
 from idp.storage.db import Database
 from idp.storage.models import Client, Grant, SsoSession, Token, User
 from idp.storage.repo import digest, new_id, new_secret
@@ -394,6 +394,11 @@ class TokenIssuer:
             # OIDC4IDA verified_claims asked for the ID token (audited in the same session).
             claims.update(
                 verified_claims_for(session, user, client, grant.claims, "id_token", self.vault)
+            )
+        if authority is not None and grant.claims and self.vault and session is not None:
+            # The company's own verified claims, when asked for (issue 10; audited).
+            authority = with_entity_verified_claims(
+                session, authority, grant, client, "id_token", self.vault
             )
         if authority is not None:
             claims["authority"] = authority

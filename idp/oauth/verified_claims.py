@@ -15,16 +15,17 @@ The trust framework, levels and evidence are defined in docs/identity-assurance.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from idp import audit
 from idp.accounts.assurance import LEVELS, TRUST_FRAMEWORK, rank, verifications_of
+from idp.accounts.entity_assurance import live_entity_verifications
 from idp.accounts.privacy import IdentityVault
 from idp.errors import InvalidRequestError
-from idp.storage.models import Client, Grant, IdentityVerification, Token, User, utcnow
+from idp.storage.models import Client, Grant, LegalEntity, Token, User, utcnow
 
 #: Claims that can be released inside ``verified_claims``.
 VERIFIED_CLAIMS: tuple[str, ...] = ("name", "birthdate", "resident_id_number")
@@ -42,7 +43,9 @@ def discovery_metadata() -> dict[str, Any]:
     return {
         "verified_claims_supported": True,
         "trust_frameworks_supported": [TRUST_FRAMEWORK],
-        "claims_in_verified_claims_supported": list(VERIFIED_CLAIMS),
+        "claims_in_verified_claims_supported": list(
+            dict.fromkeys([*VERIFIED_CLAIMS, *ENTITY_VERIFIED_CLAIMS])
+        ),
         "evidence_supported": list(EVIDENCE_SUPPORTED),
         "documents_supported": list(DOCUMENTS_SUPPORTED),
     }
@@ -111,7 +114,7 @@ def _evidence_matches(wanted: Any, evidence: list[Any]) -> list[dict[str, Any]] 
     return picked
 
 
-def _meets(verification: Mapping[str, Any], row: IdentityVerification, now: dt.datetime) -> bool:
+def _meets(verification: Mapping[str, Any], row: _Record, now: dt.datetime) -> bool:
     if not _accepts(verification.get("trust_framework"), TRUST_FRAMEWORK):
         return False
     if not _accepts(verification.get("assurance_level"), row.level):
@@ -143,15 +146,28 @@ def _claim_values(user: User, names: list[str], vault: IdentityVault) -> dict[st
     return {n: available[n] for n in names if available.get(n) is not None}
 
 
+class _Record(Protocol):
+    """A verification record: a person's or a company's (same OIDC4IDA shape)."""
+
+    level: str
+    verified_at: dt.datetime
+    evidence: list[Any]
+    txn: str
+
+
 def _element(
     request: Any,
-    user: User,
-    client: Client,
-    rows: list[IdentityVerification],
-    vault: IdentityVault,
+    allowed: set[str],
+    rows: Sequence[_Record],
+    values_of: Callable[[list[str]], dict[str, Any]],
+    floor: int,
     now: dt.datetime,
 ) -> dict[str, Any] | None:
-    """One ``verified_claims`` answer element, or None when it must be omitted."""
+    """One ``verified_claims`` answer element, or None when it must be omitted.
+
+    ``allowed`` are the claim names this client may receive here, ``values_of`` gives their
+    values, ``floor`` is the lowest rank a record may have to count.
+    """
     if not isinstance(request, dict):
         return None
     wanted_claims = request.get("claims")
@@ -162,17 +178,15 @@ def _element(
         or not isinstance(verification, dict)
     ):
         return None
-    allowed = set(client.allowed_verified_claims or ())
-    names = [n for n in wanted_claims if n in VERIFIED_CLAIMS and n in allowed]
+    names = [n for n in wanted_claims if n in allowed]
     if not names:
         return None
-    floor = rank(client.min_assurance)
     for row in rows:
         if row.level not in VERIFIED_LEVELS or rank(row.level) < floor:
             continue
         if not _meets(verification, row, now):
             continue
-        values = _claim_values(user, names, vault)
+        values = values_of(names)
         values = {n: v for n, v in values.items() if _accepts(wanted_claims.get(n), v)}
         if not values:
             return None
@@ -189,6 +203,13 @@ def _element(
                 out["evidence"] = evidence
         return {"verification": out, "claims": values}
     return None
+
+
+def _answer(request: Any, element: Callable[[Any], dict[str, Any] | None]) -> Any:
+    """One element for an object request, the met ones for an array (None: omit it all)."""
+    if isinstance(request, list):
+        return [e for e in (element(r) for r in request) if e is not None] or None
+    return element(request)
 
 
 def verified_claims_for(
@@ -208,11 +229,12 @@ def verified_claims_for(
         return {}
     rows = verifications_of(session, user.id)
     now = utcnow()
-    if isinstance(request, list):
-        elements = [_element(r, user, client, rows, vault, now) for r in request]
-        answer: Any = [e for e in elements if e is not None] or None
-    else:
-        answer = _element(request, user, client, rows, vault, now)
+    allowed = set(VERIFIED_CLAIMS) & set(client.allowed_verified_claims)
+    floor = rank(client.min_assurance)
+    answer = _answer(
+        request,
+        lambda r: _element(r, allowed, rows, lambda n: _claim_values(user, n, vault), floor, now),
+    )
     if not answer:
         return {}
     released = {
@@ -240,3 +262,73 @@ def userinfo_verified_claims(
     if grant is None or not grant.claims:
         return {}
     return verified_claims_for(session, user, client, grant.claims, "userinfo", vault)
+
+
+# ------------------------------------------------------------------ the company's assurance
+#: Claims about the company acted for, released inside ``authority.applies_to``; a client's
+#: release policy names them ``entity.<claim>`` in its verified claims.
+ENTITY_VERIFIED_CLAIMS: tuple[str, ...] = ("name", "registration_number")
+ENTITY_POLICY_NAMES: tuple[str, ...] = tuple(f"entity.{c}" for c in ENTITY_VERIFIED_CLAIMS)
+
+
+def entity_request(claims_request: Mapping[str, Any] | None, target: str) -> Any:
+    """``claims.<target>.authority.applies_to.verified_claims`` (the answer's own path)."""
+    authority = ((claims_request or {}).get(target) or {}).get("authority")
+    applies_to = authority.get("applies_to") if isinstance(authority, dict) else None
+    return applies_to.get("verified_claims") if isinstance(applies_to, dict) else None
+
+
+def validate_authority_request(name: str, value: Any) -> None:
+    """The shape of a company ``verified_claims`` request nested in ``authority``."""
+    if not isinstance(value, dict) or not isinstance(value.get("applies_to"), dict):
+        return
+    nested = value["applies_to"].get("verified_claims")
+    validate_request(f"{name}.applies_to.verified_claims", nested)
+
+
+def with_entity_verified_claims(
+    session: Session,
+    authority: dict[str, Any] | None,
+    grant: Grant,
+    client: Client,
+    target: str,
+    vault: IdentityVault,
+) -> dict[str, Any] | None:
+    """``authority`` with the company's ``verified_claims`` in ``applies_to`` when the client
+    asked for them, may receive them, and the company's verifications meet the request.
+
+    The company's records (:mod:`idp.accounts.entity_assurance`) count only while it is
+    active and they are neither expired nor withdrawn; unmet requests are omitted, never an
+    error (OIDC4IDA §6).  A release of the registration number is audited.
+    """
+    request = entity_request(grant.claims, target)
+    if authority is None or request is None or grant.entity_id is None:
+        return authority
+    allowed = {
+        c for c in ENTITY_VERIFIED_CLAIMS if f"entity.{c}" in (client.allowed_verified_claims or ())
+    }
+    entity = session.get(LegalEntity, grant.entity_id)
+    if not allowed or entity is None:
+        return authority
+    now = utcnow()
+    rows = live_entity_verifications(session, entity, now)
+    values = {"name": entity.name, "registration_number": None}
+
+    def values_of(names: list[str]) -> dict[str, Any]:
+        if "registration_number" in names and values["registration_number"] is None:
+            values["registration_number"] = vault.open(entity.credit_code_ciphertext)
+        return {n: values[n] for n in names}
+
+    answer = _answer(request, lambda r: _element(r, allowed, rows, values_of, 0, now))
+    if not answer:
+        return authority
+    if values["registration_number"] is not None:
+        audit.record(
+            session,
+            "claims.release",
+            actor=f"client:{client.client_id}",
+            target=grant.user_id,
+            details={"claims": ["entity.registration_number"], "via": target, "entity": entity.id},
+        )
+    applies_to = {**authority.get("applies_to", {}), "verified_claims": answer}
+    return {**authority, "applies_to": applies_to}

@@ -290,6 +290,9 @@ class Client(Base):
     default_acr_values: Mapped[list[Any]] = mapped_column(default=list)
     allowed_claims: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     resources: Mapped[list[Any]] = mapped_column(default=list)
+    # RFC 8693: the resources this client may ask a token for by token exchange (none: it may
+    # exchange for none); set by operators, not by the client (idp/oauth/token_exchange.py).
+    exchange_targets: Mapped[list[Any]] = mapped_column(default=list)
     # The department that owns the client (issue 11): its admins see and change it, no others.
     department_id: Mapped[str | None] = mapped_column(
         ForeignKey("departments.id", ondelete="RESTRICT"), nullable=True, index=True
@@ -747,6 +750,29 @@ class IdentityVerification(Base):
     txn: Mapped[str] = mapped_column(String(64))  # verification_process reference
     verifier: Mapped[str] = mapped_column(String(200))
     verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EntityVerification(Base):
+    """One proof of a company's identity (issue 10; docs/identity-assurance.md "Companies"):
+    L3 an enterprise-registry match, L5 an electronic business licence.  It counts until
+    ``expires_at`` unless ``withdrawn_at`` (re-verification found the registry disagreeing).
+    """
+
+    __tablename__ = "entity_verifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entity_id: Mapped[str] = mapped_column(
+        ForeignKey("legal_entities.id", ondelete="CASCADE"), index=True
+    )
+    level: Mapped[str] = mapped_column(String(4))  # L3 | L5
+    method: Mapped[str] = mapped_column(String(16))  # registry | e-licence
+    evidence: Mapped[list[Any]] = mapped_column(default=list)  # OIDC4IDA evidence objects
+    txn: Mapped[str] = mapped_column(String(64))
+    verifier: Mapped[str] = mapped_column(String(200))
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 # ----------------------------------------------------------------------------- audit

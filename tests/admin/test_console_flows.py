@@ -146,6 +146,25 @@ def test_editing_a_client_to_do_more_sends_it_back_to_pending(app: Flask) -> Non
     assert bad.status_code == 400 and 'id="console-error"' in bad.get_data(as_text=True)
 
 
+def test_console_edits_the_token_exchange_targets(app: Flask) -> None:
+    """The client form names the RFC 8693 targets; a new one needs approval again."""
+    sec, _ = console_client(app, ["security-admin"])
+    rp = RegisteredClient.create(app, name="Portal", scopes=["openid", "profile"])
+    page = f"/admin/clients/{rp.client_id}"
+    form = {"client_name": "Portal", "redirect_uris": rp.redirect_uri, "scope": "openid profile"}
+    tax = "https://api.tax.gov.example/"
+    assert 'id="exchange-targets"' in sec.get(page).get_data(as_text=True)
+    post_form(sec, page, f"{page}/edit", **form, exchange_targets=tax)
+    assert tax in sec.get(page).get_data(as_text=True)
+    bad = post_form(sec, page, f"{page}/edit", **form, exchange_targets="javascript:x")
+    assert bad.status_code == 400 and 'id="console-error"' in bad.get_data(as_text=True)
+    with app.extensions["yitong"].db.session() as session:
+        from idp.storage.models import Client
+
+        row = session.get(Client, rp.client_id)
+        assert row is not None and row.exchange_targets == [tax] and row.status == "pending"
+
+
 def test_secret_rotation_keeps_the_old_secret_for_the_grace_period(app: Flask) -> None:
     rp = kit.api_client(app)
     token = admin_token(app, ["security-admin"])[0]

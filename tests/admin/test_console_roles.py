@@ -99,6 +99,7 @@ def _actions(w: dict[str, Any]) -> list[tuple[str, dict[str, str], tuple[str, ..
         ],
         (f"/admin/people/{person}/verify", {"level": "L5", "method": "counter"}, (SEC, HELP)),
         ("/admin/companies/nothing/status", {"status": "suspended"}, (SEC,)),
+        ("/admin/companies/nothing/verify", {"method": "registry"}, (SEC,)),
         ("/admin/companies/nothing/mandates", {"user": person, "role": "x", "until": "2030-01-01"}, (DEP,)),
         (f"/admin/companies/nothing/mandates/{person}/revoke", {}, (DEP,)),
         ("/admin/keys/rotate", {}, (SEC,)),
@@ -197,7 +198,7 @@ def _api_roles() -> dict[tuple[str, str], tuple[str, ...]]:
             table[key] = people
         elif path == "/companies":
             table[key] = (SEC, DEP, AUD)
-        elif path.startswith("/entities/{ref}/status"):
+        elif path.startswith(("/entities/{ref}/status", "/entities/{ref}/verify")):
             table[key] = (SEC,)
         elif path.startswith(("/entities", "/mandates")):
             table[key] = (DEP,)

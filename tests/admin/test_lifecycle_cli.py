@@ -89,3 +89,22 @@ def test_user_lifecycle_on_the_command_line(run, db):  # noqa: F811
             select(AuditEvent.action).where(AuditEvent.target == user_id).order_by(AuditEvent.seq)
         ).all()
     assert "user.enable" in actions and "user.password_reset" in actions
+
+
+def test_exchange_targets_on_the_command_line(run):  # noqa: F811
+    """``clients update --exchange-target`` (RFC 8693): a new target sends the client back
+    to pending; a bad URI or contradictory options are refused with a non-zero exit."""
+    cid = _client(run)["client_id"]
+    assert json.loads(run("clients", "show", cid, "--json").output)["exchange_targets"] == []
+    tax = "https://api.tax.gov.example/"
+    set_ = run("clients", "update", cid, "--exchange-target", tax, "--json")
+    assert set_.exit_code == 0, set_.output
+    data = json.loads(set_.output)
+    assert data["exchange_targets"] == [tax] and data["status"] == "pending"
+    bad = run("clients", "update", cid, "--exchange-target", "tax api")
+    assert bad.exit_code == 2 and "absolute URI" in bad.output
+    both = run("clients", "update", cid, "--exchange-target", tax, "--no-exchange-targets")
+    assert both.exit_code == 2 and "not both" in both.output
+    assert json.loads(run("clients", "approve", cid, "--json").output)["status"] == "approved"
+    cleared = json.loads(run("clients", "update", cid, "--no-exchange-targets", "--json").output)
+    assert cleared["exchange_targets"] == [] and cleared["status"] == "approved"

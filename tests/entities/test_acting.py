@@ -261,6 +261,7 @@ def test_token_exchange_keeps_authority_and_dies_with_the_mandate(app: Flask, cl
         scopes=["openid", "profile", "entity", "offline_access"],
         grant_types=["authorization_code", "refresh_token", TOKEN_EXCHANGE],
         resources=[api],
+        exchange_targets=[api],
     )
     entity, rep, _code = company(app)
     agent = person(app)

@@ -50,8 +50,27 @@ def _audit(app: Flask, action: str) -> list[AuditEvent]:
 def test_local_registry_is_an_enterprise_registry() -> None:
     registry = LocalEnterpriseRegistry([EnterpriseRecord("X", "n", "1")])
     assert isinstance(registry, EnterpriseRegistry)
-    assert registry.lookup(" x ") == EnterpriseRecord("X", "n", "1")
+    found = registry.lookup(" x ")
+    assert found is not None
+    assert (found.credit_code, found.name, found.representative_id_number) == ("X", "n", "1")
+    assert found.reference.startswith("local-") and found.checked_at  # kept as evidence
+    assert registry.lookup(" x ").reference != found.reference  # one per answer
     assert registry.lookup("Y") is None
+
+
+def test_fake_licence_service_accepts_only_its_demo_presentation() -> None:
+    from adapters.base import BusinessLicenceVerifier
+    from adapters.enterprise import DEMO_PRESENTATION, FakeLicenceVerifier
+
+    registry = LocalEnterpriseRegistry(
+        [EnterpriseRecord("X", "n", "1"), EnterpriseRecord("Z", "m", "2", status="revoked")]
+    )
+    fake = FakeLicenceVerifier(registry)
+    assert isinstance(fake, BusinessLicenceVerifier)
+    assert fake.check_licence("x", DEMO_PRESENTATION + "X").valid
+    assert not fake.check_licence("X", DEMO_PRESENTATION + "Z").valid  # another company's
+    assert not fake.check_licence("Z", DEMO_PRESENTATION + "Z").valid  # revoked
+    assert not fake.check_licence("Y", DEMO_PRESENTATION + "Y").valid  # unknown
 
 
 @pytest.mark.parametrize(

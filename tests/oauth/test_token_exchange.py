@@ -3,7 +3,8 @@
 The portal receives the person's access token, exchanges it for a token to the tax API
 (narrower scope, ``act`` naming the portal); the tax API's service exchanges that again for
 the archive (``act`` nested).  Refusals: a client not registered for the grant, a dead or
-foreign subject token, a wider scope, no or an unregistered target, actor tokens.
+foreign subject token, a wider scope, no target or one outside the client's registered
+exchange targets (none by default), actor tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def portal(app: Flask) -> RegisteredClient:
         scopes=["openid", "profile", "email", "offline_access"],
         grant_types=["authorization_code", "refresh_token", TOKEN_EXCHANGE],
         resources=[TAX],
+        exchange_targets=[TAX],
     )
 
 
@@ -38,7 +40,11 @@ def portal(app: Flask) -> RegisteredClient:
 def tax_api(app: Flask) -> RegisteredClient:
     """The tax API's own client: it receives tokens for TAX and may pass them on."""
     return kit.create_client(
-        app, name="Tax API", grant_types=[TOKEN_EXCHANGE], resources=[TAX, ARCHIVE]
+        app,
+        name="Tax API",
+        grant_types=[TOKEN_EXCHANGE],
+        resources=[TAX, ARCHIVE],
+        exchange_targets=[ARCHIVE],
     )
 
 
@@ -103,6 +109,7 @@ def test_jwt_access_token_carries_act(app, client, citizen, tax_api):
         scopes=["openid", "profile"],
         grant_types=["authorization_code", TOKEN_EXCHANGE],
         resources=[TAX],
+        exchange_targets=[TAX],
         access_token_format="jwt",
     )
     body = kit.code_tokens(client, portal, citizen, scope="openid profile")
@@ -205,3 +212,68 @@ def test_exchange_is_audited(app, client, citizen, portal):
             .order_by(AuditEvent.seq.desc())
         ).first()
         assert row is not None and row.actor == portal.client_id and row.target == citizen.id
+
+
+def test_exchange_targets_are_none_until_registered(app, client, citizen):
+    """A client allowed the grant, with resources of its own, may still exchange for nothing
+    until its exchange targets name the resource (RFC 8693 §2.2.2 ``invalid_target``)."""
+    rp = RegisteredClient.create(
+        app,
+        name="Portal without targets",
+        scopes=["openid", "profile"],
+        grant_types=["authorization_code", TOKEN_EXCHANGE],
+        resources=[TAX],
+    )
+    body = kit.code_tokens(client, rp, citizen, scope="openid profile")
+    for extra in ({}, {"resource": None, "audience": TAX}):
+        resp = exchange(client, rp, body["access_token"], **extra)
+        assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_target"
+
+
+def test_only_the_registered_targets_of_the_caller(app, client, citizen, portal, tax_api):
+    """The portal may reach TAX only; the tax API may reach ARCHIVE only, not TAX again."""
+    body = user_token(client, portal, citizen)
+    assert exchange(client, portal, body["access_token"], resource=ARCHIVE).status_code == 400
+    # One allowed and one not: the whole request is refused, not trimmed.
+    both = exchange(client, portal, body["access_token"], audience=ARCHIVE)
+    assert both.status_code == 400 and both.get_json()["error"] == "invalid_target"
+    got = exchange(client, portal, body["access_token"]).get_json()
+    again = exchange(client, tax_api, got["access_token"])  # resource=TAX
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_target"
+    hop = exchange(client, tax_api, got["access_token"], resource=None, audience=ARCHIVE)
+    assert hop.status_code == 200, hop.get_json()
+
+
+def test_exchange_targets_through_the_admin_api(app, client, citizen):
+    """Registered per client by an operator; a new target needs approval again; bad ones
+    are refused; the client cannot set them itself at registration (RFC 7591 metadata)."""
+    from tests.helpers import admin_token, bearer
+
+    rp = RegisteredClient.create(
+        app,
+        name="Portal",
+        scopes=["openid", "profile"],
+        grant_types=["authorization_code", TOKEN_EXCHANGE],
+    )
+    sec = bearer(admin_token(app, ["security-admin"])[0])
+    url = f"/admin/api/clients/{rp.client_id}"
+    for bad in (["not a uri"], "https://api.tax.gov.example/", [f"{TAX}#frag"], [TAX] * 21 + [1]):
+        refused = client.patch(url, json={"exchange_targets": bad}, headers=sec)
+        assert refused.status_code == 400, (bad, refused.get_json())
+    widened = client.patch(url, json={"exchange_targets": [TAX, ARCHIVE]}, headers=sec)
+    assert widened.status_code == 200, widened.get_json()
+    assert widened.get_json()["exchange_targets"] == [TAX, ARCHIVE]
+    assert widened.get_json()["status"] == "pending"
+    assert client.post(f"{url}/approve", headers=sec).status_code == 200
+    narrowed = client.patch(url, json={"exchange_targets": [TAX]}, headers=sec).get_json()
+    assert narrowed["status"] == "approved" and narrowed["exchange_targets"] == [TAX]
+    body = kit.code_tokens(client, rp, citizen, scope="openid profile")
+    assert exchange(client, rp, body["access_token"]).status_code == 200
+    assert exchange(client, rp, body["access_token"], resource=ARCHIVE).status_code == 400
+    # Cleared: nothing any more.
+    cleared = client.patch(url, json={"exchange_targets": []}, headers=sec).get_json()
+    assert cleared["exchange_targets"] == [] and cleared["status"] == "approved"
+    assert exchange(client, rp, body["access_token"]).get_json()["error"] == "invalid_target"
+    # An auditor reads but cannot change them.
+    auditor = bearer(admin_token(app, ["auditor"])[0])
+    assert client.patch(url, json={"exchange_targets": [TAX]}, headers=auditor).status_code == 403

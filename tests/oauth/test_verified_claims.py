@@ -255,7 +255,8 @@ def test_discovery_metadata(client):
     doc = client.get("/.well-known/openid-configuration").get_json()
     assert doc["verified_claims_supported"] is True
     assert doc["trust_frameworks_supported"] == ["cn_gov_rnv"]
-    assert set(doc["claims_in_verified_claims_supported"]) == set(ALL)
+    # The company's registration number is released inside authority (issue 10).
+    assert set(doc["claims_in_verified_claims_supported"]) == {*ALL, "registration_number"}
     assert set(doc["evidence_supported"]) == {
         "document",
         "electronic_record",
