@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from examples.launcher import DemoProcess, _sigterm_as_interrupt, start_rps
 from idp.config import Settings
@@ -122,6 +123,8 @@ class Node:
     port: int
     process: DemoProcess
     metrics_dir: Path
+    log_file: Path | None = None
+    log_handle: TextIO | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -146,6 +149,16 @@ class Node:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         self.process.stop(timeout=10)
+        if self.log_handle is not None:
+            self.log_handle.close()
+            self.log_handle = None
+
+    def log_lines(self) -> list[str]:
+        """Everything the node wrote (its whole log when it has a ``log_file``, else the
+        last lines kept in memory): the drills print a failing request's part of it."""
+        if self.log_file is not None and self.log_file.exists():
+            return self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return list(self.process.lines)
 
 
 def node_environment(settings: Settings, metrics_dir: Path) -> dict[str, str]:
@@ -157,10 +170,18 @@ def node_environment(settings: Settings, metrics_dir: Path) -> dict[str, str]:
 
 
 def spawn_node(
-    name: str, settings: Settings, port: int, workers: int, workdir: Path, *, echo: bool = False
+    name: str,
+    settings: Settings,
+    port: int,
+    workers: int,
+    workdir: Path,
+    *,
+    echo: bool = False,
+    keep_log: bool = False,
 ) -> Node:
     """Start one node (not waiting).  Call from the thread that will outlive it: the child is
-    told to stop when its creating thread ends (``PR_SET_DEATHSIG``)."""
+    told to stop when its creating thread ends (``PR_SET_DEATHSIG``).  ``keep_log`` writes its
+    whole output to ``workdir/node-NAME.log`` (the fault drills read it back)."""
     metrics_dir = workdir / f"metrics-{name}"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -180,14 +201,16 @@ def spawn_node(
         str(workdir / f"gunicorn-{name}.ctl"),
         "wsgi:app",
     ]
+    log_file = workdir / f"node-{name}.log" if keep_log else None
+    log = log_file.open("w", encoding="utf-8") if log_file is not None else None
     process = DemoProcess(
         f"node-{name}",
         argv,
         node_environment(settings, metrics_dir),
         f"http://127.0.0.1:{port}/readyz",
-        echo=sys.stdout if echo else None,
+        echo=sys.stdout if echo else log,
     )
-    return Node(name, port, process, metrics_dir)
+    return Node(name, port, process, metrics_dir, log_file, log)
 
 
 def start_node(
@@ -236,10 +259,19 @@ def start_nodes(
     workers: int,
     workdir: Path,
     echo: bool = False,
+    keep_log: bool = False,
 ) -> Cluster:
     """The nodes (booting side by side) and the balancer in front of them."""
     nodes = [
-        spawn_node("AB"[i] if i < 2 else str(i), settings, port, workers, workdir, echo=echo)
+        spawn_node(
+            "AB"[i] if i < 2 else str(i),
+            settings,
+            port,
+            workers,
+            workdir,
+            echo=echo,
+            keep_log=keep_log,
+        )
         for i, port in enumerate(node_ports)
     ]
     try:

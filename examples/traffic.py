@@ -50,7 +50,11 @@ class Ledger:
         with self.lock:
             self.statuses[(step, resp.status_code)] += 1
             if resp.status_code >= 500 and resp.status_code != 503:
-                self.server_errors.append(f"{step} {resp.status_code} {resp.text[:200]!r}")
+                # The request id names the node log lines that explain it (the drills print them).
+                rid = resp.headers.get("X-Request-Id", "-")
+                self.server_errors.append(
+                    f"{step} {resp.status_code} request {rid}: {resp.text[:200]!r}"
+                )
 
     def done(self, what: str) -> None:
         with self.lock:

@@ -86,6 +86,7 @@ class Drill:
             node_ports=[free_port(), free_port()],
             workers=2,
             workdir=tmp,
+            keep_log=True,
         )
         portal = self.state.portal
         self.rp = Relying(portal.client_id, portal.client_secret, portal.url + "/callback")
@@ -154,8 +155,30 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Drill]:
         d.stop()
 
 
-def check_ledger(ledger: Ledger) -> None:
-    assert ledger.server_errors == [], ledger.server_errors[:5]
+def failure_log(drill: Drill, errors: list[str], limit: int = 60) -> str:
+    """The node log lines that explain ``errors``: those of their request ids, and every
+    error record or traceback (a 500 written by gunicorn itself carries no request id)."""
+    ids = {e.split("request ", 1)[1].split(":", 1)[0] for e in errors if "request " in e}
+    ids.discard("-")
+    picked: list[str] = []
+    for node in drill.cluster.nodes:
+        lines = node.log_lines()
+        for i, line in enumerate(lines):
+            if (
+                any(rid in line for rid in ids)
+                or '"level": "ERROR"' in line
+                or ("Traceback" in line)
+            ):
+                picked.extend(lines[i : i + 25] if "Traceback" in line else [line])
+    return "\n".join(picked[-limit:]) or "(no node log line names them)"
+
+
+def check_ledger(drill: Drill, ledger: Ledger) -> None:
+    assert ledger.server_errors == [], (
+        "\n".join(ledger.server_errors[:5])
+        + "\n--- node log:\n"
+        + failure_log(drill, ledger.server_errors)
+    )
     assert ledger.duplicates() == {"access_tokens": [], "codes": [], "refresh": []}
 
 
@@ -202,7 +225,7 @@ def test_item119_login_on_a_refresh_on_b_logout_on_b_ends_the_session_on_a(drill
     with pytest.raises(Refused):
         visitor.refresh(refreshed.get("refresh_token") or tokens["refresh_token"])
     assert not visitor.introspect(refreshed["access_token"])
-    check_ledger(ledger)
+    check_ledger(drill, ledger)
 
 
 # ------------------------------------------------------------------ faults under traffic
@@ -252,7 +275,7 @@ def test_item117_stop_and_restart_redis_under_traffic(drill: Drill) -> None:
         drill.redis.start()
 
     ledger, refusals = under_load(drill, outage, seconds=5)
-    check_ledger(ledger)
+    check_ledger(drill, ledger)
     # What Redis guards was refused cleanly while it was away (503s, never a 500).
     # Refusals are clean 503s (a client-side timeout on a starved machine is not a 5xx).
     assert all(r.endswith("503") or "Timeout" in r for r in refusals), refusals
@@ -270,7 +293,7 @@ def test_item114_item115_restart_postgresql_under_traffic(drill: Drill) -> None:
         drill.pg.start()
 
     ledger, refusals = under_load(drill, restart, seconds=5)
-    check_ledger(ledger)
+    check_ledger(drill, ledger)
     # Refusals are clean 503s (a client-side timeout on a starved machine is not a 5xx).
     assert all(r.endswith("503") or "Timeout" in r for r in refusals), refusals
     assert drill.recovers() < RECOVERY_SECONDS
@@ -292,7 +315,7 @@ def test_item96_item121_rotate_keys_under_load_and_the_other_node_signs_with_the
         drill.yitong("keys", "rotate", "--force", "RS256", "--force", "ES256")
 
     ledger, refusals = under_load(drill, rotate, seconds=5)
-    check_ledger(ledger)
+    check_ledger(drill, ledger)
     assert refusals == []
     (new_kid,) = active("RS256")
     assert new_kid not in before
@@ -320,7 +343,7 @@ def test_item119_kill_one_of_two_nodes_while_people_sign_in_refresh_and_out(dril
         killed_at.append(time.monotonic())
 
     ledger, refusals = under_load(drill, kill_b, seconds=5)
-    check_ledger(ledger)
+    check_ledger(drill, ledger)
     # Only requests in flight on B when it died may have lost their connection; anything else
     # refused was refused cleanly (503 with a page or temporarily_unavailable while the
     # survivor absorbs the load), never a 500.
