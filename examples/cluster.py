@@ -161,11 +161,17 @@ class Node:
         return list(self.process.lines)
 
 
-def node_environment(settings: Settings, metrics_dir: Path) -> dict[str, str]:
+def node_environment(
+    settings: Settings, metrics_dir: Path, config_file: Path | None = None
+) -> dict[str, str]:
+    """The node's environment: ``settings`` as ``YITONG_*`` variables, plus ``config_file``
+    as ``YITONG_CONFIG`` for what variables cannot carry (the ``[directories.*]`` tables)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("YITONG_", "RP_"))}
     base["PYTHONUNBUFFERED"] = "1"
     base["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), base.get("PYTHONPATH")) if p)
     base["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if config_file is not None:
+        base["YITONG_CONFIG"] = str(config_file)
     return {**base, **settings_environment(settings)}
 
 
@@ -178,6 +184,7 @@ def spawn_node(
     *,
     echo: bool = False,
     keep_log: bool = False,
+    config_file: Path | None = None,
 ) -> Node:
     """Start one node (not waiting).  Call from the thread that will outlive it: the child is
     told to stop when its creating thread ends (``PR_SET_DEATHSIG``).  ``keep_log`` writes its
@@ -206,7 +213,7 @@ def spawn_node(
     process = DemoProcess(
         f"node-{name}",
         argv,
-        node_environment(settings, metrics_dir),
+        node_environment(settings, metrics_dir, config_file),
         f"http://127.0.0.1:{port}/readyz",
         echo=sys.stdout if echo else log,
     )
@@ -260,6 +267,7 @@ def start_nodes(
     workdir: Path,
     echo: bool = False,
     keep_log: bool = False,
+    config_file: Path | None = None,
 ) -> Cluster:
     """The nodes (booting side by side) and the balancer in front of them."""
     nodes = [
@@ -271,6 +279,7 @@ def start_nodes(
             workdir,
             echo=echo,
             keep_log=keep_log,
+            config_file=config_file,
         )
         for i, port in enumerate(node_ports)
     ]
