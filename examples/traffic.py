@@ -252,15 +252,18 @@ def run_load(
     ledger: Ledger,
     round_: Any = mixed_round,
     pause: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> list[str]:
-    """``threads`` visitors doing rounds for ``seconds``; returns the refusals seen (step:status)."""
+    """``threads`` visitors doing rounds for ``seconds`` (or until ``stop`` is set, if that
+    comes first); returns the refusals seen (step:status)."""
     deadline = time.monotonic() + seconds
+    stop = stop or threading.Event()
     refusals: list[str] = []
     lock = threading.Lock()
 
     def worker() -> None:
         visitor = make_visitor()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             try:
                 round_(visitor)
             except Refused as exc:

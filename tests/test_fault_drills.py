@@ -240,23 +240,31 @@ def under_load(
     threads: int = 3,
     ledger: Ledger | None = None,
 ) -> tuple[Ledger, list[str]]:
-    """Traffic through the balancer for ``seconds``; ``fault`` runs after the first second."""
+    """Traffic through the balancer: one second before ``fault``, while it runs, and
+    ``seconds - 1`` after it returned (a fault that takes long on a loaded machine still gets
+    traffic after it, not only before)."""
     ledger = ledger if ledger is not None else Ledger()
     result: list[list[str]] = []
+    stop = threading.Event()
     load = threading.Thread(
         target=lambda: result.append(
             run_load(
                 lambda: drill.visitor(ledger=ledger),
                 threads=threads,
-                seconds=seconds,
+                seconds=seconds + 120,
                 ledger=ledger,
+                stop=stop,
             )
         )
     )
     load.start()
     time.sleep(1)
-    fault()
-    load.join(seconds + 90)
+    try:
+        fault()
+    finally:
+        time.sleep(max(seconds - 1, 0))
+        stop.set()
+        load.join(90)
     assert ledger.completed["sign_in"] > 0
     return ledger, result[0] if result else []
 
@@ -398,10 +406,15 @@ def test_item116_stop_slapd_under_staff_logins(drill: Drill) -> None:
     slapd = drill.slapd
     staff, citizens = Ledger(), Ledger()
     staff_refusals: list[str] = []
+    staff_stop = threading.Event()
     staff_load = threading.Thread(
         target=lambda: staff_refusals.extend(
             run_load(
-                lambda: drill.visitor(ledger=staff, staff=True), threads=1, seconds=8, ledger=staff
+                lambda: drill.visitor(ledger=staff, staff=True),
+                threads=1,
+                seconds=120,
+                ledger=staff,
+                stop=staff_stop,
             )
         )
     )
@@ -420,7 +433,8 @@ def test_item116_stop_slapd_under_staff_logins(drill: Drill) -> None:
         slapd.start()
 
     staff_load.start()
-    _, refusals = under_load(drill, outage, seconds=8, threads=2, ledger=citizens)
+    _, refusals = under_load(drill, outage, seconds=3, threads=2, ledger=citizens)
+    staff_stop.set()
     staff_load.join(90)
     check_ledger(drill, citizens)
     check_ledger(drill, staff)
