@@ -64,9 +64,13 @@ class Balancer:
         self._thread.start()
 
     def _connect(self) -> socket.socket | None:
-        for _ in range(len(self.backends)):
-            with self._lock:
-                target = self.backends[next(self._next)]
+        # One starting point per connection, then every node once from there: drawing each
+        # attempt from the shared cycle let concurrent connections interleave so that one
+        # connection tried the dead node twice and never the live one.
+        with self._lock:
+            start = next(self._next)
+        for offset in range(len(self.backends)):
+            target = self.backends[(start + offset) % len(self.backends)]
             try:
                 return socket.create_connection(target, timeout=2)
             except OSError:
