@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from examples.launcher import DemoProcess, _sigterm_as_interrupt, start_rps
 from idp.config import Settings
@@ -63,9 +64,13 @@ class Balancer:
         self._thread.start()
 
     def _connect(self) -> socket.socket | None:
-        for _ in range(len(self.backends)):
-            with self._lock:
-                target = self.backends[next(self._next)]
+        # One starting point per connection, then every node once from there: drawing each
+        # attempt from the shared cycle let concurrent connections interleave so that one
+        # connection tried the dead node twice and never the live one.
+        with self._lock:
+            start = next(self._next)
+        for offset in range(len(self.backends)):
+            target = self.backends[(start + offset) % len(self.backends)]
             try:
                 return socket.create_connection(target, timeout=2)
             except OSError:
@@ -122,6 +127,8 @@ class Node:
     port: int
     process: DemoProcess
     metrics_dir: Path
+    log_file: Path | None = None
+    log_handle: TextIO | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
@@ -146,21 +153,46 @@ class Node:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
         self.process.stop(timeout=10)
+        if self.log_handle is not None:
+            self.log_handle.close()
+            self.log_handle = None
+
+    def log_lines(self) -> list[str]:
+        """Everything the node wrote (its whole log when it has a ``log_file``, else the
+        last lines kept in memory): the drills print a failing request's part of it."""
+        if self.log_file is not None and self.log_file.exists():
+            return self.log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        return list(self.process.lines)
 
 
-def node_environment(settings: Settings, metrics_dir: Path) -> dict[str, str]:
+def node_environment(
+    settings: Settings, metrics_dir: Path, config_file: Path | None = None
+) -> dict[str, str]:
+    """The node's environment: ``settings`` as ``YITONG_*`` variables, plus ``config_file``
+    as ``YITONG_CONFIG`` for what variables cannot carry (the ``[directories.*]`` tables)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("YITONG_", "RP_"))}
     base["PYTHONUNBUFFERED"] = "1"
     base["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), base.get("PYTHONPATH")) if p)
     base["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if config_file is not None:
+        base["YITONG_CONFIG"] = str(config_file)
     return {**base, **settings_environment(settings)}
 
 
 def spawn_node(
-    name: str, settings: Settings, port: int, workers: int, workdir: Path, *, echo: bool = False
+    name: str,
+    settings: Settings,
+    port: int,
+    workers: int,
+    workdir: Path,
+    *,
+    echo: bool = False,
+    keep_log: bool = False,
+    config_file: Path | None = None,
 ) -> Node:
     """Start one node (not waiting).  Call from the thread that will outlive it: the child is
-    told to stop when its creating thread ends (``PR_SET_DEATHSIG``)."""
+    told to stop when its creating thread ends (``PR_SET_DEATHSIG``).  ``keep_log`` writes its
+    whole output to ``workdir/node-NAME.log`` (the fault drills read it back)."""
     metrics_dir = workdir / f"metrics-{name}"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
@@ -180,14 +212,16 @@ def spawn_node(
         str(workdir / f"gunicorn-{name}.ctl"),
         "wsgi:app",
     ]
+    log_file = workdir / f"node-{name}.log" if keep_log else None
+    log = log_file.open("w", encoding="utf-8") if log_file is not None else None
     process = DemoProcess(
         f"node-{name}",
         argv,
-        node_environment(settings, metrics_dir),
+        node_environment(settings, metrics_dir, config_file),
         f"http://127.0.0.1:{port}/readyz",
-        echo=sys.stdout if echo else None,
+        echo=sys.stdout if echo else log,
     )
-    return Node(name, port, process, metrics_dir)
+    return Node(name, port, process, metrics_dir, log_file, log)
 
 
 def start_node(
@@ -236,10 +270,21 @@ def start_nodes(
     workers: int,
     workdir: Path,
     echo: bool = False,
+    keep_log: bool = False,
+    config_file: Path | None = None,
 ) -> Cluster:
     """The nodes (booting side by side) and the balancer in front of them."""
     nodes = [
-        spawn_node("AB"[i] if i < 2 else str(i), settings, port, workers, workdir, echo=echo)
+        spawn_node(
+            "AB"[i] if i < 2 else str(i),
+            settings,
+            port,
+            workers,
+            workdir,
+            echo=echo,
+            keep_log=keep_log,
+            config_file=config_file,
+        )
         for i, port in enumerate(node_ports)
     ]
     try:

@@ -50,7 +50,11 @@ class Ledger:
         with self.lock:
             self.statuses[(step, resp.status_code)] += 1
             if resp.status_code >= 500 and resp.status_code != 503:
-                self.server_errors.append(f"{step} {resp.status_code} {resp.text[:200]!r}")
+                # The request id names the node log lines that explain it (the drills print them).
+                rid = resp.headers.get("X-Request-Id", "-")
+                self.server_errors.append(
+                    f"{step} {resp.status_code} request {rid}: {resp.text[:200]!r}"
+                )
 
     def done(self, what: str) -> None:
         with self.lock:
@@ -248,15 +252,18 @@ def run_load(
     ledger: Ledger,
     round_: Any = mixed_round,
     pause: float = 0.0,
+    stop: threading.Event | None = None,
 ) -> list[str]:
-    """``threads`` visitors doing rounds for ``seconds``; returns the refusals seen (step:status)."""
+    """``threads`` visitors doing rounds for ``seconds`` (or until ``stop`` is set, if that
+    comes first); returns the refusals seen (step:status)."""
     deadline = time.monotonic() + seconds
+    stop = stop or threading.Event()
     refusals: list[str] = []
     lock = threading.Lock()
 
     def worker() -> None:
         visitor = make_visitor()
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not stop.is_set():
             try:
                 round_(visitor)
             except Refused as exc:

@@ -321,7 +321,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf = CSRFProtect(app)
     Babel(app, locale_selector=_select_locale)
     app.jinja_env.globals["get_locale"] = get_locale
-    login_manager = LoginManager(app)
+    # No ``current_user`` in templates (none reads it): flask-login's context processor would
+    # load the SSO session for every page drawn, the 503 page of a database outage included,
+    # which then failed on the same outage and reached the person as a bare 500 (issue 12).
+    login_manager = LoginManager(app, add_context_processor=False)
     login_manager.login_view = "login.login_form"
     init_login_manager(login_manager)
     for blueprint in (

@@ -7,7 +7,9 @@ after a restart): nothing a flow needs may live in one process's memory.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from idp.storage.models import Client, User
@@ -75,3 +77,55 @@ def test_item100_fresh_install_has_no_account_and_no_admin(app):
         assert session.scalars(select(User)).all() == []
     # Without an account there is no way into the admin API.
     assert app.test_client().get("/admin/api/clients").status_code == 401
+
+
+def _cut_database(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point every session the app opens at a database that is not there (a stopped server)."""
+    from sqlalchemy import create_engine
+
+    db = app.extensions["yitong"].db
+    if db.is_sqlite:
+        dead = create_engine("sqlite:////nonexistent-yitong-dir/none.db")
+    else:
+        from tests.services.private import free_port
+
+        dead = create_engine(
+            f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none",
+            connect_args={"connect_timeout": 2},
+        )
+    for maker in (db.sessionmaker, db.readmaker, db.autocommit_readmaker):
+        monkeypatch.setattr(maker, "kw", {**maker.kw, "bind": dead})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/account"), ("GET", "/login"), ("POST", "/logout")],
+)
+def test_checklist_114_database_down_pages_are_a_503_page_for_a_signed_in_browser(
+    app: Any, monkeypatch: pytest.MonkeyPatch, method: str, path: str
+) -> None:
+    """A browser with an SSO cookie while the database is away: the page that says so is
+    drawn without touching the database (it once loaded the session again to draw it, failed
+    the same way and left a bare 500)."""
+    browser = app.test_client()
+    browser.set_cookie("yitong_sso", "a-session-the-database-would-know")
+    _cut_database(app, monkeypatch)
+    resp = browser.open(path, method=method)
+    assert resp.status_code == 503, resp.get_data(as_text=True)[:300]
+    html = resp.get_data(as_text=True)
+    assert 'id="error-code">temporarily_unavailable<' in html
+    assert resp.headers["Retry-After"]
+
+
+def test_checklist_114_database_down_token_endpoint_is_temporarily_unavailable(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rp = RegisteredClient.create(app)
+    _cut_database(app, monkeypatch)
+    resp = app.test_client().post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "c", "redirect_uri": rp.redirect_uri},
+        auth=(rp.client_id, rp.secret),
+    )
+    assert resp.status_code == 503
+    assert resp.get_json()["error"] == "temporarily_unavailable"
