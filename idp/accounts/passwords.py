@@ -62,7 +62,12 @@ class Passwords:
         )
         self.min_length = min_length
         self.max_length = max_length
-        self._dummy = self.hasher.hash("yitong-dummy-password-for-timing")
+
+    @functools.cached_property
+    def _dummy(self) -> str:
+        """Hashed on first need, not at start-up: every worker (and every test app) would
+        otherwise pay one argon2 run before serving anything."""
+        return self.hasher.hash("yitong-dummy-password-for-timing")
 
     def check_policy(
         self, password: str, *, context: tuple[str, ...] = (), min_length: int | None = None

@@ -28,6 +28,20 @@ def register(client, lang="en", **fields):
     return client.post("/register", data=data)
 
 
+def test_production_hashes_at_owasp_parameters(make_app, database_url, instance_dir):
+    """Unless configured otherwise, passwords are hashed with argon2id at m=19 MiB, t=2, p=1."""
+    from idp.config import Settings
+
+    defaults = Settings()
+    app = make_app(
+        argon2_memory_kib=defaults.argon2_memory_kib,
+        argon2_time_cost=defaults.argon2_time_cost,
+        argon2_parallelism=defaults.argon2_parallelism,
+    )
+    stored = app.extensions["yitong"].passwords.hash("correct horse battery staple")
+    assert stored.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
 def test_registration_creates_account_encrypts_id_and_logs_in(client, services, caplog):
     caplog.set_level(logging.DEBUG)
     resp = register(client)
@@ -38,7 +52,8 @@ def test_registration_creates_account_encrypts_id_and_logs_in(client, services, 
         assert user.id_number_masked == "2101**********8148"
         assert user.id_number_ciphertext and b"210102200405088148" not in user.id_number_ciphertext
         assert services.vault.open(user.id_number_ciphertext) == IDS["resident_ids"][5]
-        assert user.password_hash.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+        # The configured parameters (the suite runs at the cheapest; production's are below).
+        assert user.password_hash.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
         assert user.phone == "+8613900001111"
     # The full ID number never reaches a log record.
     assert IDS["resident_ids"][5] not in caplog.text
