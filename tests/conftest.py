@@ -1,7 +1,10 @@
 """Shared fixtures: a real database per run (SQLite or PostgreSQL), the app, flow helpers.
 
 ``YITONG_TEST_DB=sqlite`` (default) or ``postgres`` selects the backend; ``make test`` runs
-the suite once with each.  The run creates its own database and drops it afterwards.  Outside
+the suite once with each.  The run creates its own database and drops it afterwards.  A test
+that never touches the run's database (no ``database_url`` in its fixtures, no ``postgres``
+mark) tests nothing the backend changes, so the PostgreSQL pass leaves it to the SQLite pass;
+``YITONG_TEST_EVERYTHING=1`` runs it there too.  Outside
 CI a missing service skips with a reason; with ``CI=true`` it fails (never skips).
 """
 
@@ -26,6 +29,26 @@ pytest_plugins: list[str] = [
 ]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+#: Fixtures through which a test reaches the run's database.
+DATABASE_FIXTURES = frozenset({"database_url", "postgres_server"})
+
+
+def uses_database(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    return bool(names & DATABASE_FIXTURES) or item.get_closest_marker("postgres") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, drop the tests that the SQLite pass already ran identically."""
+    if os.environ.get("YITONG_TEST_DB", "sqlite") != "postgres":
+        return
+    if os.environ.get("YITONG_TEST_EVERYTHING") == "1":
+        return
+    kept = [item for item in items if uses_database(item)]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if not uses_database(i)])
+        items[:] = kept
 
 
 def missing(reason: str) -> None:
