@@ -125,10 +125,19 @@ class EnterpriseRecord:
 
 @runtime_checkable
 class EnterpriseRegistry(Protocol):
-    """Looks up a company by unified social credit code (issue 10)."""
+    """Looks up a company by unified social credit code (issue 10).
+
+    Implementations: :class:`adapters.enterprise.LocalEnterpriseRegistry` (a synthetic
+    dataset) and :class:`adapters.enterprise.HttpEnterpriseRegistry` (the real service).
+    """
 
     def lookup(self, credit_code: str) -> EnterpriseRecord | None:
-        """The registry's record, None when unknown, or raise :class:`AdapterUnavailable`."""
+        """The registry's record, or None when the registry says it does not know the code.
+
+        Raise :class:`AdapterUnavailable` when it cannot be asked now and
+        :class:`AdapterError` when its answer cannot be used: never None for either, since
+        "unknown" suspends a company at re-verification.
+        """
         ...
 
 

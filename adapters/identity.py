@@ -20,13 +20,12 @@ import hmac
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import requests
-
-from adapters.base import AdapterConfigError, AdapterError, AdapterUnavailable, RegistryCheck
+from adapters.base import AdapterConfigError, AdapterError, RegistryCheck
+from adapters.registry_http import RegistryService, checked_at_of
 
 __all__ = ["HttpRegistry", "LocalRegistry"]
 
@@ -89,85 +88,24 @@ class LocalRegistry:
 
 
 @dataclass
-class HttpRegistry:
-    """The real registry service: HTTPS, a client certificate, and bounded waits."""
+class HttpRegistry(RegistryService):
+    """The real registry service: HTTPS, a client certificate, and bounded waits
+    (:class:`adapters.registry_http.RegistryService`)."""
 
-    url: str
-    client_cert: str | None = None  # PEM file holding the certificate (and key if no key file)
-    client_key: str | None = None
-    ca_file: str | None = None  # the registry's CA; default: the system trust store
-    connect_timeout: float = 3.0
-    read_timeout: float = 5.0
-    source: str = "population-registry"
-    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    what: ClassVar[str] = "the identity registry"
+    default_source: ClassVar[str] = "population-registry"
 
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("https://", "http://")):
-            raise AdapterConfigError(self.source, "url", "must be an http(s) URL")
-        if self.connect_timeout <= 0 or self.read_timeout <= 0:
-            raise AdapterConfigError(self.source, "timeouts", "must be positive")
-        if self.client_key and not self.client_cert:
-            raise AdapterConfigError(self.source, "client_key", "needs client_cert")
-
-    @classmethod
-    def from_config(
-        cls, config: Mapping[str, Any], source: str = "population-registry"
-    ) -> HttpRegistry:
-        try:
-            return cls(
-                url=str(config["url"]).rstrip("/"),
-                client_cert=config.get("client_cert") or None,
-                client_key=config.get("client_key") or None,
-                ca_file=config.get("ca_file") or None,
-                connect_timeout=float(config.get("connect_timeout", 3.0)),
-                read_timeout=float(config.get("read_timeout", 5.0)),
-                source=source,
-            )
-        except KeyError:
-            raise AdapterConfigError(source, "url", "is required") from None
-        except (TypeError, ValueError) as exc:
-            raise AdapterConfigError(source, None, f"invalid value: {exc}") from None
-
-    def _post(self, path: str, body: Mapping[str, Any]) -> RegistryCheck:
-        cert: str | tuple[str, str] | None = None
-        if self.client_cert:
-            cert = (self.client_cert, self.client_key) if self.client_key else self.client_cert
-        try:
-            resp = self.session.post(
-                f"{self.url}{path}",
-                json=dict(body),
-                headers={"Accept": "application/json"},
-                cert=cert,
-                verify=self.ca_file or True,
-                timeout=(self.connect_timeout, self.read_timeout),
-                allow_redirects=False,
-            )
-        except requests.RequestException:
-            raise AdapterUnavailable("the identity registry is unreachable") from None
-        if resp.status_code >= 500 or resp.status_code in (408, 429):
-            raise AdapterUnavailable(f"the identity registry answered {resp.status_code}")
-        if resp.status_code != 200:
-            raise AdapterError(f"the identity registry refused the check ({resp.status_code})")
-        try:
-            data = resp.json()
-        except ValueError:
-            raise AdapterError("the identity registry answered with no JSON") from None
-        if not isinstance(data, dict) or not isinstance(data.get("matched"), bool):
+    def _check(self, path: str, body: Mapping[str, Any]) -> RegistryCheck:
+        data = self.post_json(path, body)
+        if not isinstance(data.get("matched"), bool):
             raise AdapterError("the identity registry answer has no boolean 'matched'")
-        reference = data.get("reference")
-        if not isinstance(reference, str) or not reference or len(reference) > 64:
-            raise AdapterError("the identity registry answer has no usable 'reference'")
-        checked_at = data.get("checked_at")
         return RegistryCheck(
-            data["matched"],
-            self.source,
-            reference,
-            checked_at if isinstance(checked_at, str) else _now(),
+            data["matched"], self.source, self.reference_of(data), checked_at_of(data)
         )
 
     def check_identity(self, name: str, id_number: str) -> RegistryCheck:
-        return self._post("/identity/check", {"name": name, "id_number": id_number})
+        return self._check("/identity/check", {"name": name, "id_number": id_number})
 
     def check_face(self, id_number: str, image: bytes) -> RegistryCheck:
         image_b64 = base64.b64encode(image).decode("ascii")
-        return self._post("/face/check", {"id_number": id_number, "image": image_b64})
+        return self._check("/face/check", {"id_number": id_number, "image": image_b64})

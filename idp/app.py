@@ -27,7 +27,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from adapters.base import AdapterConfigError, BusinessLicenceVerifier, EnterpriseRegistry
-from adapters.enterprise import FakeLicenceVerifier, LocalEnterpriseRegistry
+from adapters.enterprise import (
+    FakeLicenceVerifier,
+    HttpEnterpriseRegistry,
+    LocalEnterpriseRegistry,
+)
 from admin.api import register as register_admin_api
 from admin.api_identity import register as register_admin_identity
 from admin.api_ops import register as register_admin_ops
@@ -178,7 +182,20 @@ SYNTHETIC_ENTERPRISES = Path(__file__).parent / "data" / "synthetic-enterprises.
 
 
 def _build_enterprise_registry(settings: Settings) -> EnterpriseRegistry | None:
-    """The configured registry file, else the synthetic one outside production, else none."""
+    """The registry service at ``enterprise_registry_url``, else the configured records
+    file, else the synthetic one outside production, else none."""
+    if settings.enterprise_registry_url:
+        try:
+            return HttpEnterpriseRegistry(
+                url=settings.enterprise_registry_url.rstrip("/"),
+                client_cert=settings.enterprise_registry_client_cert or None,
+                client_key=settings.enterprise_registry_client_key or None,
+                ca_file=settings.enterprise_registry_ca_file or None,
+                connect_timeout=settings.enterprise_registry_connect_timeout_ms / 1000,
+                read_timeout=settings.enterprise_registry_read_timeout_ms / 1000,
+            )
+        except AdapterConfigError as exc:
+            raise ConfigError(str(exc)) from None
     path = settings.enterprise_registry_file
     if not path and settings.env in ("development", "testing"):
         path = str(SYNTHETIC_ENTERPRISES)

@@ -286,9 +286,36 @@ class Settings:
         default="",
         metadata=_doc(
             "JSON records of the enterprise registry (credit code, name, representative's ID "
-            "number, status) that company registration is checked against. Empty: development "
-            "and testing use the bundled synthetic records; production registers no company."
+            "number, status) that company registration is checked against, when no "
+            "`enterprise_registry_url` is set. Empty: development and testing use the bundled "
+            "synthetic records; production registers no company."
         ),
+    )
+    enterprise_registry_url: str = field(
+        default="",
+        metadata=_doc(
+            "HTTPS URL of the enterprise-registry service that company registration and "
+            "re-verification ask (docs/identity-assurance.md); set, it replaces "
+            "`enterprise_registry_file`. Empty: the local records."
+        ),
+    )
+    enterprise_registry_client_cert: str = field(
+        default="",
+        metadata=_doc("PEM file: the client certificate presented to the enterprise registry."),
+    )
+    enterprise_registry_client_key: str = field(
+        default="", metadata=_doc("PEM file: the private key of that certificate (if separate).")
+    )
+    enterprise_registry_ca_file: str = field(
+        default="",
+        metadata=_doc("PEM file: the enterprise registry's CA (default: the system trust store)."),
+    )
+    enterprise_registry_connect_timeout_ms: int = field(
+        default=3000,
+        metadata=_doc("Milliseconds to wait for a connection to the enterprise registry."),
+    )
+    enterprise_registry_read_timeout_ms: int = field(
+        default=5000, metadata=_doc("Milliseconds to wait for the enterprise registry's answer.")
     )
     entity_verification_valid_days: int = field(
         default=365,

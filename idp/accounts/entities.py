@@ -16,13 +16,14 @@ live, the ``authority`` claim) is :mod:`idp.accounts.mandates`.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from adapters.base import AdapterUnavailable, EnterpriseRecord, EnterpriseRegistry
+from adapters.base import AdapterError, AdapterUnavailable, EnterpriseRecord, EnterpriseRegistry
 from idp import audit
 from idp.accounts.entity_assurance import (
     licence_evidence,
@@ -37,6 +38,8 @@ from idp.interaction.sessions import Ended, end_sessions
 from idp.services import Services
 from idp.storage import repo
 from idp.storage.models import Grant, LegalEntity, Mandate, SsoSession, User, utcnow
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("active", "suspended", "deregistered")
 #: A mandate's end date is inclusive, in China Standard Time (UTC+8): it ends at the
@@ -184,13 +187,25 @@ def register_entity(
 
 
 def _ask_registry(registry: EnterpriseRegistry | None, code: str) -> EnterpriseRecord | None:
+    """The registry's record (None only when it says it does not know the company).
+
+    An outage and an answer that cannot be used (an error status, no JSON, a record of
+    another code) are both :class:`RegistryUnavailableError`: nothing may be decided on
+    them, least of all "unknown company", which would suspend it at a re-verification.
+    """
     if registry is None:
         raise RegistryUnavailableError("credit_code", "no enterprise registry is configured")
     try:
         return registry.lookup(code)
-    except AdapterUnavailable:
+    except AdapterUnavailable as exc:
+        log.warning("enterprise registry unavailable: %s", exc)
         raise RegistryUnavailableError(
             "credit_code", "the enterprise registry is unavailable"
+        ) from None
+    except AdapterError as exc:
+        log.warning("enterprise registry answer unusable: %s", exc)
+        raise RegistryUnavailableError(
+            "credit_code", "the enterprise registry gave no usable answer"
         ) from None
 
 

@@ -4,10 +4,15 @@ with a chosen status, optionally after a delay or a gate (to prove the IdP never
 
 The bridge's legacy system, the CAS service and the back-channel logout receiver are thin
 views of this one server (the duplicate servers they replaced differed only in what they
-recorded)."""
+recorded).  A registry service (the enterprise registry) is one too: ``answer`` gives each POST
+its status and JSON body, and ``tls`` serves it over HTTPS (with client certificates when the
+context asks for them)."""
 
 from __future__ import annotations
 
+import json
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +30,11 @@ class Recorded:
     method: str
     path: str
     form: dict[str, list[str]]
+    body: bytes = b""
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
 
     @property
     def query(self) -> dict[str, str]:
@@ -35,13 +45,16 @@ class Recorded:
 class Recorder:
     """A loopback HTTP service. ``on_get`` runs for each GET before the answer (the CAS
     service validates its ticket there); POSTs wait ``delay`` seconds and then for ``gate``
-    (at most 30 s) before being recorded and answered with ``status``."""
+    (at most 30 s) before being recorded and answered with ``status``, or with the status
+    and body ``answer`` returns for them."""
 
     status: int = 200
     delay: float = 0.0
     gate: threading.Event | None = None
     body: bytes = b"ok"
     on_get: Callable[[Recorded], None] | None = None
+    answer: Callable[[Recorded], tuple[int, bytes]] | None = None
+    tls: ssl.SSLContext | None = None
     requests: list[Recorded] = field(default_factory=list)
 
     def start(self) -> Recorder:
@@ -59,11 +72,21 @@ class Recorder:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                form = parse_qs(self.rfile.read(length).decode())
+                body = self.rfile.read(length)
+                form = parse_qs(body.decode(errors="replace"))
                 time.sleep(recorder.delay)
                 if recorder.gate is not None:
                     recorder.gate.wait(30)
-                recorder.requests.append(Recorded("POST", self.path, form))
+                seen = Recorded("POST", self.path, form, body)
+                recorder.requests.append(seen)
+                if recorder.answer is not None:
+                    status, answer = recorder.answer(seen)
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                    return
                 self.send_response(recorder.status)
                 self.send_header("Cache-Control", "no-store")
                 self.end_headers()
@@ -71,8 +94,10 @@ class Recorder:
             def log_message(self, *args: Any) -> None:
                 return None
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            self.server.socket = self.tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
@@ -83,7 +108,8 @@ class Recorder:
         return f"127.0.0.1:{self.port}"
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}{path}"
 
     @property
     def paths(self) -> list[str]:
@@ -100,6 +126,16 @@ class Recorder:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Keeps the broken pipe of a client that gave up (a timeout test) and a refused TLS
+    handshake off the shared stderr; other handler errors are still printed."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            return
+        super().handle_error(request, client_address)
 
 
 @contextmanager
