@@ -34,7 +34,16 @@ def _register_with_mistakes(driver: Any, site: Site) -> None:
     driver.find_element(By.ID, "id_number").send_keys("210202197806263287")
     driver.find_element(By.ID, "phone").send_keys("12345")
     driver.find_element(By.ID, "password").send_keys("short")
-    driver.find_element(By.CSS_SELECTOR, "#register-form button[type=submit]").click()
+    _press(driver, driver.find_element(By.CSS_SELECTOR, "#register-form button[type=submit]"))
+
+
+def _press(driver: Any, button: Any) -> None:
+    """Click and wait for the next page: a click returns before the form's answer arrives."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(button))
 
 
 def _submit(driver: Any, form: str, **fields: str) -> None:
@@ -44,7 +53,7 @@ def _submit(driver: Any, form: str, **fields: str) -> None:
         box = driver.find_element(By.CSS_SELECTOR, f"#{form} [name={name}]")
         box.clear()
         box.send_keys(value)
-    driver.find_element(By.CSS_SELECTOR, f"#{form} button[type=submit]").click()
+    _press(driver, driver.find_element(By.CSS_SELECTOR, f"#{form} button[type=submit]"))
 
 
 def _password_login(who: str) -> Callable[[Any, Site], None]:
@@ -55,14 +64,15 @@ def _password_login(who: str) -> Callable[[Any, Site], None]:
 
         driver.find_element(By.ID, "login").send_keys(site.values[f"{who}_login"])
         driver.find_element(By.ID, "password").send_keys(site.values["password"])
-        driver.find_element(By.ID, "submit").click()
+        _press(driver, driver.find_element(By.ID, "submit"))
 
     return reach
 
 
 def _follow_mailed_link(driver: Any, site: Site, to: str, path: str) -> None:
-    found = re.search(rf"https?://[^\s/]+({path}\S+)", site.mail(to)[-1])
-    assert found, f"no {path} link mailed to {to}"
+    sent = site.mail(to)
+    found = re.search(rf"https?://[^\s/]+({path}\S+)", sent[-1]) if sent else None
+    assert found, f"no {path} link mailed to {to}; at {driver.current_url}: {driver.title}"
     driver.get(site.url + found.group(1))
 
 
@@ -82,7 +92,7 @@ def _click(button: str) -> Callable[[Any, Site], None]:
     def reach(driver: Any, site: Site) -> None:
         from selenium.webdriver.common.by import By
 
-        driver.find_element(By.ID, button).click()
+        _press(driver, driver.find_element(By.ID, button))
 
     return reach
 
@@ -96,7 +106,7 @@ def _through_consent(driver: Any, site: Site) -> None:
     from selenium.webdriver.common.by import By
 
     if driver.find_elements(By.ID, "approve"):
-        driver.find_element(By.ID, "approve").click()
+        _press(driver, driver.find_element(By.ID, "approve"))
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ return {
 
 def _states(app: Any, citizen: Citizen) -> dict[str, str]:
     """The accounts and objects the state pages need; the values their paths are filled from."""
+    from admin.services import OPERATOR, add_department
     from idp.storage.models import User
     from tests.admin.console_support import admin_account
     from tests.entities import kit
@@ -124,6 +125,8 @@ def _states(app: Any, citizen: Citizen) -> dict[str, str]:
         row.close_after = utcnow() + dt.timedelta(days=3)
     entity, rep, _code = kit.company(app)  # the citizen holds a mandate of a company
     kit.mandate(app, entity.id, rep.id, citizen.id)
+    with services.db.transaction() as session:  # a department named as a real one is
+        add_department(session, "social", "社会保障局", OPERATOR)
     admin_id = admin_account(
         app, ["security-admin", "helpdesk", "auditor", "department-admin"], ("social",)
     )
