@@ -245,6 +245,8 @@ def _check(browser: Any, site: Site, page: Page) -> list[str]:
             page.reach(browser, site)
         problems += [f"{where}: {v}" for v in browser.execute_async_script(AXE_RUN)]
         seen = browser.execute_script(PROBE)
+        if page.lands is not None and not seen["path"].startswith(page.lands):
+            problems.append(f"{where}: reached {seen['path']}, not {page.lands}")
         if lang == "zh_CN":
             words = english_words(seen["text"])
             if seen["lang"] != "zh-CN" or words:
