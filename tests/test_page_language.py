@@ -36,7 +36,7 @@ PAGE_STATUSES = (400, 403, 404, 405, 413, 414, 429, 500, 503)
 
 
 #: Latin words Chinese writes as they are (政务服务App).
-LOANWORDS = frozenset({"App"})
+LOANWORDS = frozenset({"App", "Unicode"})
 
 
 def english_words(text: str) -> list[str]:

@@ -16,10 +16,12 @@ minutes (:func:`admin.auth.fresh_enough`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, g, make_response, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
 from admin import operations
@@ -114,6 +116,31 @@ def require_any(*roles: str) -> None:
 def refused(exc: AdminInputError) -> Response:
     context.db_session().rollback()
     return page("error.html", status=exc.status, status_code=exc.status, detail=exc.message)
+
+
+#: Names in translated help text that stay as they are: settings (``lockout.free_attempts``),
+#: commands (``yitong users close-due``), protocol words (``client_id``) and values.
+_IDENTIFIER = re.compile(
+    r"yitong(?: [a-z-]+)+"  # a command
+    r"|urn(?::[a-z]+)+"  # an acr value
+    r"|\b(?!e\.g\b)[a-z]+(?:[._][a-z]+)+"  # a setting, a claim
+    r"|\b[a-z]+\.(?=[)）])"  # the start of an audit action
+    r"|\b[a-z][a-z-]*(?=（)"  # a value glossed in Chinese: everyone（所有人）
+    r"|\bhttps\b"
+)
+
+
+@bp.app_template_filter("yt_identifiers")
+def _identifiers_filter(text: str) -> Markup:
+    """Escape ``text`` and mark the names in it as code, so that a Chinese sentence naming
+    a setting is read (and checked, tests/browser) as Chinese with code in it."""
+    out, last = [], 0
+    for found in _IDENTIFIER.finditer(text):
+        out += [escape(text[last : found.start()]), Markup('<code translate="no">')]
+        out += [escape(found.group(0)), Markup("</code>")]
+        last = found.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
 
 
 @bp.route("/", methods=["GET"])

@@ -33,6 +33,13 @@ from idp.accounts.privacy import IdentityVault, mask
 from idp.storage.models import User
 from idp.storage.repo import new_id
 
+#: The operator's refusal of a field another account holds for sure (never on the public page).
+ALREADY_EXISTS = {
+    "id_number": "an account with this ID number already exists",
+    "phone": "an account with this phone number already exists",
+    "email": "an account with this e-mail address already exists",
+}
+
 #: A refusal of one field: the English message id (listed in :mod:`idp.messages`) and its values.
 Problem = tuple[str, dict[str, int]]
 
@@ -52,6 +59,16 @@ class RegistrationError(ValueError):
 
 
 @dataclass(frozen=True)
+class Collision:
+    """Something typed at registration that another account holds for sure: a confirmed
+    ``phone`` or ``email``, or an ``id_number`` verified at L3 or above (``holder``)."""
+
+    field: str
+    holder: str
+    value: str  # normalized
+
+
+@dataclass(frozen=True)
 class NewCitizen:
     name: str
     id_number: str
@@ -68,9 +85,17 @@ def register_citizen(
     passwords: Passwords,
     actor: str = "self",
     ip: str | None = None,
+    collisions: list[Collision] | None = None,
 ) -> User:
     """Validate, check uniqueness and create a citizen; raises :class:`RegistrationError`
-    naming every field that is wrong, not only the first."""
+    naming every field that is wrong, not only the first.
+
+    ``collisions``: the self-service page passes a list, because its answer must not tell
+    whether an ID number, phone or e-mail belongs to someone (checklist 83).  Then such a
+    field is not refused but listed there (the caller tells the holder): the ID number
+    becomes a claim, as one held below L3 does, and the phone or e-mail is left off the new
+    account.  Without it (the command line, an operator) the field is refused, by name.
+    """
     problems: dict[str, Problem] = {}
     name = " ".join((data.name or "").split())
     if not name or len(name) > 100:
@@ -109,14 +134,23 @@ def register_citizen(
         if id_number
         else None
     )
-    if holder is not None:
-        if id_holder_verified(session, holder):
-            problems["id_number"] = ("an account with this ID number already exists", {})
-        contested = True  # held below L3: claimed here, settled by an L3+ verification
-    if phone and confirmed_holder(session, "phone", phone):
-        problems["phone"] = ("an account with this phone number already exists", {})
-    if email and confirmed_holder(session, "email", email):
-        problems["email"] = ("an account with this e-mail address already exists", {})
+    taken = {
+        "id_number": holder if holder is not None and id_holder_verified(session, holder) else None,
+        "phone": confirmed_holder(session, "phone", phone) if phone else None,
+        "email": confirmed_holder(session, "email", email) if email else None,
+    }
+    contested = holder is not None  # claimed here, settled by an L3+ verification
+    found: list[Collision] = []
+    for field, value in (("id_number", id_number), ("phone", phone), ("email", email)):
+        owner = taken[field]
+        if owner is None or value is None:
+            continue
+        if collisions is None:
+            problems[field] = (ALREADY_EXISTS[field], {})
+        else:
+            found.append(Collision(field, owner, value))
+    phone = None if taken["phone"] else phone
+    email = None if taken["email"] else email
     if problems:
         raise RegistrationError(problems)
     assert id_number is not None
@@ -150,6 +184,8 @@ def register_citizen(
     )
     # Identity assurance L2: self-declared, format-checked (docs/identity-assurance.md).
     record_verification(session, user, "L2", "self-declared", verifier=actor, ip=ip)
+    if collisions is not None:
+        collisions.extend(found)
     return user
 
 

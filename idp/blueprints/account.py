@@ -118,6 +118,21 @@ def _level_filter(acr: str | None) -> str:
     return level_name(acr)
 
 
+#: The default mandate roles (setting ``mandate_roles``) in the page's language; a role an
+#: operator adds is shown as configured.
+ROLE_LABELS = {
+    "agent": N_("agent"),
+    "finance": N_("finance"),
+    "social-security": N_("social security"),
+    "company-admin": N_("company admin"),
+}
+
+
+@bp.app_template_filter("yt_role")
+def _role_filter(role: str) -> str:
+    return str(_(ROLE_LABELS[role])) if role in ROLE_LABELS else role
+
+
 @bp.app_template_filter("yt_beijing")
 def _beijing_filter(value: dt.datetime | None) -> str:
     """A stored (UTC) time as people in China read it: Beijing time, to the minute."""

@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from idp import context
-from idp.accounts.people import NewCitizen, RegistrationError, register_citizen
+from idp.accounts.people import Collision, NewCitizen, RegistrationError, register_citizen
 from idp.blueprints import qr as qr_login
 from idp.blueprints.oidc import process_authorization
 from idp.blueprints.responses import error_page, redirect_error, see_other
@@ -25,9 +25,10 @@ from idp.interaction import acting, mfa, rights, sms_login
 from idp.interaction import login as signin
 from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import pending_release, record_consent
-from idp.interaction.contacts import send_email_link
+from idp.interaction.contacts import send_email_link, tell_holder
 from idp.interaction.flow import InteractionExpired
-from idp.interaction.self_service import start_phone_change, stash_sealed, unstash_sealed
+from idp.interaction.sealed import stash_sealed, unstash_sealed
+from idp.interaction.self_service import mask_phone, send_sms_code, start_phone_change
 from idp.interaction.web import (
     clear_session_cookie,
     current_user_row,
@@ -236,26 +237,91 @@ CLOSING_KEY = "yt_closing"
 CLOSING_TTL = 600
 
 
-def closing_page(user: User, factors: dict[str, int], ix: str) -> Response:
-    """The right credentials for an account being closed: offer to cancel the closing."""
+def keep_closing_factors(user: User, factors: dict[str, int]) -> None:
+    """Remember in this browser (sealed, :data:`CLOSING_TTL`) what the person proved so far."""
     stash_sealed(CLOSING_KEY, "close-cancel", "", json.dumps({"u": user.id, "f": factors}))
-    body = render_template("closing.html", user=user, ix=ix, days=rights.cooling_days())
-    resp = make_response(body, 200)
+
+
+def closing_page(
+    user: User,
+    factors: dict[str, int],
+    ix: str,
+    *,
+    error: str | None = None,
+    info: str | None = None,
+    status: int = 200,
+) -> Response:
+    """Credentials of an account being closed: offer to cancel the closing, asking for every
+    factor the account has that was not proven yet (:func:`rights.cancel_needs`)."""
+    keep_closing_factors(user, factors)
+    needs = rights.cancel_needs(user, factors)
+    body = render_template(
+        "closing.html",
+        user=user,
+        ix=ix,
+        days=rights.cooling_days(),
+        needs=needs,
+        error=error,
+        info=info,
+        phone=mask_phone(user.phone) if "sms" in needs.methods else None,
+    )
+    resp = make_response(body, status)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
 
-@bp.route("/login/closing/cancel", methods=["POST"])
-def closing_cancel() -> Response:
-    """Keep the account: the closing is cancelled and the person signed in."""
-    ix = request.form.get("ix", "")[:MAX_IX]
+def _closing_in_browser() -> tuple[User, dict[str, int]] | None:
     raw = unstash_sealed(CLOSING_KEY, "close-cancel", "", CLOSING_TTL)
     data = json.loads(raw) if raw else None
-    user = context.db_session().get(User, str(data["u"])) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("f"), dict):
+        return None
+    user = context.db_session().get(User, str(data.get("u")))
     if user is None or user.status != "closing":
+        return None
+    return user, {str(k): int(v) for k, v in data["f"].items()}
+
+
+@bp.route("/login/closing", methods=["GET"])
+def closing_form() -> Response:
+    """The closing page again (a passkey sign-in lands here from its script)."""
+    ix = request.args.get("ix", "")[:MAX_IX]
+    found = _closing_in_browser()
+    if found is None:
+        return see_other(url_for("login.login_form", ix=ix or None), code=302)
+    return closing_page(*found, ix)
+
+
+@bp.route("/login/closing/cancel", methods=["POST"])
+def closing_cancel() -> Response:
+    """Keep the account: with every factor proven, the closing is cancelled and the person
+    signed in (issue 15: a password alone never undoes a closing)."""
+    form = request.form
+    ix = form.get("ix", "")[:MAX_IX]
+    found = _closing_in_browser()
+    if found is None:
         return see_other(url_for("login.login_form", ix=ix or None))
+    user, factors = found
+    if form.get("action") == "sms_send":
+        if "sms" not in rights.cancel_needs(user, factors).methods or not user.phone:
+            error = _("SMS codes are not available for this account.")
+            return closing_page(user, factors, ix, error=error, status=400)
+        ok, message, wait = send_sms_code(user.phone, "mfa", user.id)
+        if not ok:
+            return closing_page(user, factors, ix, error=message, status=429 if wait else 503)
+        return closing_page(user, factors, ix, info=message)
+    factors, refused = rights.prove_for_cancel(
+        user,
+        factors,
+        password=form.get("password", ""),
+        method=form.get("method", ""),
+        code=form.get("code", ""),
+    )
+    if refused is not None:
+        resp = closing_page(user, factors, ix, error=refused.message, status=refused.status)
+        if refused.retry_after:
+            resp.headers["Retry-After"] = str(refused.retry_after)
+        return resp
     rights.cancel_closing(user)
-    factors = {str(k): int(v) for k, v in dict(data["f"]).items()}  # type: ignore[index]
     return after_factors(user, factors, ix)
 
 
@@ -308,6 +374,7 @@ def register_post() -> Response:
     form = request.form
     values = {k: form.get(k, "") for k in ("name", "id_number", "phone", "email")}
     password = form.get("password", "")
+    collisions: list[Collision] = []
     try:
         user = register_citizen(
             db_session,
@@ -321,6 +388,7 @@ def register_post() -> Response:
             vault=services.vault,
             passwords=services.passwords,
             ip=context.client_ip(),
+            collisions=collisions,
         )
         problems = {}
     except RegistrationError as exc:
@@ -335,11 +403,17 @@ def register_post() -> Response:
     db_session.commit()
     ix = form.get("ix", "")[:MAX_IX]
     # Confirm the contact points now (issue 15 item 2): a code to the phone, a link to the
-    # e-mail; until then neither is a login name nor a reset channel.
-    if user.phone:
-        start_phone_change(user, user.phone)
-    if user.email:
-        send_email_link(user, user.email)
+    # e-mail; until then neither is a login name nor a reset channel.  Data another account
+    # holds for sure is answered alike (checklist 83): its holder is told instead.
+    taken = {c.field: c for c in collisions}
+    if "id_number" in taken:
+        tell_holder(taken["id_number"].holder, "id_number", account=user.id)
+    phone = user.phone or (taken["phone"].value if "phone" in taken else None)
+    if phone:
+        start_phone_change(user, phone)
+    email = user.email or (taken["email"].value if "email" in taken else None)
+    if email:
+        send_email_link(user, email)
     target = url_for("rights.confirm_contacts", ix=ix or None)
     return finish_login(user, amr=["pwd"], ix=ix, target=target)
 

@@ -146,6 +146,7 @@ def _confirm_page(
         status,
         user=user,
         phone=selfserve.mask_phone(pending) if pending else None,
+        email=contacts.pending_email(user) if not user.email_verified else None,
         ix=request.values.get("ix", "")[:32768],
         error=error,
         info=info,

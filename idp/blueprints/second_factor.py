@@ -21,7 +21,14 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from idp import audit, context
-from idp.blueprints.login import MAX_IX, cancel, finish_login, ix_context, restart_login
+from idp.blueprints.login import (
+    MAX_IX,
+    cancel,
+    finish_login,
+    ix_context,
+    keep_closing_factors,
+    restart_login,
+)
 from idp.blueprints.responses import error_page, json_error, see_other
 from idp.errors import AccessDeniedError, InvalidRequestError, SlowDownError
 from idp.interaction import login as signin
@@ -394,6 +401,12 @@ def passkey_verify() -> Response:
     factors = None
     if challenge is not None and row is not None and user is not None:
         factors = wa.verify_assertion(credential, challenge, row, require_uv=True)
+    if user is not None and user.status == "closing" and factors and "uv" in factors:
+        # Being closed (注销): a verified passkey is a whole login, so it may keep the account.
+        keep_closing_factors(user, dict.fromkeys(factors, int(utcnow().timestamp())))
+        out = jsonify({"ok": True, "redirect": url_for("login.closing_form", ix=ix or None)})
+        out.headers["Cache-Control"] = "no-store"
+        return out
     if user is None or not user.is_active or not factors or "uv" not in factors:
         audit.record_now(
             context.services().db,

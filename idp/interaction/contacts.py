@@ -29,6 +29,7 @@ from idp.accounts.identifiers import IdentifierError, normalize_email
 from idp.accounts.people import confirmed_holder, release_unconfirmed
 from idp.interaction import mfa
 from idp.interaction.login import Refused
+from idp.interaction.sealed import stash_sealed, unstash_sealed
 from idp.services import Services
 from idp.storage import repo
 from idp.storage.models import User, utcnow
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LINK_TTL = 86400  # seconds an e-mailed confirmation link stays valid
 LINK_SALT = "yitong-email-confirm"
+EMAIL_KEY = "yt_email_sent"  # the address a link was (perhaps) sent to, sealed in the cookie
 MAX_TOKEN = 1000
 
 
@@ -72,6 +74,14 @@ def send_email_link(user: User, address: str) -> Refused | str:
                 429,
                 retry_after=wait,
             )
+    shown = str(_("A confirmation link was sent to %(to)s.", to=mask_address(address)))
+    stash_sealed(EMAIL_KEY, "email-sent", user.id, address)
+    other = confirmed_holder(context.db_session(), "email", address)
+    if other is not None and other != user.id:
+        # Never say that the address belongs to someone (checklist 83): the same answer as
+        # a sent link; its holder is told instead, and no link exists to confirm it here.
+        tell_holder(other, "email", account=user.id)
+        return shown
     token = _serializer().dumps(
         {"u": user.id, "e": address, "n": secrets.token_hex(16), "i": int(utcnow().timestamp())}
     )
@@ -96,7 +106,12 @@ def send_email_link(user: User, address: str) -> Refused | str:
         ip=context.client_ip(),
         details={"to": mask_address(address)},
     )
-    return str(_("A confirmation link was sent to %(to)s.", to=mask_address(address)))
+    return shown
+
+
+def pending_email(user: User) -> str | None:
+    """The address this browser last asked a link for (shown on the confirmation page)."""
+    return unstash_sealed(EMAIL_KEY, "email-sent", user.id, LINK_TTL)
 
 
 def start_email_change(user: User, raw: str) -> Refused | str:
@@ -107,9 +122,6 @@ def start_email_change(user: User, raw: str) -> Refused | str:
         return Refused(_("Enter a valid e-mail address."), 400)
     if address == user.email and user.email_verified:
         return Refused(_("This address is already confirmed."), 400)
-    other = confirmed_holder(context.db_session(), "email", address)
-    if other is not None and other != user.id:
-        return Refused(_("This address cannot be used."), 409)
     return send_email_link(user, address)
 
 
@@ -211,3 +223,37 @@ CLAIM_RELEASED_TEXT = N_(
 def tell_claim_released(services: Services, user: User) -> list[str]:
     """Tell an account that its unverified ID number went to the verified holder."""
     return tell(services, user, CLAIM_RELEASED_SUBJECT, CLAIM_RELEASED_TEXT)
+
+
+COLLISION_SUBJECT = N_("Someone tried to use your details on Yitong")
+COLLISION_TEXT = N_(
+    "Yitong: someone tried to use the ID number, mobile number or e-mail address of your "
+    "account for another account. Nothing changed in your account. If it was you, sign in "
+    "or reset your password instead; otherwise there is nothing to do."
+)
+
+
+def tell_holder(holder_id: str, field: str, *, account: str) -> list[str]:
+    """Someone typed what ``holder_id`` holds for sure (a confirmed phone or e-mail, an ID
+    number verified at L3+): tell the holder at their confirmed contact points, since the
+    person who typed it must not learn it (checklist 83).  Audited; at most
+    ``sms.per_phone_per_hour`` notices an hour to one account, so nobody can flood a holder.
+
+    The audit entry names the typing ``account`` in its details, not as its actor: the
+    activity list of that account's data page (actor or target) must not show it either."""
+    services = context.services()
+    limit = services.policies.get_int("sms.per_phone_per_hour")
+    told: list[str] = []
+    if services.rate_limiter.hit("holder-notice", holder_id, limit, 3600) is None:
+        holder = context.db_session().get(User, holder_id)
+        if holder is not None:
+            told = tell(services, holder, COLLISION_SUBJECT, COLLISION_TEXT)
+    audit.record_now(
+        services.db,
+        "user.contact_collision",
+        actor="self",
+        target=holder_id,
+        ip=context.client_ip(),
+        details={"field": field, "told": told, "account": account},
+    )
+    return told

@@ -48,13 +48,8 @@ from idp.accounts.identifiers import (
 from idp.interaction import mfa
 from idp.interaction.levels import forget_factors, user_factors
 from idp.interaction.login import Refused, attempt_second_factor, code_factor
-from idp.interaction.self_service import (
-    mask_phone,
-    new_password_refused,
-    send_sms_code,
-    stash_sealed,
-    unstash_sealed,
-)
+from idp.interaction.sealed import stash_sealed, unstash_sealed
+from idp.interaction.self_service import mask_phone, new_password_refused, send_sms_code
 from idp.interaction.sessions import end_user_sessions
 from idp.interaction.sms_login import check_phone_code
 from idp.storage import repo

@@ -20,7 +20,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from flask_babel import gettext as _
@@ -29,9 +31,10 @@ from sqlalchemy.orm import Session
 
 from idp import audit, context
 from idp.accounts.assurance import id_holder_verified, verifications_of
+from idp.interaction import mfa
 from idp.interaction.contacts import N_, tell
 from idp.interaction.levels import user_factors
-from idp.interaction.login import Refused
+from idp.interaction.login import Refused, attempt_second_factor, code_factor, verify_password
 from idp.interaction.sessions import end_user_sessions, live_sessions_of
 from idp.services import Services
 from idp.storage.models import (
@@ -127,7 +130,9 @@ def personal_data(user: User) -> dict[str, Any]:
         "profile": {
             "name": user.name,
             "id_number_masked": user.id_number_masked,
-            "id_number_pending_verification": user.id_claim_digest is not None,
+            # Below L3 for everyone, not only for a contested claim: the page must not tell
+            # a registrant that someone else holds the number (checklist 83).
+            "id_number_pending_verification": not id_holder_verified(session, user.id),
             "phone": user.phone,
             "phone_verified": bool(user.phone_verified),
             "email": user.email,
@@ -249,8 +254,79 @@ def request_closing(user: User) -> dt.datetime:
     return row.close_after
 
 
+@dataclasses.dataclass(frozen=True)
+class CancelNeeds:
+    """What a person must still show to keep an account being closed.
+
+    Cancelling gives the account back and signs in, so it needs what a full login of the
+    account needs: the password (or a passkey with user verification) and, when the account
+    has a second factor, one of them.  A password alone must never undo a closing that a
+    stolen password could otherwise reverse.
+    """
+
+    password: bool
+    second_factor: bool
+    methods: tuple[str, ...] = ()  # totp | sms | recovery: what the closing page can take
+
+    @property
+    def met(self) -> bool:
+        return not (self.password or self.second_factor)
+
+    @property
+    def passkey_only(self) -> bool:
+        """The only second factor is a security key: the person signs in with it instead."""
+        return self.second_factor and not self.methods
+
+
+def cancel_needs(user: User, proven: Iterable[str]) -> CancelNeeds:
+    """What is missing from the factors ``proven`` so far (``pwd``, ``sms``, ``otp``...)."""
+    have = set(proven)
+    factors = user_factors(user)
+    password = not have & {"pwd", "uv"}
+    second = factors.any_second_factor and not have & mfa.POSSESSION
+    methods: tuple[str, ...] = ()
+    if second:
+        methods = ("totp",) if factors.totp else ()
+        methods += ("sms",) if factors.sms_phone else ()
+        methods += ("recovery",) if factors.recovery_left else ()
+    return CancelNeeds(password, second, methods)
+
+
+def prove_for_cancel(
+    user: User, proven: dict[str, int], *, password: str, method: str, code: str
+) -> tuple[dict[str, int], Refused | None]:
+    """Check what the closing page asked for: the factors proven now, and why not all.
+
+    The password goes through the lockout gate (:func:`~idp.interaction.login.
+    verify_password`); a code is counted on the account's second-factor counter like a
+    login's (:func:`~idp.interaction.login.attempt_second_factor`).  A factor proven here
+    is kept even when the other one fails, so the page does not ask for it again.
+    """
+    needs = cancel_needs(user, proven)
+    have = dict(proven)
+    now = int(utcnow().timestamp())
+    if needs.passkey_only:
+        return have, Refused(_("Sign in with your security key or passkey to keep it."), 403)
+    if needs.password:
+        if not verify_password(user, password):
+            return have, Refused(_("The password is wrong."), 401)
+        have["pwd"] = now
+    if needs.second_factor:
+        if method not in needs.methods:
+            return have, Refused(_("Enter a code that confirms it is you."), 400)
+        attempt = attempt_second_factor(
+            None, user, lambda: code_factor(user, method, code[:64]), mode="closing_cancel"
+        )
+        if attempt.factor is None:
+            assert attempt.refused is not None  # no pending login: never a restart
+            return have, attempt.refused
+        have[attempt.factor] = now
+    return have, None
+
+
 def cancel_closing(user: User) -> None:
-    """The person signed in during the cooling-off period and keeps the account."""
+    """The person signed in during the cooling-off period and keeps the account
+    (with every factor :func:`cancel_needs` asked for)."""
     db_session = context.db_session()
     row = db_session.get(User, user.id)
     if row is None or row.status != "closing":

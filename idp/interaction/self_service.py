@@ -26,13 +26,14 @@ from idp.accounts.identifiers import IdentifierError, normalize_phone
 from idp.accounts.passwords import PasswordPolicyError
 from idp.accounts.people import confirmed_holder, release_unconfirmed
 from idp.interaction import mfa
+from idp.interaction.contacts import tell_holder
 from idp.interaction.levels import forget_factors, user_factors
 from idp.interaction.login import Refused, verify_password
+from idp.interaction.sealed import stash_sealed, unstash_sealed
 from idp.interaction.sessions import end_user_sessions
 from idp.interaction.throttle import mfa_rule
 from idp.interaction.webauthn import CREDENTIAL_ID, account_label
 from idp.storage.models import SsoSession, User, WebAuthnCredential, utcnow
-from keys.crypto import KekError
 
 log = logging.getLogger(__name__)
 
@@ -42,36 +43,6 @@ REAUTH_KEY = "yt_reauth"
 REAUTH_WINDOW = 300  # "recent authentication" for security changes (ASVS 7.5.1, checklist 68)
 PHONE_KEY = "yt_phone"
 PHONE_TTL = 900
-
-
-# ---------------------------------------------------------------------- secrets in the cookie
-def _seal(purpose: str, user_id: str, value: str) -> str:
-    blob = context.services().kek.encrypt(value.encode(), f"{purpose}:{user_id}".encode())
-    return base64.b64encode(blob).decode()
-
-
-def _open(purpose: str, user_id: str, sealed: object) -> str | None:
-    try:
-        blob = base64.b64decode(str(sealed))
-        aad = f"{purpose}:{user_id}".encode()
-        return context.services().kek.decrypt(blob, aad).decode()
-    except (ValueError, TypeError, KekError):  # tampered or stale: start over
-        return None
-
-
-def stash_sealed(key: str, purpose: str, user_id: str, value: str) -> None:
-    """Keep ``value`` in the browser's session, encrypted and bound to purpose and account."""
-    session[key] = {"u": user_id, "s": _seal(purpose, user_id, value), "t": utcnow().timestamp()}
-
-
-def unstash_sealed(key: str, purpose: str, user_id: str, ttl: int) -> str | None:
-    """What :func:`stash_sealed` kept, unless older than ``ttl`` seconds, tampered or absent."""
-    data = session.get(key)
-    if not isinstance(data, dict) or data.get("u") != user_id:
-        return None
-    if utcnow().timestamp() - float(data.get("t", 0)) > ttl:
-        return None
-    return _open(purpose, user_id, data.get("s"))
 
 
 # ---------------------------------------------------------------------- recent authentication
@@ -240,18 +211,28 @@ def mask_phone(phone: str | None) -> str | None:
     return phone[:-8] + "****" + phone[-4:] if len(phone) > 8 else "****"
 
 
+def _sms_refused() -> tuple[bool, str, int | None] | None:
+    """Why no SMS can go out from this address now (no sender, the per-address limit)."""
+    services = context.services()
+    if services.sms_sender is None:
+        return False, _("SMS codes are not available right now."), None
+    wait = services.rate_limiter.hit(
+        "sms-ip", context.client_ip(), services.policies.get_int("sms.per_ip_per_hour"), 3600
+    )
+    if wait is not None:
+        return False, _("Too many codes requested. Try again in %(n)d second(s).", n=wait), wait
+    return None
+
+
 def send_sms_code(phone: str, purpose: str, user_id: str | None) -> tuple[bool, str, int | None]:
     """Issue and send a code (rate limited per number and per address). (ok, message, wait)."""
     services = context.services()
     sender = services.sms_sender
-    if sender is None:
-        return False, _("SMS codes are not available right now."), None
+    refused = _sms_refused()
+    if refused is not None:
+        return refused
+    assert sender is not None
     policies = services.policies
-    wait = services.rate_limiter.hit(
-        "sms-ip", context.client_ip(), policies.get_int("sms.per_ip_per_hour"), 3600
-    )
-    if wait is not None:
-        return False, _("Too many codes requested. Try again in %(n)d second(s).", n=wait), wait
     context.release_request_transaction()
     try:
         code = mfa.issue_code(
@@ -297,8 +278,17 @@ def start_phone_change(user: User, raw: str) -> tuple[str, str] | Refused:
         return Refused(_("Enter a valid mainland mobile number."), 400)
     other = confirmed_holder(context.db_session(), "phone", phone)
     if other is not None and other != user.id:
-        return Refused(_("This number cannot be used."), 409)
-    ok, message, wait = send_sms_code(phone, "phone", user.id)
+        # Never say that the number belongs to someone (checklist 83): the answer of a sent
+        # code; its holder is told instead, and no code exists to confirm it here.
+        ok, message, wait = _sms_refused() or (
+            True,
+            _("A code was sent to %(phone)s.", phone=mask_phone(phone)),
+            None,
+        )
+        if ok:
+            tell_holder(other, "phone", account=user.id)
+    else:
+        ok, message, wait = send_sms_code(phone, "phone", user.id)
     if not ok:
         return Refused(message, 429 if wait else 503, retry_after=wait or 0)
     stash_sealed(PHONE_KEY, "phone-change", user.id, phone)

@@ -32,7 +32,8 @@ from idp.accounts.people import find_citizen
 from idp.interaction import mfa
 from idp.interaction.login import Refused, verify_password
 from idp.interaction.policies import user_classes
-from idp.interaction.self_service import mask_phone, send_sms_code, stash_sealed, unstash_sealed
+from idp.interaction.sealed import stash_sealed, unstash_sealed
+from idp.interaction.self_service import mask_phone, send_sms_code
 from idp.storage import repo
 from idp.storage.models import User, utcnow
 

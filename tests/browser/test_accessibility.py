@@ -17,6 +17,7 @@ Not storage specific, so it runs on SQLite only.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import os
 import threading
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from urllib.parse import urlencode
 import pytest
 from werkzeug.serving import make_server
 
+from idp.storage.models import utcnow
 from tests.browser.pages import PAGES, Page, Site
 from tests.helpers import Citizen, RegisteredClient, pkce_pair
 from tests.services.browser import reset_browser
@@ -103,34 +105,91 @@ return {
 """
 
 
-@pytest.fixture
-def site(make_app: Any) -> Iterator[Site]:
-    """The IdP on 127.0.0.1:<ephemeral> as ``http://localhost:<port>``, a citizen, a service."""
-    server = make_server("127.0.0.1", 0, lambda environ, start: [], threaded=True)
-    port = server.server_port
-    app = make_app(issuer=f"http://localhost:{port}", rate_limit_login_per_minute=1000)
-    server.app = app
-    citizen = Citizen.create(app, name="张三")
-    rp = RegisteredClient.create(app, name="社会保障服务", scopes=["openid", "profile", "phone"])
+def _states(app: Any, citizen: Citizen) -> dict[str, str]:
+    """The accounts and objects the state pages need; the values their paths are filled from."""
+    from admin.services import OPERATOR, add_department
+    from idp.storage.models import User
+    from tests.admin.console_support import admin_account
+    from tests.entities import kit
+    from tests.interaction.mfa_kit import enrol_totp
+
+    with_totp = Citizen.create(app, name="李四")  # signs in with a second factor
+    enrol_totp(app, with_totp.id)
+    closing = Citizen.create(app, name="王五")  # being closed, with a second factor
+    enrol_totp(app, closing.id)
+    services = app.extensions["yitong"]
+    with services.db.transaction() as session:
+        row = session.get(User, closing.id)
+        assert row is not None
+        row.status = "closing"
+        row.close_after = utcnow() + dt.timedelta(days=3)
+    entity, rep, _code = kit.company(app)  # the citizen holds a mandate of a company
+    kit.mandate(app, entity.id, rep.id, citizen.id)
+    with services.db.transaction() as session:  # a department named as a real one is
+        add_department(session, "social", "社会保障局", OPERATOR)
+    admin_id = admin_account(
+        app, ["security-admin", "helpdesk", "auditor", "department-admin"], ("social",)
+    )
+    with services.db.session() as session:
+        admin = session.get(User, admin_id)
+        assert admin is not None and admin.email
+        admin_email = admin.email
+    return {
+        "mfa_login": with_totp.email,
+        "closing_login": closing.email,
+        "admin_login": admin_email,
+        "admin_totp": enrol_totp(app, admin_id),
+        "id_number": citizen.id_number,
+        "user_id": citizen.id,
+    }
+
+
+def _authorize_query(rp: RegisteredClient, scope: str) -> str:
     _verifier, challenge = pkce_pair()
-    authorize = urlencode(
+    return urlencode(
         {
             "response_type": "code",
             "client_id": rp.client_id,
             "redirect_uri": rp.redirect_uri,
-            "scope": "openid profile phone",
+            "scope": scope,
             "state": "s",
             "nonce": "n",
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
     )
+
+
+@pytest.fixture
+def site(make_app: Any) -> Iterator[Site]:
+    """The IdP on 127.0.0.1:<ephemeral> as ``http://localhost:<port>``, a citizen, a service,
+    and what the state pages need (:func:`_states`)."""
+    from idp.interaction.outbox import read_outbox
+
+    server = make_server("127.0.0.1", 0, lambda environ, start: [], threaded=True)
+    port = server.server_port
+    app = make_app(issuer=f"http://localhost:{port}", rate_limit_login_per_minute=1000)
+    server.app = app
+    citizen = Citizen.create(app, name="张三")
+    rp = RegisteredClient.create(app, name="社会保障服务", scopes=["openid", "profile", "phone"])
+    firms = RegisteredClient.create(
+        app, name="企业办事服务", scopes=["openid", "profile", "entity"]
+    )
+    db = app.extensions["yitong"].db
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield Site(
             f"http://localhost:{port}",
-            {"authorize": authorize, "login": citizen.email, "password": citizen.password},
+            {
+                "authorize": _authorize_query(rp, "openid profile phone"),
+                "authorize_entity": _authorize_query(firms, "openid profile entity"),
+                "client_id": rp.client_id,
+                "login": citizen.email,
+                "password": citizen.password,
+                **_states(app, citizen),
+            },
+            mail=lambda to: [m.body for m in read_outbox(db, destination=to or None, limit=500)],
         )
     finally:
         server.shutdown()
@@ -148,14 +207,22 @@ def _mode(browser: Any, site: Site, lang: str, display: str, width: int) -> None
     )
 
 
-def _sign_in(browser: Any, site: Site) -> None:
+def _sign_in(browser: Any, site: Site, *, admin: bool = False) -> None:
+    """The test citizen with a password; the administrator with its authenticator code too."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    from tests.interaction.mfa_kit import code
+
+    reset_browser(browser)
     browser.get(site.url + "/login")
-    browser.find_element(By.ID, "login").send_keys(site.values["login"])
+    browser.find_element(By.ID, "login").send_keys(site.values["admin_login" if admin else "login"])
     browser.find_element(By.ID, "password").send_keys(site.values["password"])
     browser.find_element(By.ID, "submit").click()
+    if admin:
+        box = WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.ID, "totp-code"))
+        box[0].send_keys(code(site.values["admin_totp"]))
+        browser.find_element(By.ID, "totp-submit").click()
     WebDriverWait(browser, WAIT).until(lambda d: "/account" in d.current_url)
 
 
@@ -178,6 +245,8 @@ def _check(browser: Any, site: Site, page: Page) -> list[str]:
             page.reach(browser, site)
         problems += [f"{where}: {v}" for v in browser.execute_async_script(AXE_RUN)]
         seen = browser.execute_script(PROBE)
+        if page.lands is not None and not seen["path"].startswith(page.lands):
+            problems.append(f"{where}: reached {seen['path']}, not {page.lands}")
         if lang == "zh_CN":
             words = english_words(seen["text"])
             if seen["lang"] != "zh-CN" or words:
@@ -201,11 +270,12 @@ def test_every_page_is_accessible_in_both_languages_and_modes(browser: Any, site
         "Page.addScriptToEvaluateOnNewDocument", {"source": AXE.read_text("utf-8")}
     )
     problems: list[str] = []
-    signed_in = False
-    for page in sorted(PAGES, key=lambda p: p.signed_in):
-        if page.signed_in and not signed_in:
-            _sign_in(browser, site)
-            signed_in = True
+    who = "nobody"
+    for page in sorted(PAGES, key=lambda p: (p.signed_in, p.admin)):
+        wanted = "admin" if page.admin else "citizen" if page.signed_in else "nobody"
+        if wanted != who:
+            _sign_in(browser, site, admin=page.admin)
+            who = wanted
         problems += _check(browser, site, page)
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     browser.execute_cdp_cmd(
