@@ -5,8 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := slapd ldap-utils chromium chromium-driver fonts-wqy-microhei softhsm2 opensc
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Bytecode (and pytest's rewritten test modules) cached on disk: without it every xdist worker,
+# every server the tests start and every CLI subprocess compiles the whole project again.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: all demo cluster soak drills test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
+.PHONY: screenshots all demo cluster soak drills test lint fmt venv system-deps services translations test-sqlite test-postgres bench mutation clean
 
 all: test
 
@@ -75,6 +78,10 @@ cluster: venv translations services
 SOAK_SECONDS ?= 600
 soak: venv translations services
 	$(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)
+
+# The pictures in docs/screenshots and docs/images, taken by the browser tests.
+screenshots: venv translations
+	YITONG_SCREENSHOTS=docs $(BIN)/pytest -q -p no:cacheprovider tests/browser/test_accessibility.py tests/browser/test_console.py
 
 bench: venv
 	$(BIN)/python -m bench.run

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,13 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = ROOT / "tests" / "data" / "axe-core" / "axe.min.js"
-SHOTS = Path(os.environ.get("YITONG_SCREENSHOTS", ROOT / "docs" / "screenshots"))
+# `make screenshots` refreshes the documentation's pictures; a plain run writes them aside, so
+# running the tests never changes tracked files.
+SHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("YITONG_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "yitong-screenshots"
+)
 WAIT = 20
 PHONE = 360
 DESKTOP = 1280
