@@ -27,6 +27,7 @@ from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import pending_release, record_consent
 from idp.interaction.contacts import send_email_link
 from idp.interaction.flow import InteractionExpired
+from idp.interaction.levels import LevelRequest
 from idp.interaction.self_service import start_phone_change, stash_sealed, unstash_sealed
 from idp.interaction.web import (
     clear_session_cookie,
@@ -35,6 +36,7 @@ from idp.interaction.web import (
     set_session_cookie,
 )
 from idp.oauth import authorize as authz
+from idp.oauth import device
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.release import released_keys
 from idp.storage.models import Client, Department, User, utcnow
@@ -56,14 +58,17 @@ def open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | Non
     return opened.multi, opened.started
 
 
-def ix_context(ix: str | None) -> authz.AuthorizationContext | None:
-    """The validated authorization request carried by ``ix`` (None when absent or bad)."""
+def ix_context(ix: str | None) -> authz.AuthorizationContext | LevelRequest | None:
+    """The validated authorization request carried by ``ix`` (None when absent or bad), or
+    the device approval it continues (whose client and scopes decide the level)."""
     try:
         opened = open_ix(ix)
     except InteractionExpired:
         return None
     if opened is None:
         return None
+    if device.IX_REQUEST in opened[0]:
+        return device.level_request(context.db_session(), opened[0])
     try:  # the same checks (and resolved PAR / request-object parameters) as /authorize
         return validate_request(opened[0])
     except (authz.PageError, OAuth2Error):
@@ -88,6 +93,8 @@ def cancel(ix: str) -> Response:
         return see_other(url_for("account.home"))
     if "bridge_system" in opened[0]:  # a ticket-bridge login: the system hears of it
         return see_other(url_for("bridge.login", ix=ix, cancel="1"))
+    if device.IX_REQUEST in opened[0] or device.IX_USER_CODE in opened[0]:
+        return see_other(url_for("device.enter"))  # an RFC 8628 approval: nothing to tell
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:

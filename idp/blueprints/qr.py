@@ -202,7 +202,7 @@ def _refused(reason: str) -> Response:
     return json_error(error, status=status_code, message=refusal_text(reason))
 
 
-def _location_text(ip: str | None) -> str:
+def location_text(ip: str | None) -> str:
     kind, network = decoupled.approximate_location(ip, context.settings().qr_login_networks)
     if kind == "named":
         return network
@@ -235,7 +235,7 @@ def app_request(code: str) -> Response:
     resp = jsonify(
         {
             "service": client.name if client else _("your account at Yitong"),
-            "location": _location_text(row.ip),
+            "location": location_text(row.ip),
             "matching_number": row.matching_number,
             "expires_in": max(0, int((row.expires_at - now).total_seconds())),
             "warning": _(
