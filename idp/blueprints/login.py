@@ -116,8 +116,11 @@ def login_page(
     retry_after: int = 0,
     mode: str = "",
     credit_code: str = "",
+    show_qr: bool = False,
 ) -> Response:
     """The login form (with the requesting client's name when ``ix`` names one).
+
+    ``show_qr``: draw a new QR code in the page (the no-script path, ``POST /login/qr``).
 
     ``mode="entity"`` shows the legal-person entry (法人登录, :mod:`idp.blueprints.entities`)
     instead of the personal one, where the client lets people act for companies.
@@ -130,7 +133,8 @@ def login_page(
     except InteractionExpired:
         client = None
     entity_login = acting.login_offered(opened[0] if opened else None, client)
-    qr = qr_login.panel(client.client_id if client else None)  # QR login (issue 13)
+    # QR login (issue 13): a request is stored only when asked for (show_qr), never on a read.
+    qr = qr_login.panel(client.client_id if client else None) if show_qr else None
     body = render_template(
         "login.html",
         ix=ix,
@@ -141,6 +145,7 @@ def login_page(
         department=department,
         recovery=recovery,
         qr=qr,
+        qr_shown=show_qr,
         qr_message=qr_login.outcome_message(request.args.get("qr")),
         sms_login=sms_login.enabled(),
         entity_login=entity_login,
@@ -158,6 +163,18 @@ def restart_login(ix: str, message: str) -> Response:
     """The pending login is over: back to the password step, saying why."""
     signin.drop_pending()
     return login_page(ix, error=message, status=401)
+
+
+@bp.route("/login/qr", methods=["POST"])
+def show_qr() -> Response:
+    """The login page with a QR code, for a browser without script (the script asks
+    ``POST /qr/new`` instead); rate limited per address by :func:`qr_login.panel`."""
+    ix = request.form.get("ix", "")[:MAX_IX]
+    try:
+        open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    return login_page(ix, show_qr=True)
 
 
 @bp.route("/login", methods=["GET"])
