@@ -71,4 +71,6 @@ PAGES: tuple[Page, ...] = (
     Page("my-data", "/account/data", signed_in=True),
     Page("account-close", "/account/close", signed_in=True),
     Page("logout", "/logout", signed_in=True),
+    Page("device", "/device", signed_in=True),
+    Page("device-code-to-check", "/device?user_code=BCDF-GHJK", signed_in=True),
 )

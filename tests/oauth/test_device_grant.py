@@ -389,3 +389,29 @@ def test_registration_accepts_the_grant(app: Flask) -> None:
             create_client(
                 session, ClientSpec(name="x", grant_types=["refresh_token"]), actor="test"
             )
+
+
+def test_checklist_25_device_code_redeemed_once_under_a_race(
+    app: Flask, client: FlaskClient, tv: RegisteredClient, citizen: Citizen
+) -> None:
+    """Two polls that both found the request approved: the compare-and-set lets one through
+    (a device code never gives two token sets, checklist 25 for device codes)."""
+    from idp.interaction import decoupled
+    from idp.storage.models import DeviceRequest, utcnow
+
+    body = start(client, tv).get_json()
+    browser, _ = sign_in(app, citizen)
+    decide(browser, enter(browser, body["user_code"]), "approve")
+    db = app.extensions["yitong"].db
+    with app.app_context(), db.session() as first, db.session() as second:
+        rows = [
+            s.scalars(select(DeviceRequest).where(DeviceRequest.kind == "device")).one()
+            for s in (first, second)
+        ]
+        assert all(r.status == "approved" for r in rows)  # both read it before either wrote
+        assert decoupled.redeem_device(first, rows[0], utcnow()) is True
+        first.commit()
+        assert decoupled.redeem_device(second, rows[1], utcnow()) is False
+        second.rollback()
+    # and through the endpoint: the request is spent, nothing more is issued
+    assert poll(client, tv, body["device_code"]).get_json()["error"] == "invalid_grant"
