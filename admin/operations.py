@@ -99,6 +99,7 @@ _RFC7591_KEEP = EDITABLE | {
     "subject_type",
     "sector_identifier_uri",
     "response_types",
+    "dpop_bound_access_tokens",
 }
 #: Set on the command line, outside RFC 7591: an edit keeps them as they are.
 _BEYOND_RFC7591 = (

@@ -29,6 +29,7 @@ from idp.storage.models import (
     LegalEntity,
     Mandate,
     RecoveryCode,
+    UpstreamLink,
     User,
     WebAuthnCredential,
     utcnow,
@@ -131,7 +132,52 @@ def show_person(session: Session, services: Services, user_id: str, who: Caller)
         "totp": factors.totp,
         "security_keys": len(factors.webauthn),
         "recovery_codes_left": factors.recovery_left,
+        "upstream_links": upstream_links(session, user.id),
     }
+
+
+# ------------------------------------------------------------------ upstream federation (issue 13)
+def upstream_links(session: Session, user_id: str) -> list[dict[str, Any]]:
+    """The account's links to upstream identities (the national platform), oldest first."""
+    rows = session.scalars(
+        select(UpstreamLink).where(UpstreamLink.user_id == user_id).order_by(UpstreamLink.id)
+    )
+    return [
+        {
+            "id": row.id,
+            "issuer": row.issuer,
+            "subject": row.subject,
+            "created_at": row.created_at.isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def remove_upstream_link(
+    session: Session, services: Services, user_id: str, link_id: Any, reason: Any, who: Caller
+) -> dict[str, Any]:
+    """Unlink an upstream identity (linked by mistake, or the person asks at the counter),
+    with the reason recorded.  The next upstream login asks for the person's consent to link
+    again; the account and its local sign-in are untouched."""
+    why = _reason(reason)
+    user = _person(session, user_id, who, act=True)
+    try:
+        wanted = int(link_id)
+    except (TypeError, ValueError):
+        raise AdminInputError("no such upstream link", status=404) from None
+    row = session.get(UpstreamLink, wanted)
+    if row is None or row.user_id != user.id:
+        raise AdminInputError("no such upstream link", status=404)
+    audit.record(
+        session,
+        "user.upstream_unlink",
+        actor=who.actor,
+        target=user.id,
+        details={"issuer": row.issuer, "subject": row.subject, "reason": why},
+    )
+    session.delete(row)
+    session.commit()
+    return {**person_summary(user), "upstream_links": upstream_links(session, user.id)}
 
 
 def _reason(reason: Any) -> str:

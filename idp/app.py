@@ -44,6 +44,7 @@ from idp.blueprints import (
     account,
     bridge,
     cas,
+    device,
     entities,
     federation,
     guards,
@@ -360,6 +361,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         rights.bp,
         sms_login.bp,
         qr.bp,
+        device.bp,
     ):
         app.register_blueprint(blueprint)
     csrf.exempt(oidc.bp)

@@ -177,8 +177,20 @@ class Settings:
     )
     qr_login_lifetime: int = field(
         default=120,
+        metadata=_doc("Seconds a QR-login code waits for the app's decision."),
+    )
+    device_code_lifetime: int = field(
+        default=600,
         metadata=_doc(
-            "Seconds a QR-login code (and an RFC 8628 device code) waits for the app's decision."
+            "Seconds an RFC 8628 device code and its user code wait for the person's decision "
+            "at `/device` (`expires_in`; typing a code on a phone takes longer than a scan)."
+        ),
+    )
+    device_code_attempts_per_minute: int = field(
+        default=10,
+        metadata=_doc(
+            "User codes a person (and, ten times as many, a client IP) may submit at `/device` "
+            "per minute: the guard against guessing a code shown on someone else's screen."
         ),
     )
     qr_login_scope: str = field(
@@ -527,6 +539,11 @@ def check_settings(settings: Settings) -> None:
         problems.append("YITONG_ISSUER must not end with '/' or carry a query or fragment")
     if settings.authorization_code_lifetime > 60 or settings.authorization_code_lifetime < 1:
         problems.append("YITONG_AUTHORIZATION_CODE_LIFETIME must be between 1 and 60 seconds")
+    if not 60 <= settings.device_code_lifetime <= 1800:
+        # RFC 8628 §5.2: a short life limits remote phishing with a relayed user code.
+        problems.append("YITONG_DEVICE_CODE_LIFETIME must be between 60 and 1800 seconds")
+    if settings.device_code_attempts_per_minute < 1:
+        problems.append("YITONG_DEVICE_CODE_ATTEMPTS_PER_MINUTE must be at least 1")
     if not 1 <= settings.bridge_ticket_lifetime <= 300:
         problems.append("YITONG_BRIDGE_TICKET_LIFETIME must be between 1 and 300 seconds")
     if not 30 <= settings.bridge_request_max_skew <= 900:

@@ -18,6 +18,9 @@ a demo company of the synthetic enterprise registry for its legal representative
 demo citizen) and gives a third one, the agent (经办人), an accepted mandate covering the
 service.  Either signs in at the service with 法人登录 (the company's credit code and their
 own login) and arrives acting for the company (the ``authority`` claim).
+
+The ticket bridge (issue 13) gets one demo legacy system, whose id and secret are printed, so
+an integrator can try the protocol (``clients/yitong_bridge.py``) against the demo at once.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from idp.accounts.entities import (
 from idp.accounts.mandates import mandate_is_live
 from idp.accounts.people import NewCitizen, RegistrationError, find_citizen, register_citizen
 from idp.app import build_services
+from idp.bridge.registry import BridgeSystemSpec, create_system, is_system, list_systems
 from idp.config import ConfigError, Settings, load_settings
 from idp.context import Services
 from idp.demo_admins import DemoAdmin, describe_admins, ensure_admins
@@ -105,6 +109,9 @@ class DemoLayout:
     idp_port: int = 5000
     portal_port: int = 5001
     service_port: int = 5002
+    #: Where the demo legacy system of the ticket bridge would listen (nothing is started
+    #: there: run your own system, or the reference client, against the printed credentials).
+    legacy_port: int = 5003
 
     def url(self, port: int) -> str:
         return f"http://{self.public_host}:{port}"
@@ -120,6 +127,10 @@ class DemoLayout:
     @property
     def service_url(self) -> str:
         return self.url(self.service_port)
+
+    @property
+    def legacy_url(self) -> str:
+        return self.url(self.legacy_port)
 
 
 @dataclass(frozen=True)
@@ -153,6 +164,15 @@ class DemoCompany:
 
 
 @dataclass(frozen=True)
+class DemoSystem:
+    """The demo legacy system registered with the ticket bridge (issue 13), and its secret."""
+
+    system_id: str
+    secret: str
+    callback: str
+
+
+@dataclass(frozen=True)
 class DemoState:
     """What set-up made (and what the demo prints)."""
 
@@ -167,6 +187,7 @@ class DemoState:
     created: list[str] = field(default_factory=list)
     admins: list[DemoAdmin] = field(default_factory=list)
     company: DemoCompany | None = None
+    bridge: DemoSystem | None = None
 
 
 # ------------------------------------------------------------------ settings
@@ -402,6 +423,49 @@ def _ensure_company(
     return entity.id, entity.name
 
 
+DEMO_SYSTEM_NAME = "演示旧系统 (demo legacy system)"
+
+
+def _ensure_bridge_system(
+    session: Session,
+    services: Services,
+    layout: DemoLayout,
+    stored: Mapping[str, Any],
+    created: list[str],
+) -> DemoSystem:
+    """Register the demo legacy system with the ticket bridge, or keep the one a previous run
+    registered (same id and secret); when the state file is lost, its secret is replaced."""
+    callback = layout.legacy_url + "/callback"
+    system_id, secret = stored.get("system_id"), stored.get("secret")
+    row = session.get(Client, system_id) if isinstance(system_id, str) else None
+    if row is None or not is_system(row):
+        row = next((r for r in list_systems(session) if r.name == DEMO_SYSTEM_NAME), None)
+    if row is None:
+        spec = BridgeSystemSpec(
+            name=DEMO_SYSTEM_NAME,
+            callback=callback,
+            attributes=["name", "phone_number"],
+            backchannel_logout_uri=layout.legacy_url + "/logout",
+        )
+        row, secret = create_system(session, spec, actor="demo", kek=services.kek)
+        created.append(f"bridge system {row.client_id}")
+        return DemoSystem(row.client_id, secret, callback)
+    if not isinstance(secret, str) or row.secret_digest != digest(secret):
+        # The secret was shown once and its copy is gone: issue a new one (demo only).
+        secret = new_secret(32)
+        row.secret_digest = digest(secret)
+        row.secret_ciphertext = services.kek.encrypt(secret.encode(), aad=row.client_id.encode())
+        audit.record(
+            session,
+            "bridge.system.update",
+            actor="demo",
+            target=row.client_id,
+            details={"changed": ["secret"]},
+        )
+    row.redirect_uris = [callback]
+    return DemoSystem(row.client_id, secret, callback)
+
+
 def _new_password() -> str:
     # 16 characters from a 64-symbol alphabet: 96 bits; never on the blocklist.
     return "Yt-" + secrets.token_urlsafe(12)
@@ -449,6 +513,9 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             entity_id, entity_name = _ensure_company(
                 session, services, people["representative"].id, people["agent"].id, created
             )
+            bridge = _ensure_bridge_system(
+                session, services, layout, stored.get("bridge") or {}, created
+            )
         # The admin service layer commits its own changes: a plain session, not a transaction.
         with services.db.session() as session:
             admins = ensure_admins(session, services, stored, created, _new_password)
@@ -477,6 +544,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
                 for key, p in people.items()
             },
             "company": {"id": entity_id, "name": entity_name, "credit_code": DEMO_COMPANY_CODE},
+            "bridge": dataclasses.asdict(bridge),
         },
     )
     return DemoState(
@@ -498,6 +566,7 @@ def setup(settings: Settings, layout: DemoLayout) -> DemoState:
             people["agent"],
             DEMO_MANDATE_ROLE,
         ),
+        bridge=bridge,
     )
 
 
@@ -530,6 +599,15 @@ def describe(state: DemoState) -> list[str]:
             f"{c.representative.login['email']}  password {c.representative.password}",
             f"    agent (经办人, role {c.role}) {c.agent.name}: e-mail "
             f"{c.agent.login['email']}  password {c.agent.password}",
+        ]
+    if state.bridge is not None:
+        b = state.bridge
+        lines += [
+            "",
+            "  ticket bridge (legacy systems, protocol yitong-bridge/1, docs/integrating.md):",
+            f"    system id  {b.system_id}",
+            f"    secret     {b.secret}",
+            f"    callback   {b.callback}  (run your system there; clients/yitong_bridge.py)",
         ]
     if state.outbox:
         lines.append(f"  development SMS/e-mail outbox: {state.outbox}")

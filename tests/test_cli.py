@@ -378,6 +378,11 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     assert "/admin" in first.stdout
     for key in ("representative", "agent"):
         assert f"password {state[key]['password']}" in first.stdout
+    # Issue 13: one demo legacy system of the ticket bridge, printed with its credentials.
+    bridge = state["bridge"]
+    assert bridge["system_id"].startswith("bridge-") and "created bridge system" in first.stdout
+    assert bridge["system_id"] in first.stdout and bridge["secret"] in first.stdout
+    assert "http://localhost:5003/callback" in first.stdout
 
     second = run("demo", "--no-serve")
     assert second.exit_code == 0, second.output
@@ -387,7 +392,7 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
 
     with db.connect() as conn:
         ids = conn.execute(select(Client.client_id).order_by(Client.client_id)).scalars().all()
-        assert ids == ["demo-portal", "demo-service"]
+        assert ids == sorted(["demo-portal", "demo-service", bridge["system_id"]])
         # The citizen, a security admin and a department admin (issue 11), the company's
         # representative and its agent (issue 10).
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5
@@ -417,6 +422,12 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
             for key in ("portal", "service"):
                 row = query_client(session, state[key]["client_id"])
                 assert OAuthClient(row).check_client_secret(state[key]["client_secret"])
+            # the printed bridge secret is the one that keys the system's signed requests
+            from idp.bridge.registry import system_secret
+
+            system = query_client(session, bridge["system_id"])
+            assert system is not None and system.status == "approved"
+            assert system_secret(system, services.kek) == bridge["secret"].encode()
     finally:
         services.db.dispose()
 
@@ -431,8 +442,11 @@ def test_demo_no_serve_is_idempotent_and_prints_the_login(
     assert renewed["agent"]["password"] != state["agent"]["password"]
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 5
-        assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2
+        # the two clients and the bridge's demo system, whose secret was replaced
+        assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 3
         assert conn.execute(select(func.count()).select_from(Mandate)).scalar_one() == 1
+    assert renewed["bridge"]["system_id"] == bridge["system_id"]
+    assert renewed["bridge"]["secret"] != bridge["secret"]
     assert run("audit", "verify").exit_code == 0
 
 

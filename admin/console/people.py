@@ -47,7 +47,8 @@ def person(user_id: str) -> Response:
 @bp.route("/people/<user_id>/<action>", methods=["POST"])
 def person_action(user_id: str, action: str) -> Response:
     """unlock | disable | enable | end-sessions | reset-mfa (with a reason) | verify (an
-    identity verification seen at the counter or checked with the registry)."""
+    identity verification seen at the counter or checked with the registry) | unlink-upstream
+    (an upstream federation link, with a reason)."""
     session, svc = context.db_session(), context.services()
     if action == "unlock":
         people_service.unlock_person(session, svc, user_id, who())
@@ -63,6 +64,15 @@ def person_action(user_id: str, action: str) -> Response:
             svc,
             user_id,
             {"level": form.get("level", ""), "method": form.get("method", "")},
+            who(),
+        )
+    elif action == "unlink-upstream":
+        people_service.remove_upstream_link(
+            session,
+            svc,
+            user_id,
+            request.form.get("link_id"),
+            request.form.get("reason", ""),
             who(),
         )
     elif action == "reset-mfa":

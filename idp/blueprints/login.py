@@ -27,6 +27,7 @@ from idp.interaction.account_view import scope_labels
 from idp.interaction.consent import pending_release, record_consent
 from idp.interaction.contacts import send_email_link, tell_holder
 from idp.interaction.flow import InteractionExpired
+from idp.interaction.levels import LevelRequest
 from idp.interaction.sealed import stash_sealed, unstash_sealed
 from idp.interaction.self_service import mask_phone, send_sms_code, start_phone_change
 from idp.interaction.web import (
@@ -36,6 +37,7 @@ from idp.interaction.web import (
     set_session_cookie,
 )
 from idp.oauth import authorize as authz
+from idp.oauth import device
 from idp.oauth.authorization import find_client, required_acr, validate_request
 from idp.oauth.release import released_keys
 from idp.storage.models import Client, Department, User, utcnow
@@ -57,14 +59,17 @@ def open_ix(token: str | None) -> tuple[dict[str, list[str]], dt.datetime] | Non
     return opened.multi, opened.started
 
 
-def ix_context(ix: str | None) -> authz.AuthorizationContext | None:
-    """The validated authorization request carried by ``ix`` (None when absent or bad)."""
+def ix_context(ix: str | None) -> authz.AuthorizationContext | LevelRequest | None:
+    """The validated authorization request carried by ``ix`` (None when absent or bad), or
+    the device approval it continues (whose client and scopes decide the level)."""
     try:
         opened = open_ix(ix)
     except InteractionExpired:
         return None
     if opened is None:
         return None
+    if device.IX_REQUEST in opened[0]:
+        return device.level_request(context.db_session(), opened[0])
     try:  # the same checks (and resolved PAR / request-object parameters) as /authorize
         return validate_request(opened[0])
     except (authz.PageError, OAuth2Error):
@@ -89,6 +94,8 @@ def cancel(ix: str) -> Response:
         return see_other(url_for("account.home"))
     if "bridge_system" in opened[0]:  # a ticket-bridge login: the system hears of it
         return see_other(url_for("bridge.login", ix=ix, cancel="1"))
+    if device.IX_REQUEST in opened[0] or device.IX_USER_CODE in opened[0]:
+        return see_other(url_for("device.enter"))  # an RFC 8628 approval: nothing to tell
     try:
         ctx = authz.validate(opened[0], find_client)
     except authz.PageError as exc:
@@ -110,8 +117,11 @@ def login_page(
     retry_after: int = 0,
     mode: str = "",
     credit_code: str = "",
+    show_qr: bool = False,
 ) -> Response:
     """The login form (with the requesting client's name when ``ix`` names one).
+
+    ``show_qr``: draw a new QR code in the page (the no-script path, ``POST /login/qr``).
 
     ``mode="entity"`` shows the legal-person entry (法人登录, :mod:`idp.blueprints.entities`)
     instead of the personal one, where the client lets people act for companies.
@@ -124,7 +134,8 @@ def login_page(
     except InteractionExpired:
         client = None
     entity_login = acting.login_offered(opened[0] if opened else None, client)
-    qr = qr_login.panel(client.client_id if client else None)  # QR login (issue 13)
+    # QR login (issue 13): a request is stored only when asked for (show_qr), never on a read.
+    qr = qr_login.panel(client.client_id if client else None) if show_qr else None
     body = render_template(
         "login.html",
         ix=ix,
@@ -135,6 +146,7 @@ def login_page(
         department=department,
         recovery=recovery,
         qr=qr,
+        qr_shown=show_qr,
         qr_message=qr_login.outcome_message(request.args.get("qr")),
         sms_login=sms_login.enabled(),
         entity_login=entity_login,
@@ -152,6 +164,18 @@ def restart_login(ix: str, message: str) -> Response:
     """The pending login is over: back to the password step, saying why."""
     signin.drop_pending()
     return login_page(ix, error=message, status=401)
+
+
+@bp.route("/login/qr", methods=["POST"])
+def show_qr() -> Response:
+    """The login page with a QR code, for a browser without script (the script asks
+    ``POST /qr/new`` instead); rate limited per address by :func:`qr_login.panel`."""
+    ix = request.form.get("ix", "")[:MAX_IX]
+    try:
+        open_ix(ix)
+    except InteractionExpired:
+        return expired_page()
+    return login_page(ix, show_qr=True)
 
 
 @bp.route("/login", methods=["GET"])

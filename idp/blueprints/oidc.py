@@ -49,7 +49,7 @@ from idp.interaction.web import (
     seal_interaction,
 )
 from idp.oauth import authorize as authz
-from idp.oauth import dpop, par
+from idp.oauth import device, dpop, par
 from idp.oauth.authorization import (
     authorization_token,
     bearer_token,
@@ -65,6 +65,7 @@ from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
+from idp.oauth.server import authenticate_endpoint_client
 from idp.oauth.verified_claims import userinfo_verified_claims, with_entity_verified_claims
 from idp.storage import repo
 from idp.storage.models import Client, Grant, Token, User, utcnow
@@ -205,6 +206,11 @@ def resume() -> Response:
         return see_other(url_for("cas.login", ix=request.args.get("ix")), code=302)
     if "bridge_system" in interaction.multi:  # a ticket-bridge login (blueprints/bridge.py)
         return see_other(url_for("bridge.login", ix=request.args.get("ix")), code=302)
+    if device.IX_REQUEST in interaction.multi:  # an RFC 8628 approval (blueprints/device.py)
+        return see_other(url_for("device.confirm", ix=request.args.get("ix")), code=302)
+    if device.IX_USER_CODE in interaction.multi:  # signed in to type the device's code
+        code = (interaction.multi[device.IX_USER_CODE] or [""])[0]
+        return see_other(url_for("device.enter", user_code=code or None), code=302)
     return process_authorization(interaction.multi, interaction=interaction)
 
 
@@ -278,6 +284,36 @@ def pushed_authorization_request() -> Response:
     resp.status_code = 201
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+# ------------------------------------------------------------------ device authorization (RFC 8628)
+@bp.route("/device_authorization", methods=["POST"])
+def device_authorization() -> Response:
+    """RFC 8628 §3.1-3.2: authenticate the client as at the token endpoint, start a request."""
+    wait = retry_after("device_authorization", context.settings().rate_limit_qr_per_minute)
+    if wait is not None:
+        return json_error(
+            SlowDownError("too many requests; retry later"), headers={"Retry-After": str(wait)}
+        )
+    problem = _form_problem()
+    if problem is not None:
+        return problem
+    try:
+        client = authenticate_endpoint_client("device_authorization")
+    except InvalidClientError as exc:
+        headers = {"WWW-Authenticate": 'Basic realm="yitong"'} if exc.status_code == 401 else {}
+        return _finish(
+            json_error(
+                InvalidClientError("client authentication failed"), status=401, headers=headers
+            )
+        )
+    session = context.db_session()
+    try:
+        body = device.start(session, client.row, request.form, ip=context.client_ip())
+    except OAuth2Error as error:
+        return _finish(json_error(error))
+    resp = jsonify(body)
+    return _finish(resp)
 
 
 # ------------------------------------------------------------------ DPoP (RFC 9449)

@@ -3,8 +3,10 @@
 The decisions are in :mod:`idp.interaction.decoupled`; this module parses, calls and draws.
 
 Browser (the login page, ``templates/_qr_login.html``):
-  the login page shows a QR code (an SVG drawn here) and sets the ``yitong_qr`` cookie, the
-  browser's secret; the page's script polls ``GET /qr/status/<id>`` (JSON, this browser's
+  reading the login page stores nothing; its script asks ``POST /qr/new`` for a QR code (an
+  SVG drawn here, ``templates/_qr_panel.html``), or without script the page's "Show a QR code"
+  button does (``POST /login/qr``); either sets the ``yitong_qr`` cookie, the browser's
+  secret.  The page's script polls ``GET /qr/status/<id>`` (JSON, this browser's
   cookie only) and, once the app approved, submits ``POST /qr/complete``, which starts the
   SSO session and continues the authorization request (``ix``).  Without script, the same
   form's button asks once.
@@ -35,7 +37,8 @@ from idp.blueprints.responses import error_page, json_error, see_other
 from idp.errors import AccessDeniedError, InsufficientScopeError, InvalidRequestError
 from idp.interaction import decoupled
 from idp.interaction import login as signin
-from idp.interaction.web import set_session_cookie
+from idp.interaction.flow import InteractionExpired
+from idp.interaction.web import open_interaction, set_session_cookie
 from idp.storage.models import Grant, User, utcnow
 
 bp = Blueprint("qr", __name__)
@@ -125,6 +128,27 @@ def outcome_message(state: str | None) -> str | None:
     return None
 
 
+@bp.route("/qr/new", methods=["POST"])
+def new() -> Response:
+    """A QR code for the login page's script (CSRF-protected form post): the panel's HTML,
+    and the cookie binding it to this browser.  Only this stores a request, so reading the
+    login page (crawlers, bots, link previews) fills no table."""
+    ix = request.form.get("ix", "")[:MAX_IX]
+    client_id = ""
+    if ix:
+        try:
+            client_id = (open_interaction(ix).multi.get("client_id") or [""])[0]
+        except InteractionExpired:
+            client_id = ""
+    client = context.find_client(client_id) if client_id else None
+    qr = panel(client.client_id if client else None)
+    html = render_template("_qr_panel.html", qr=qr, ix=ix)
+    resp = remember_browser(jsonify({"html": html, "shown": qr is not None}), qr)
+    resp.status_code = 200 if qr is not None else 429
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
 @bp.route("/qr/status/<request_id>", methods=["GET"])
 def status(request_id: str) -> Response:
     """This browser's request's state, for the page's script (never another browser's)."""
@@ -202,7 +226,7 @@ def _refused(reason: str) -> Response:
     return json_error(error, status=status_code, message=refusal_text(reason))
 
 
-def _location_text(ip: str | None) -> str:
+def location_text(ip: str | None) -> str:
     kind, network = decoupled.approximate_location(ip, context.settings().qr_login_networks)
     if kind == "named":
         return network
@@ -235,7 +259,7 @@ def app_request(code: str) -> Response:
     resp = jsonify(
         {
             "service": client.name if client else _("your account at Yitong"),
-            "location": _location_text(row.ip),
+            "location": location_text(row.ip),
             "matching_number": row.matching_number,
             "expires_in": max(0, int((row.expires_at - now).total_seconds())),
             "warning": _(

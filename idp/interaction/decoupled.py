@@ -1,4 +1,9 @@
-"""Decoupled sign-in: QR-code login from the government app, on RFC 8628 semantics.
+"""Decoupled sign-in: a request shown on one device, approved on another (RFC 8628).
+
+One store and one state machine (``device_requests``) serve two flows: QR-code login from the
+government app (``kind`` ``qr``, below) and the standard RFC 8628 device authorization grant
+(``kind`` ``device``: a television or a command-line tool shows a user code, the person enters
+it at ``/device``; :mod:`idp.oauth.device`).
 
 https://www.rfc-editor.org/rfc/rfc8628 (device authorization grant), cross-device as in
 draft-ietf-oauth-cross-device-security (https://datatracker.ietf.org/doc/draft-ietf-oauth-cross-device-security/).
@@ -43,11 +48,21 @@ from idp.storage.repo import (
     digest,
     new_id,
     new_secret,
+    poll_device_request,
 )
 
-#: How often the browser (and an RFC 8628 device) may ask for news (RFC 8628 §3.2 ``interval``).
+#: How often the browser may ask for news (RFC 8628 §3.2 ``interval``).
 POLL_INTERVAL = 2
 MAX_CODE = 128
+#: RFC 8628 §6.1: user codes from 20 consonants (no vowels, so no words; no digits or letters
+#: that look alike), 8 characters shown as ``XXXX-XXXX``: 20^8 (34.6 bits) against guessing
+#: that is rate limited per account and address, for the few minutes a code lives.
+USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+USER_CODE_LENGTH = 8
+#: RFC 8628 §3.2: seconds a device waits between polls (default 5), and §3.5: what each
+#: ``slow_down`` adds to it "for this and all subsequent requests".
+DEVICE_INTERVAL = 5
+SLOW_DOWN_STEP = 5
 
 
 class DecoupledRefusal(Exception):
@@ -102,6 +117,189 @@ def show_qr(
     )
     session.add(row)
     return Shown(row.id, code, browser_secret, row.matching_number, lifetime)
+
+
+@dataclass(frozen=True)
+class DeviceStarted:
+    """An RFC 8628 device request just started: the codes go to the device, once."""
+
+    request_id: str
+    device_code: str  # 256 bits, for the device's polling only
+    user_code: str  # XXXX-XXXX, for the person to type
+    expires_in: int
+    interval: int
+
+
+def normalise_user_code(text: str | None) -> str | None:
+    """The user code as stored (``BCDFGHJK``) from what a person typed (``bcdf-ghjk``,
+    spaces, dashes), or None when it cannot be one (RFC 8628 §6.1: forgiving input)."""
+    if not text or len(text) > 32:
+        return None
+    code = "".join(c for c in text.upper() if c not in " -\t")
+    if len(code) != USER_CODE_LENGTH or any(c not in USER_CODE_ALPHABET for c in code):
+        return None
+    return code
+
+
+def display_user_code(code: str) -> str:
+    """``BCDFGHJK`` as the person reads it: ``BCDF-GHJK``."""
+    half = USER_CODE_LENGTH // 2
+    return f"{code[:half]}-{code[half:]}"
+
+
+def start_device(
+    session: Session,
+    *,
+    client_id: str,
+    scope: str,
+    ip: str,
+    now: dt.datetime,
+    lifetime: int,
+) -> DeviceStarted:
+    """Create a pending RFC 8628 request (the caller commits).
+
+    A user code is unique over every stored request, so the one a person types names one
+    request only; a collision (about one in 10^10 per stored code) draws again.
+    """
+    device_code = new_secret(32)
+    for _attempt in range(8):
+        user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(USER_CODE_LENGTH))
+        taken = session.scalar(
+            select(DeviceRequest.id).where(DeviceRequest.user_code_digest == digest(user_code))
+        )
+        if taken is None:
+            break
+    else:  # pragma: no cover - eight collisions in a row: the table needs purging
+        raise RuntimeError("no free user code")
+    row = DeviceRequest(
+        id=new_id(),
+        kind="device",
+        code_digest=digest(device_code),
+        user_code_digest=digest(user_code),
+        client_id=client_id,
+        scope=scope,
+        matching_number="",
+        ip=ip,
+        status="pending",
+        amr=[],
+        interval=DEVICE_INTERVAL,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=lifetime),
+    )
+    session.add(row)
+    return DeviceStarted(row.id, device_code, display_user_code(user_code), lifetime, row.interval)
+
+
+def find_device_by_user_code(session: Session, text: str | None) -> DeviceRequest | None:
+    """The device request a typed user code names, whatever its state."""
+    code = normalise_user_code(text)
+    if code is None:
+        return None
+    return session.scalars(
+        select(DeviceRequest).where(
+            DeviceRequest.user_code_digest == digest(code), DeviceRequest.kind == "device"
+        )
+    ).first()
+
+
+def find_device_by_code(session: Session, device_code: str | None) -> DeviceRequest | None:
+    """The device request a ``device_code`` (presented by the polling device) names."""
+    if not device_code or len(device_code) > MAX_CODE or not device_code.isprintable():
+        return None
+    return session.scalars(
+        select(DeviceRequest).where(
+            DeviceRequest.code_digest == digest(device_code), DeviceRequest.kind == "device"
+        )
+    ).first()
+
+
+def device_request(session: Session, request_id: str | None) -> DeviceRequest | None:
+    """A device request by id (from a sealed interaction), or None."""
+    if not request_id or len(request_id) > 64 or not request_id.isalnum():
+        return None
+    row = session.get(DeviceRequest, request_id)
+    return row if row is not None and row.kind == "device" else None
+
+
+def decide_device(
+    session: Session,
+    row: DeviceRequest,
+    *,
+    user_id: str,
+    approve: bool,
+    grant_id: str | None,
+    acr: str | None,
+    amr: Sequence[str],
+    ip: str,
+    now: dt.datetime,
+) -> None:
+    """The person approves (``grant_id``: the grant written for the device) or denies, once
+    (compare-and-set), and it is audited (the caller commits).
+
+    Raises :class:`DecoupledRefusal` (``expired``, ``used``, ``other_account``).
+    """
+    claim(session, row, user_id, now)
+    status = "approved" if approve else "denied"
+    done = advance_device_request(
+        session,
+        row.id,
+        expect="pending",
+        now=now,
+        user_id=user_id,
+        status=status,
+        decided_at=now,
+        grant_id=grant_id if approve else None,
+        acr=acr,
+        amr=list(amr),
+    )
+    if not done:
+        raise DecoupledRefusal("used")
+    audit.record(
+        session,
+        f"device.{status}",
+        actor=f"user:{user_id}",
+        target=f"device:{row.id}",
+        ip=ip,
+        details={"client_id": row.client_id, "scope": row.scope, "device_ip": row.ip},
+    )
+
+
+def poll_device(session: Session, row: DeviceRequest, now: dt.datetime) -> str:
+    """What a device polling now learns (RFC 8628 §3.5): ``used``, ``expired``, ``denied``,
+    ``approved``, ``slow_down`` or ``pending``.
+
+    A pending request remembers the poll; one sooner than ``interval`` after the last is
+    ``slow_down`` and adds :data:`SLOW_DOWN_STEP` to the interval.  The bookkeeping is a
+    compare-and-set on ``last_polled_at``, so of two concurrent polls one is ``slow_down``.
+    """
+    if row.status == "used":
+        return "used"
+    if row.expires_at <= now:
+        return "expired"
+    if row.status in ("denied", "approved"):
+        return str(row.status)
+    last = row.last_polled_at
+    too_soon = last is not None and (now - last).total_seconds() < row.interval
+    interval = row.interval + SLOW_DOWN_STEP if too_soon else row.interval
+    moved = poll_device_request(session, row.id, last, now=now, interval=interval)
+    if moved:
+        row.last_polled_at, row.interval = now, interval
+    return "slow_down" if too_soon or not moved else "pending"
+
+
+def redeem_device(session: Session, row: DeviceRequest, now: dt.datetime) -> bool:
+    """Spend an approved request, once: the device's single token response."""
+    if not advance_device_request(session, row.id, expect="approved", now=now, status="used"):
+        return False
+    audit.record(
+        session,
+        "device.completed",
+        actor=f"client:{row.client_id}",
+        target=f"device:{row.id}",
+        ip=row.ip,
+        details={"user": row.user_id, "grant": row.grant_id},
+    )
+    return True
 
 
 def find_by_code(session: Session, code: str | None) -> DeviceRequest | None:

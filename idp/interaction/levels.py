@@ -9,6 +9,7 @@ function, so no URL skips a factor (checklist 18, 75).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import g
@@ -16,7 +17,17 @@ from flask import g
 from idp import context
 from idp.interaction import mfa
 from idp.interaction.sessions import ACR_MFA, acr_rank
-from idp.storage.models import User
+from idp.storage.models import Client, User
+
+
+@dataclass(frozen=True)
+class LevelRequest:
+    """A sign-in for a client that is not an authorization request (an RFC 8628 device
+    approval): the client and scopes decide its level through the same policy."""
+
+    client: Client
+    scopes: list[str] = field(default_factory=list)
+    acr_values: tuple[str, ...] = ()
 
 
 def user_factors(user: User) -> mfa.UserFactors:

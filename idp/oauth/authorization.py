@@ -16,7 +16,7 @@ from flask import request
 from sqlalchemy.orm import Session
 
 from idp import context
-from idp.interaction.levels import required_acr_for
+from idp.interaction.levels import LevelRequest, required_acr_for
 from idp.oauth import authorize as authz
 from idp.oauth import dpop, par
 from idp.oauth.claims import subject_for
@@ -114,7 +114,9 @@ def hint_matches(ctx: authz.AuthorizationContext, user: User | None) -> bool | N
     return bool(ctx.id_token_hint.get("sub") == subject_for(user, ctx.client, pairwise_secret))
 
 
-def required_acr(ctx: authz.AuthorizationContext | None, user: User | None) -> str | None:
+def required_acr(
+    ctx: authz.AuthorizationContext | LevelRequest | None, user: User | None
+) -> str | None:
     """The level this request needs (:func:`idp.interaction.levels.required_acr_for`)."""
     return required_acr_for(ctx, user)
 

@@ -74,6 +74,7 @@ ENDPOINT_PATHS = {
     "introspection": "/introspect",
     "pushed_authorization_request": "/par",
     "par": "/par",
+    "device_authorization": "/device_authorization",
 }
 
 

@@ -34,7 +34,18 @@ AUTH_METHODS = (
 #: RFC 8693 token exchange (:mod:`idp.oauth.token_exchange`): one service calls another on a
 #: person's behalf.
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE)
+#: RFC 8628 device authorization grant (:mod:`idp.oauth.device`): a television, a kiosk or a
+#: command-line tool signs a person in through a browser on another device.
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    TOKEN_EXCHANGE,
+    DEVICE_CODE,
+)
+#: The grants that sign a person in, after which a refresh token may carry the access on.
+USER_GRANTS = ("authorization_code", DEVICE_CODE)
 ID_TOKEN_ALGS = ("RS256", "PS256", "ES256", "EdDSA")
 STANDARD_SCOPES = ("openid", "profile", "email", "phone", "offline_access")
 #: The authentication methods that use a client secret (RFC 6749 §2.3.1, OIDC Core §9).
@@ -370,8 +381,10 @@ def validate_client_spec(
                 f"grant type {g!r} is not supported; choose from {', '.join(GRANT_TYPES)}"
             )
     grant_types = list(dict.fromkeys(grant_types))
-    if "refresh_token" in grant_types and "authorization_code" not in grant_types:
-        raise ClientRegistrationError("the refresh_token grant needs authorization_code")
+    if "refresh_token" in grant_types and not set(USER_GRANTS) & set(grant_types):
+        raise ClientRegistrationError(
+            "the refresh_token grant needs authorization_code or the device_code grant"
+        )
     auth_method = spec.auth_method or ("none" if spec.public else "client_secret_basic")
     if auth_method not in AUTH_METHODS:
         raise ClientRegistrationError(

@@ -56,6 +56,7 @@ def discovery_document(services: Services) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "claims_parameter_supported": True,
         "pushed_authorization_request_endpoint": s.endpoint("/par"),
+        "device_authorization_endpoint": s.endpoint("/device_authorization"),  # RFC 8628 §4
         # RFC 7591 with initial access tokens only; RFC 7592 at registration_client_uri.
         "registration_endpoint": s.endpoint("/connect/register"),
         "require_pushed_authorization_requests": False,

@@ -67,7 +67,7 @@ from idp.errors import (
 )
 from idp.oauth.admin_scopes import grantable_scope, is_admin_scope
 from idp.oauth.claims import SCOPE_CLAIMS
-from idp.oauth.clients import TOKEN_EXCHANGE
+from idp.oauth.clients import DEVICE_CODE, TOKEN_EXCHANGE
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
@@ -88,6 +88,7 @@ GRANT_TYPES_SUPPORTED = [
     "refresh_token",
     "client_credentials",
     TOKEN_EXCHANGE,
+    DEVICE_CODE,
 ]
 
 #: Scopes that only make sense with a user; never granted to client_credentials.

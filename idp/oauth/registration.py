@@ -65,6 +65,7 @@ METADATA_FIELDS = frozenset(
         "id_token_signed_response_alg",
         "subject_type",
         "sector_identifier_uri",
+        "dpop_bound_access_tokens",  # RFC 9449 §5.2
     }
 )
 #: Fields an RFC 7592 update may carry beside the metadata (and must be ours if present).
@@ -107,6 +108,9 @@ def spec_from_metadata(
     response_types = data.get("response_types")
     if response_types is not None and response_types not in (["code"], []):
         raise ClientRegistrationError('response_types must be ["code"]')
+    dpop_bound = data.get("dpop_bound_access_tokens", False)
+    if not isinstance(dpop_bound, bool):
+        raise ClientRegistrationError("dpop_bound_access_tokens must be true or false")
     method = _text(data, "token_endpoint_auth_method", "client_secret_basic")
     scope = _text(data, "scope", "openid profile") or ""
     return ClientSpec(
@@ -124,6 +128,7 @@ def spec_from_metadata(
         id_token_alg=_text(data, "id_token_signed_response_alg", "RS256") or "",
         subject_type=_text(data, "subject_type", "public") or "",
         sector_identifier_uri=_text(data, "sector_identifier_uri", None),
+        dpop_bound_access_tokens=dpop_bound,
         department_id=department_id,
     )
 
@@ -238,6 +243,8 @@ def widens(old: Client, new: dict[str, Any]) -> list[str]:
     """The fields of ``new`` that let the client do more than ``old`` did."""
     changed = [f for f in _WIDENING if not set(new[f]) <= set(getattr(old, f) or [])]
     changed += [f for f in _REAPPROVE if new[f] != getattr(old, f)]
+    if old.dpop_bound_access_tokens and not new["dpop_bound_access_tokens"]:
+        changed.append("dpop_bound_access_tokens")  # bearer tokens again: a weaker client
     return changed
 
 

@@ -4,7 +4,8 @@
 and kept in ``app.extensions['yitong.oauth']``; there is no module-level server.
 
 Grants: ``authorization_code`` (PKCE S256), ``refresh_token``, ``client_credentials``,
-token exchange (RFC 8693, :mod:`idp.oauth.token_exchange`).
+token exchange (RFC 8693, :mod:`idp.oauth.token_exchange`), the device authorization grant
+(RFC 8628, :mod:`idp.oauth.device`).
 Endpoints: ``revocation`` (RFC 7009), ``introspection`` (RFC 7662).
 Client authentication: :class:`idp.oauth.client_auth.ClientAuthenticator` (the registered
 method only: ``client_secret_basic``, ``client_secret_post``, ``client_secret_jwt``,
@@ -26,6 +27,7 @@ from flask import request as flask_request
 from idp import context
 from idp.oauth.client_auth import ClientAuthenticator
 from idp.oauth.clients import OAuthClient
+from idp.oauth.device import DeviceCodeGrant
 from idp.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint
 from idp.oauth.grants import (
     CLIENT_AUTH_METHODS,
@@ -112,6 +114,7 @@ def build_authorization_server(app: Flask) -> AuthorizationServer:
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
+    server.register_grant(DeviceCodeGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)
     return server

@@ -27,7 +27,13 @@ for whom.  What we enforce, and why:
   so a client allowed the grant may exchange for nothing until its targets are named):
   else ``invalid_target`` (§2.2.2);
 - the new token belongs to the subject token's grant, so it dies with it (logout, consent
-  withdrawn, mandate ended) and never outlives the subject token.
+  withdrawn, mandate ended) and never outlives the subject token;
+- DPoP (RFC 9449): a request carrying a DPoP proof gets a token bound to the proof's key
+  (``token_type`` ``DPoP``, ``cnf.jkt``); a caller registered with ``dpop_bound_access_tokens``
+  must send one (§5.2); and a DPoP-bound subject token of the caller's own must be exchanged
+  with a proof of that very key, so a stolen bound token cannot be laundered into a Bearer
+  token (checklist 45).  A bound token *addressed* to the caller (a resource server) was
+  proven to it when it was presented, so the caller's own proof decides the new binding.
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from idp.errors import (
     UnauthorizedClientError,
 )
 from idp.oauth.clients import TOKEN_EXCHANGE
-from idp.oauth.grants import CONFIDENTIAL_AUTH_METHODS, MAX_RESOURCES, RESOURCE_URI
+from idp.oauth.grants import (
+    CONFIDENTIAL_AUTH_METHODS,
+    MAX_RESOURCES,
+    RESOURCE_URI,
+    dpop_binding,
+)
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage.models import Client, Grant, Token, User, utcnow
 
@@ -184,6 +195,8 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         session = context.db_session()
         now = utcnow()
         act = act_claim(caller, subject.act)
+        own_bound = subject.jkt if subject.client_id == caller.client_id else None
+        jkt = dpop_binding(caller, own_bound)
         access, token_id = context.services().tokens.access_token(
             session,
             grant,
@@ -194,6 +207,7 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
             self.request.resources,
             act=act,
             not_after=subject.expires_at,
+            jkt=jkt,
         )
         audit.record(
             session,
@@ -207,6 +221,7 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
                 "jti": token_id,
                 "scope": scope,
                 "resources": list(self.request.resources),
+                "dpop": jkt is not None,
             },
         )
         lifetime = min(
@@ -216,7 +231,7 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         body = {
             "access_token": access,
             "issued_token_type": ACCESS_TOKEN_TYPE,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if jkt is not None else "Bearer",  # RFC 9449 §5
             "expires_in": max(lifetime, 0),
             "scope": scope,
         }

@@ -465,8 +465,9 @@ class DeviceRequest(Base):
     ``code_digest``; only the browser holding the cookie whose digest is ``browser_digest``
     may take the session once the government app approved.  ``kind`` ``device``: the RFC 8628
     device authorization grant; ``code_digest`` is the device_code's, ``user_code_digest`` the
-    (normalised) user_code's.  Both are single use: ``status`` moves pending -> approved or
-    denied -> used by compare-and-set only (:mod:`idp.interaction.decoupled`).
+    (normalised) user_code's, and ``grant_id`` the grant the approval wrote.  Both are single
+    use: ``status`` moves pending -> approved or denied -> used by compare-and-set only
+    (:mod:`idp.interaction.decoupled`).
     """
 
     __tablename__ = "device_requests"
@@ -489,6 +490,8 @@ class DeviceRequest(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     decided_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     last_polled_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # ``device``: the grant the person's approval wrote; the device's tokens belong to it.
+    grant_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class SeenJti(Base):

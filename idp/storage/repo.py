@@ -171,6 +171,30 @@ def advance_device_request(
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
 
+def poll_device_request(
+    session: Session,
+    request_id: str,
+    last_polled: dt.datetime | None,
+    *,
+    now: dt.datetime,
+    interval: int,
+) -> bool:
+    """Record an RFC 8628 poll if no other poll was recorded since ``last_polled``
+    (compare-and-set), with the interval the device must keep from now on."""
+    seen = (
+        DeviceRequest.last_polled_at.is_(None)
+        if last_polled is None
+        else DeviceRequest.last_polled_at == last_polled
+    )
+    result = session.execute(
+        update(DeviceRequest)
+        .where(DeviceRequest.id == request_id, DeviceRequest.status == "pending", seen)
+        .values(last_polled_at=now, interval=interval)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
 def claim_device_request(session: Session, request_id: str, user_id: str) -> bool:
     """The first account to read a decoupled sign-in takes it (compare-and-set)."""
     result = session.execute(

@@ -283,3 +283,53 @@ def test_console_is_chinese_by_default_and_english_on_request(app: Flask) -> Non
     http.set_cookie("yitong_lang", "en")
     assert "Dashboard" in http.get("/admin/").get_data(as_text=True)
     assert csrf_of(http.get("/admin/departments").get_data(as_text=True))
+
+
+def _link_upstream(app: Flask, user_id: str, subject: str = "national-sub-1") -> int:
+    from idp.storage.models import UpstreamLink
+
+    with app.extensions["yitong"].db.transaction() as session:
+        row = UpstreamLink(issuer="https://national.gov.example", subject=subject, user_id=user_id)
+        session.add(row)
+        session.flush()
+        return int(row.id)
+
+
+def test_upstream_links_are_shown_and_removed_with_a_reason(app: Flask) -> None:
+    """Issue 13: the person page lists upstream (national platform) links; a helpdesk agent
+    removes one with a reason, audited; an auditor sees them but cannot remove them."""
+    from idp.storage.models import UpstreamLink
+
+    person, other = Citizen.create(app), Citizen.create(app)
+    link = _link_upstream(app, person.id)
+    foreign = _link_upstream(app, other.id, "national-sub-2")
+    auditor, _ = console_client(app, ["auditor"])
+    url = f"/admin/people/{person.id}"
+    seen = auditor.get(url).get_data(as_text=True)
+    assert 'id="upstream-links"' in seen and "national-sub-1" in seen
+    assert f'id="unlink-{link}"' not in seen  # may look, not act
+    denied = post_form(
+        auditor, url, url + "/unlink-upstream", link_id=str(link), reason="wrong person"
+    )
+    assert denied.status_code == 403
+
+    helpdesk, agent = console_client(app, ["helpdesk"])
+    page = helpdesk.get(url).get_data(as_text=True)
+    assert f'id="unlink-{link}"' in page
+    # no reason, another account's link, garbage: refused, nothing removed
+    assert post_form(helpdesk, url, url + "/unlink-upstream", link_id=str(link)).status_code == 400
+    for bad in (str(foreign), "x", "999999"):
+        resp = post_form(helpdesk, url, url + "/unlink-upstream", link_id=bad, reason="mistake")
+        assert resp.status_code == 404, bad
+    done = post_form(
+        helpdesk, url, url + "/unlink-upstream", link_id=str(link), reason="linked by mistake"
+    )
+    assert done.status_code == 303
+    [event] = _events(app, "user.upstream_unlink")
+    assert event.actor == f"user:{agent}" and event.target == person.id
+    assert event.details["reason"] == "linked by mistake"
+    assert event.details["issuer"] == "https://national.gov.example"
+    assert 'id="upstream-none"' in helpdesk.get(url).get_data(as_text=True)
+    with app.extensions["yitong"].db.session() as session:
+        assert session.get(UpstreamLink, link) is None
+        assert session.get(UpstreamLink, foreign) is not None

@@ -203,6 +203,8 @@ PAGES: tuple[Page, ...] = (
         lands="/entities/choose",
     ),
     Page("logout", "/logout", signed_in=True),
+    Page("device", "/device", signed_in=True),
+    Page("device-code-to-check", "/device?user_code=BCDF-GHJK", signed_in=True),
     # The admin console, signed in as an administrator holding every role.
     Page("console", "/admin/", signed_in=True, admin=True),
     Page("console-clients", "/admin/clients", signed_in=True, admin=True),

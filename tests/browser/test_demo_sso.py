@@ -181,8 +181,15 @@ def _qr_login_with_the_simulated_app(browser: Any, demo: LiveDemo, sub: str) -> 
     from selenium.webdriver.common.by import By
 
     desk = requests.Session()
-    page = desk.get(demo.state.service.url + "/login", timeout=10)
-    assert page.url.startswith(demo.layout.idp_url + "/login"), page.url
+    login = desk.get(demo.state.service.url + "/login", timeout=10)
+    assert login.url.startswith(demo.layout.idp_url + "/login"), login.url
+    # Reading the login page stores no QR request; its "Show a QR code" button does (the
+    # path without script; the page's script posts the same form to /qr/new).
+    form = {
+        name: re.search(rf'name="{name}" value="([^"]*)"', login.text).group(1)  # type: ignore[union-attr]
+        for name in ("csrf_token", "ix")
+    }
+    page = desk.post(demo.layout.idp_url + "/login/qr", data=form, timeout=10)
     link = re.search(r'href="([^"]+)" id="qr-link"', page.text)
     number = re.search(r'id="qr-number">(\d+)<', page.text)
     qr_id = re.search(r'name="qr_id" value="([^"]+)"', page.text)

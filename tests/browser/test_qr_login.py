@@ -48,9 +48,10 @@ def test_qr_login_denied_then_approved(browser: Any, live_idp: LiveIdp) -> None:
     browser.get(f"{live_idp.url}/authorize?{query}")
     _wait(browser, lambda d: "/login" in d.current_url, "the login page")
 
+    # Reading the page stored nothing: its script asked for the code (POST /qr/new).
     # What a screen reader and a keyboard meet: a labelled image, a polite live status line,
     # and the continue button next in the tab order after the phone link.
-    figure = browser.find_element(By.ID, "qr-image")
+    figure = _wait(browser, lambda d: d.find_element(By.ID, "qr-image"), "the QR code")
     assert figure.get_attribute("role") == "img" and figure.get_attribute("aria-label")
     assert figure.find_elements(By.CSS_SELECTOR, "svg path")
     status = browser.find_element(By.ID, "qr-status")

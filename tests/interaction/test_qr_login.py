@@ -71,7 +71,10 @@ class Browser:
         self.flow = flow
         resp = flow.authorize()
         assert resp.status_code == 302 and "/login" in resp.headers["Location"]
-        self.page = http.get(resp.headers["Location"]).get_data(as_text=True)
+        login = http.get(resp.headers["Location"]).get_data(as_text=True)
+        assert 'id="qr-show-form"' in login and 'id="qr-image"' not in login
+        # the no-script path: the page's "Show a QR code" button
+        self.page = show(http, login).get_data(as_text=True)
         self.qr_id = hidden(self.page, "qr_id")
         self.ix = hidden(self.page, "ix")
         link = re.search(r'href="([^"]+)" id="qr-link"', self.page)
@@ -90,6 +93,31 @@ class Browser:
             "/qr/complete",
             data={"csrf_token": csrf_token(page), "ix": self.ix, "qr_id": self.qr_id},
         )
+
+
+def show(http: FlaskClient, login_page: str) -> Any:
+    """Press "Show a QR code" on a login page (the path that works without script)."""
+    return http.post(
+        "/login/qr",
+        data={"csrf_token": csrf_token(login_page), "ix": hidden(login_page, "ix")},
+    )
+
+
+def ask_script(http: FlaskClient, login_page: str) -> Any:
+    """What the login page's script does: ``POST /qr/new`` with the page's form."""
+    return http.post(
+        "/qr/new",
+        data={"csrf_token": csrf_token(login_page), "ix": hidden(login_page, "ix")},
+    )
+
+
+def request_rows(app: Flask) -> int:
+    from sqlalchemy import func
+
+    from idp.storage.models import DeviceRequest
+
+    with app.extensions["yitong"].db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(DeviceRequest)) or 0)
 
 
 def scan(http: FlaskClient, token: str, code: str) -> Any:
@@ -242,6 +270,62 @@ def test_app_with_a_dpop_bound_token(app: Flask, browser: Browser, citizen: Citi
 def test_qr_codes_are_rate_limited(make_app: Any) -> None:
     app = make_app(rate_limit_qr_per_minute=1)
     http = app.test_client()
-    assert 'id="qr-image"' in http.get("/login").get_data(as_text=True)
-    page = http.get("/login").get_data(as_text=True)
+    login = http.get("/login").get_data(as_text=True)
+    first = ask_script(http, login)
+    assert first.status_code == 200 and 'id="qr-image"' in first.get_json()["html"]
+    second = ask_script(http, login)
+    assert second.status_code == 429
+    assert 'id="qr-busy"' in second.get_json()["html"]
+    page = show(http, login).get_data(as_text=True)
     assert 'id="qr-busy"' in page and 'id="qr-image"' not in page
+
+
+def test_reading_the_login_page_stores_no_request(app: Flask, rp: RegisteredClient) -> None:
+    """Crawlers and bots that read the login page fill no table: only asking stores a row."""
+    http = app.test_client()
+    flow = Flow(http, rp)
+    location = flow.authorize().headers["Location"]
+    for _ in range(5):
+        page = http.get(location)
+        assert page.status_code == 200 and 'id="qr-image"' not in page.get_data(as_text=True)
+        assert not any(c.startswith("yitong_qr=") for c in page.headers.getlist("Set-Cookie"))
+    assert http.get("/login").status_code == 200
+    assert request_rows(app) == 0
+    # the script's request: one row, the panel for this authorization, the binding cookie
+    login = http.get(location).get_data(as_text=True)
+    asked = ask_script(http, login)
+    assert asked.status_code == 200 and asked.headers["Cache-Control"] == "no-store"
+    html = asked.get_json()["html"]
+    assert 'id="qr-image"' in html and 'id="qr-number"' in html and "<svg" in html
+    assert hidden(html, "ix") == hidden(login, "ix")  # the continue form keeps the request
+    assert any(c.startswith("yitong_qr=") for c in asked.headers.getlist("Set-Cookie"))
+    assert request_rows(app) == 1
+    # without the page's CSRF token nothing is stored
+    assert http.post("/qr/new", data={"ix": hidden(login, "ix")}).status_code == 400
+    assert http.post("/login/qr", data={"ix": hidden(login, "ix")}).status_code == 400
+    assert request_rows(app) == 1
+
+
+def test_script_path_code_is_approved_like_the_no_script_one(
+    app: Flask, rp: RegisteredClient, citizen: Citizen
+) -> None:
+    http = app.test_client()
+    flow = Flow(http, rp)
+    login = http.get(flow.authorize().headers["Location"]).get_data(as_text=True)
+    html = ask_script(http, login).get_json()["html"]
+    link = re.search(r'href="([^"]+)" id="qr-link"', html)
+    number = re.search(r'id="qr-number">(\d+)<', html)
+    assert link and number
+    code = link.group(1).rsplit("/", 1)[1]
+    phone, token = app.test_client(), app_token(app, citizen)
+    assert scan(phone, token, code).get_json()["service"] == "Social security service"
+    assert decide(phone, token, code, "approve", number.group(1)).status_code == 200
+    done = http.post(
+        "/qr/complete",
+        data={
+            "csrf_token": csrf_token(html),
+            "ix": hidden(html, "ix"),
+            "qr_id": hidden(html, "qr_id"),
+        },
+    )
+    assert done.status_code == 303 and "/authorize/resume" in done.headers["Location"]

@@ -63,6 +63,7 @@ PROBES: dict[str, tuple[str, set[int]]] = {
     "userinfo_endpoint": ("GET", {401}),
     "jwks_uri": ("GET", {200}),
     "pushed_authorization_request_endpoint": ("POST", {400, 401}),
+    "device_authorization_endpoint": ("POST", {400, 401}),
     "revocation_endpoint": ("POST", {400, 401}),
     "introspection_endpoint": ("POST", {400, 401}),
     "end_session_endpoint": ("GET", {302, 303}),  # not signed in: straight to "signed out"

@@ -279,3 +279,44 @@ def test_approval_flow_end_to_end(client, app, department):
     )
     assert again.status_code in (400, 401)
     assert flow.authorize().status_code == 400
+
+
+def test_checklist_45_dpop_bound_access_tokens_in_metadata(client, app, department):
+    """RFC 9449 §5.2: ``dpop_bound_access_tokens`` registers, reads back, and a change back to
+    bearer tokens (a weaker client) needs approval again."""
+    body = {**METADATA, "dpop_bound_access_tokens": True}
+    data = register(client, issue(app), body).get_json()
+    assert data["dpop_bound_access_tokens"] is True
+    services = app.extensions["yitong"]
+    with services.db.session() as session:
+        row = session.get(Client, data["client_id"])
+        assert row is not None and row.dpop_bound_access_tokens is True
+    uri = f"{ENDPOINT}/{data['client_id']}"
+    rat = bearer(data["registration_access_token"])
+    assert client.get(uri, headers=rat).get_json()["dpop_bound_access_tokens"] is True
+    sec, _ = admin_token(app, roles=["security-admin"])
+    client.post(f"/admin/api/clients/{data['client_id']}/approve", headers=bearer(sec))
+    same = client.put(uri, json={**body, "client_id": data["client_id"]}, headers=rat)
+    assert same.status_code == 200 and same.get_json()["status"] == "approved"
+    weaker = {**body, "client_id": data["client_id"], "dpop_bound_access_tokens": False}
+    resp = client.put(uri, json=weaker, headers=rat)
+    assert resp.status_code == 200 and resp.get_json()["status"] == "pending"
+    assert resp.get_json()["dpop_bound_access_tokens"] is False
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, ["true"]])
+def test_dpop_bound_access_tokens_must_be_a_boolean(client, app, department, value):
+    resp = register(client, issue(app), {**METADATA, "dpop_bound_access_tokens": value})
+    assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_client_metadata"
+
+
+def test_device_grant_registers_dynamically(client, app, department):
+    body = {
+        "client_name": "Lobby kiosk",
+        "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"],
+        "token_endpoint_auth_method": "none",
+        "scope": "openid profile",
+    }
+    resp = register(client, issue(app), body)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["grant_types"] == ["urn:ietf:params:oauth:grant-type:device_code"]

@@ -16,7 +16,7 @@ from flask import Flask
 from jose import jwt as jose_jwt
 
 from idp.oauth.clients import TOKEN_EXCHANGE, ClientRegistrationError, ClientSpec, create_client
-from tests.helpers import RegisteredClient
+from tests.helpers import Flow, RegisteredClient
 from tests.oauth import tokenkit as kit
 
 TAX = "https://api.tax.gov.example/"
@@ -277,3 +277,95 @@ def test_exchange_targets_through_the_admin_api(app, client, citizen):
     # An auditor reads but cannot change them.
     auditor = bearer(admin_token(app, ["auditor"])[0])
     assert client.patch(url, json={"exchange_targets": [TAX]}, headers=auditor).status_code == 403
+
+
+# ------------------------------------------------------------------ DPoP (RFC 9449)
+def dpop_exchange(http: Any, rp: RegisteredClient, holder: Any, subject: str) -> Any:
+    """The exchange with ``rp``'s Basic authentication and a proof of ``holder``'s key (the
+    nonce dance done once, RFC 9449 §8)."""
+    from tests.oauth.test_dpop import TOKEN_URL
+
+    data = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject,
+        "subject_token_type": ACCESS,
+        "resource": TAX,
+    }
+    resp = None
+    for _ in range(2):
+        headers = {**rp.basic(), "DPoP": holder.proof("POST", TOKEN_URL)}
+        resp = http.post("/token", data=data, headers=headers)
+        holder.nonce = resp.headers.get("DPoP-Nonce", holder.nonce)
+        if resp.get_json().get("error") != "use_dpop_nonce":
+            break
+    return resp
+
+
+def test_checklist_45_exchange_with_a_proof_binds_the_new_token(
+    app, client, citizen, portal, tax_api
+):
+    from tests.oauth.test_dpop import Holder
+
+    holder = Holder()
+    body = user_token(client, portal, citizen)
+    resp = dpop_exchange(client, portal, holder, body["access_token"])
+    assert resp.status_code == 200, resp.get_json()
+    got = resp.get_json()
+    assert got["token_type"] == "DPoP"
+    seen = kit.introspect(client, tax_api, got["access_token"]).get_json()
+    assert seen["active"] is True and seen["cnf"] == {"jkt": holder.jkt}
+    assert seen["token_type"] == "DPoP"
+    # without a proof the same exchange gives a Bearer token, unbound
+    plain = exchange(client, portal, body["access_token"]).get_json()
+    assert plain["token_type"] == "Bearer"
+    assert "cnf" not in kit.introspect(client, tax_api, plain["access_token"]).get_json()
+
+
+def test_checklist_45_dpop_bound_caller_must_prove_a_key(app, client, citizen, tax_api):
+    from tests.oauth.test_dpop import Holder
+
+    portal = RegisteredClient.create(
+        app,
+        name="Bound portal",
+        scopes=["openid", "profile"],
+        grant_types=["authorization_code", TOKEN_EXCHANGE],
+        resources=[TAX],
+        dpop_bound_access_tokens=True,
+    )
+    holder = Holder()
+    flow_resp = Flow(client, portal, scope="openid profile")
+    code = flow_resp.run(citizen)["code"]
+    from tests.oauth.test_dpop import TOKEN_URL
+
+    token_form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": portal.redirect_uri,
+        "code_verifier": flow_resp.verifier,
+    }
+    first = None
+    for _ in range(2):
+        first = client.post(
+            "/token",
+            data=token_form,
+            headers={**portal.basic(), "DPoP": holder.proof("POST", TOKEN_URL)},
+        )
+        holder.nonce = first.headers.get("DPoP-Nonce", holder.nonce)
+        if first.status_code == 200:
+            break
+    assert first is not None and first.status_code == 200, first.get_json()
+    subject = first.get_json()["access_token"]  # bound to holder's key
+    # no proof: refused (the client is DPoP-bound, and the subject token is its own bound one)
+    bare = exchange(client, portal, subject)
+    assert bare.status_code == 400 and bare.get_json()["error"] == "invalid_dpop_proof"
+    # a proof of another key: a stolen bound token is not laundered
+    thief = Holder()
+    thief.nonce = holder.nonce
+    stolen = dpop_exchange(client, portal, thief, subject)
+    assert stolen.status_code == 400 and stolen.get_json()["error"] == "invalid_dpop_proof"
+    # the key's own proof: a token bound to the same key
+    ok = dpop_exchange(client, portal, holder, subject)
+    assert ok.status_code == 200, ok.get_json()
+    assert kit.introspect(client, tax_api, ok.get_json()["access_token"]).get_json()["cnf"] == {
+        "jkt": holder.jkt
+    }
