@@ -330,6 +330,7 @@ def test_checklist_45_dpop_bound_caller_must_prove_a_key(app, client, citizen, t
         scopes=["openid", "profile"],
         grant_types=["authorization_code", TOKEN_EXCHANGE],
         resources=[TAX],
+        exchange_targets=[TAX],
         dpop_bound_access_tokens=True,
     )
     holder = Holder()
