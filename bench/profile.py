@@ -9,7 +9,7 @@ app with :func:`idp.app.create_app`, on the same instance as the served benches
 (:class:`bench.common.Instance`, PostgreSQL and Redis by default), prepares every request's
 WSGI environ beforehand and calls the app directly, reading this process's CPU clock
 around each call only.  The median and the mean over ``-n`` calls are printed per scenario
-(the median is the figure that moves least when other work shares the core).
+(the tenth percentile is the figure that moves least when other work shares the core).
 ``--cprofile NAME`` profiles that scenario with a CPU clock and prints the functions with
 the most time of their own and the most time below them.
 """
@@ -254,6 +254,27 @@ class Scenarios:
         return one
 
 
+def counts(one: Callable[[], None], engine: Any, n: int = 50) -> tuple[float, float]:
+    """Python function calls and SQL statements per unit: figures that do not move with the
+    machine's load (the CPU clock does), so a change can be judged on a busy machine."""
+    statements = [0]
+
+    def count(*_a: Any) -> None:
+        statements[0] += 1
+
+    from sqlalchemy import event
+
+    event.listen(engine, "before_cursor_execute", count)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n):
+        one()
+    prof.disable()
+    event.remove(engine, "before_cursor_execute", count)
+    calls = sum(v[1] for v in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
+    return calls / n, statements[0] / n
+
+
 def measure(one: Callable[[], None], n: int, warmup: int = 30) -> list[float]:
     """CPU µs of each of ``n`` calls (after ``warmup`` calls)."""
     for _ in range(warmup):
@@ -275,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=SCENARIOS)
     parser.add_argument("--cprofile", choices=SCENARIOS)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--callees", action="append", default=[], help="with --cprofile: whose")
     args = parser.parse_args(argv)
     wanted = [args.cprofile] if args.cprofile else (args.only or list(SCENARIOS))
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-profile-"))
@@ -290,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 
             flask_app = create_app(load_settings(environ=inst.env))
             app = App(flask_app, f"127.0.0.1:{inst.port}")
-            scenarios = Scenarios(inst, app, args.n + 40)
-            print("| scenario | median CPU µs | mean CPU µs | n |\n|---|---:|---:|---:|")
+            scenarios = Scenarios(inst, app, args.n + 100)
+            print("| scenario | p10 CPU µs | median CPU µs | mean CPU µs | n | calls | SQL |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
             for name in wanted:
                 if name == "login":
                     n = max(20, args.n // 20)
@@ -311,11 +334,17 @@ def main(argv: list[str] | None = None) -> int:
                         s = io.StringIO()
                         pstats.Stats(prof, stream=s).sort_stats(key).print_stats(args.top)
                         print(s.getvalue())
+                    for pattern in args.callees:
+                        s = io.StringIO()
+                        pstats.Stats(prof, stream=s).sort_stats("cumulative").print_callees(pattern)
+                        print(s.getvalue())
                     continue
                 times = measure(one, n)
+                calls, sql = counts(one, flask_app.extensions["yitong"].db.engine, min(50, n))
                 print(
-                    f"| {name} | {statistics.median(times):,.0f} | "
-                    f"{statistics.fmean(times):,.0f} | {n} |",
+                    f"| {name} | {statistics.quantiles(times, n=10)[0]:,.0f} | "
+                    f"{statistics.median(times):,.0f} | "
+                    f"{statistics.fmean(times):,.0f} | {n} | {calls:,.0f} | {sql:.1f} |",
                     flush=True,
                 )
             inst.stop()
