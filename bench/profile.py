@@ -297,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cprofile", choices=SCENARIOS)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--callees", action="append", default=[], help="with --cprofile: whose")
+    parser.add_argument("--dump", help="with --cprofile: write the raw profile here")
     args = parser.parse_args(argv)
     wanted = [args.cprofile] if args.cprofile else (args.only or list(SCENARIOS))
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-profile-"))
@@ -330,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                     for _ in range(n):
                         one()
                     prof.disable()
+                    if args.dump:
+                        prof.dump_stats(args.dump)
                     for key in ("tottime", "cumulative"):
                         s = io.StringIO()
                         pstats.Stats(prof, stream=s).sort_stats(key).print_stats(args.top)
