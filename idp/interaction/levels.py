@@ -66,5 +66,6 @@ def _has_second_factor(user: User) -> bool:
     cached = g.get("yt_factors", {}).get(user.id)
     if cached is not None:
         return bool(cached.any_second_factor)
-    with context.services().db.session() as s:
+    # One SELECT: no transaction around it (PostgreSQL: no BEGIN and ROLLBACK round trips).
+    with context.services().db.reads() as s:
         return mfa.has_second_factor(s, context.services().policies, user)

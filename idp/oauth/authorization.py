@@ -31,8 +31,13 @@ from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, Tok
 
 
 def find_client(client_id: str) -> Client | None:
-    """The client row for an authorization request (any status: the checks decide)."""
-    return repo.query_client(context.db_session(), client_id)
+    """The client row for an authorization request (any status: the checks decide).
+
+    From the worker's client snapshot (:mod:`idp.oauth.client_cache`), as at the token
+    endpoint: a query per authorization cost as much as the SSO session's, and a client
+    disabled by another process is refused here within the same bound as there.
+    """
+    return context.find_client(client_id)
 
 
 def outbound_policy() -> OutboundPolicy:

@@ -130,6 +130,30 @@ def lock_grant(grant_id: str, loaded: Grant | None = None) -> Grant | None:
     ).first()
 
 
+_LOCK_GRANT_OF_TOKEN = (
+    select(Grant.id)
+    .where(
+        Grant.id
+        == select(Token.grant_id)
+        .where(Token.digest == bindparam("digest"), Token.kind == "refresh")
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
+
+
+def lock_grant_of_token(raw: str) -> None:
+    """PostgreSQL: lock, for this transaction, the grant of the refresh token ``raw``.
+
+    Only the lock: the caller reads the rows afterwards, in a statement whose snapshot
+    starts once the lock is held (READ COMMITTED), so it sees what a concurrent
+    revocation or refresh committed while it waited.
+    """
+    if len(raw) > 4096:
+        return
+    context.db_session().execute(_LOCK_GRANT_OF_TOKEN, {"digest": repo.digest(raw)})
+
+
 def requested_resources(request: Any, client: Client) -> list[str]:
     """RFC 8707 ``resource`` values: absolute URIs without fragment, registered for the client."""
     values = request.form.getlist("resource") if hasattr(request.form, "getlist") else []
@@ -349,6 +373,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if len(values) != 1 or not values[0]:
             raise InvalidRequestError("refresh_token is required")
         session = context.db_session()
+        if not context.services().db.is_sqlite:
+            # PostgreSQL: lock the token's grant first (waits for a concurrent revocation or
+            # refresh), then read token, grant and user in a statement whose snapshot starts
+            # after the wait: their state under the lock in two statements, not three.
+            # (SQLite: the request has held the database's write lock since its first
+            # statement, so what find_token reads is already current.)
+            lock_grant_of_token(values[0])
         found = find_token(session, values[0], "refresh")
         row = found.token if found is not None else None
         # RFC 6749 §6: the refresh token must have been issued to this client (checklist 36).
@@ -358,13 +389,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                     "client %s presented a refresh token of another client", client.client_id
                 )
             raise InvalidGrantError("the refresh token is invalid")
-        grant = lock_grant(row.grant_id, found.grant)
-        if grant is None:
-            raise InvalidGrantError("the refresh token is invalid")
-        if not context.services().db.is_sqlite:
-            # Its state under the grant lock, not the state before the wait.  (SQLite: the
-            # request has held the database's write lock since its first statement.)
-            session.refresh(row)
+        grant = found.grant
         now = utcnow()
         if row.consumed_at is not None and row.revoked_at is None and grant.revoked_at is None:
             self._reused(row, grant, now)

@@ -390,6 +390,26 @@ def test_item112_login_rate_limit_is_shared_by_workers_through_redis(
     assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 60
 
 
+@pytest.mark.redis
+def test_item112_redis_counter_counts_atomically_and_expires_with_its_window(
+    redis_url: str,
+) -> None:
+    import redis
+
+    from idp.interaction.ratelimit import RateLimiter
+
+    limiter = RateLimiter(redis_url, namespace="test-" + secrets.token_hex(6), clock=lambda: 120.5)
+    assert [limiter.hit("token", "192.0.2.1", 3, 60) for _ in range(4)] == [None, None, None, 60]
+    assert limiter.last_backend == "redis"
+    r = redis.Redis.from_url(redis_url)
+    name = f"{limiter.namespace}:rl:token:192.0.2.1:2"
+    try:
+        assert int(r.get(name) or 0) == 4
+        assert 0 < r.ttl(name) <= 61  # the window plus one second, never a key without expiry
+    finally:
+        r.delete(name)
+
+
 def test_item112_item117_without_redis_the_limit_falls_back_locally_never_unlimited(
     make_app: Any,
 ) -> None:
