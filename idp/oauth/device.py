@@ -39,7 +39,7 @@ from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 from sqlalchemy.orm import Session
 
 from idp import context
-from idp.accounts.mandates import ENTITY_SCOPE, authority_claim
+from idp.accounts.mandates import ENTITY_SCOPE
 from idp.errors import (
     AccessDeniedError,
     AuthorizationPendingError,
@@ -55,13 +55,7 @@ from idp.interaction import decoupled
 from idp.interaction.levels import LevelRequest
 from idp.oauth.admin_scopes import grantable_scope
 from idp.oauth.clients import DEVICE_CODE
-from idp.oauth.grants import (
-    CLIENT_AUTH_METHODS,
-    bearer_response,
-    dpop_binding,
-    issues_refresh_token,
-    lock_grant,
-)
+from idp.oauth.grants import CLIENT_AUTH_METHODS, dpop_binding, grant_tokens, lock_grant
 from idp.storage import repo
 from idp.storage.models import Client, DeviceRequest, Grant, SsoSession, User, utcnow
 
@@ -211,24 +205,6 @@ class DeviceCodeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         if not decoupled.redeem_device(session, row, now):
             raise InvalidGrantError("the device code has already been used")
         scope = grantable_scope(grant.scope, user, grant.acr)
-        issuer = context.services().tokens
         jkt = dpop_binding(client_row)
-        access, _ = issuer.access_token(session, grant, client_row, user, scope, now, [], jkt=jkt)
-        refresh = None
-        if issues_refresh_token(grant, client_row):
-            refresh_jkt = jkt if client_row.public else None
-            refresh, _ = issuer.refresh_token(session, grant, client_row, scope, now, refresh_jkt)
-        id_token = None
-        if "openid" in scope.split():
-            id_token = issuer.id_token(
-                grant,
-                client_row,
-                user,
-                scope,
-                now,
-                nonce=None,
-                access_token=access,
-                authority=authority_claim(session, context.services().vault, grant, scope.split()),
-            )
-        body = bearer_response(access, scope, refresh, id_token, dpop=jkt is not None)
+        body = grant_tokens(session, grant, client_row, user, scope, now, [], jkt=jkt, nonce=None)
         return 200, body, self.TOKEN_RESPONSE_HEADER

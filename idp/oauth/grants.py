@@ -219,6 +219,43 @@ def issues_refresh_token(grant: Grant, client: Client) -> bool:
     )
 
 
+def grant_tokens(
+    session: Any,
+    grant: Grant,
+    client: Client,
+    user: User,
+    scope: str,
+    now: dt.datetime,
+    resources: list[str],
+    *,
+    jkt: str | None,
+    nonce: str | None,
+) -> dict[str, Any]:
+    """The token response for a person's grant just decided (authorization code or device
+    code): the access token, a refresh token where the grant allows one, and an ID token for
+    ``openid``.  One place, so both grants bind DPoP and carry the authority claim alike."""
+    issuer = context.services().tokens
+    access, _ = issuer.access_token(session, grant, client, user, scope, now, resources, jkt=jkt)
+    refresh = None
+    if issues_refresh_token(grant, client):
+        # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
+        refresh_jkt = jkt if client.public else None
+        refresh, _ = issuer.refresh_token(session, grant, client, scope, now, refresh_jkt)
+    id_token = None
+    if "openid" in scope.split():
+        id_token = issuer.id_token(
+            grant,
+            client,
+            user,
+            scope,
+            now,
+            nonce=nonce,
+            access_token=access,
+            authority=authority_claim(session, context.services().vault, grant, scope.split()),
+        )
+    return bearer_response(access, scope, refresh, id_token, dpop=jkt is not None)
+
+
 # ------------------------------------------------------------------ authorization_code
 class _CodeView:
     """What Authlib's grant and CodeChallenge read from an authorization code."""
@@ -295,34 +332,23 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             raise InvalidGrantError("the authorization has been revoked")
         client_row: Client = self.request.client.row
         session = context.db_session()
-        issuer = context.services().tokens
         now = utcnow()
         # Admin scopes only for a current admin at the admin level (checklist 95).
         scope = grantable_scope(code.row.scope, user, grant.acr)
         if acting_problem(session, grant, now) is not None:
             raise InvalidGrantError("the authorization to act for the company has ended")
         jkt = dpop_binding(client_row, code.row.dpop_jkt)
-        access, _ = issuer.access_token(
-            session, grant, client_row, user, scope, now, self.request.resources, jkt=jkt
+        body = grant_tokens(
+            session,
+            grant,
+            client_row,
+            user,
+            scope,
+            now,
+            self.request.resources,
+            jkt=jkt,
+            nonce=code.row.nonce,
         )
-        refresh = None
-        if issues_refresh_token(grant, client_row):
-            # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
-            refresh_jkt = jkt if client_row.public else None
-            refresh, _ = issuer.refresh_token(session, grant, client_row, scope, now, refresh_jkt)
-        id_token = None
-        if "openid" in scope.split():
-            id_token = issuer.id_token(
-                grant,
-                client_row,
-                user,
-                scope,
-                now,
-                nonce=code.row.nonce,
-                access_token=access,
-                authority=authority_claim(session, context.services().vault, grant, scope.split()),
-            )
-        body = bearer_response(access, scope, refresh, id_token, dpop=jkt is not None)
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
     def save_token(self, token: dict[str, Any]) -> None:  # stored while minting
