@@ -490,6 +490,7 @@ def test_discovery_lists_exactly_what_works(client):
         "refresh_token",
         "client_credentials",
         "urn:ietf:params:oauth:grant-type:token-exchange",  # RFC 8693, test_token_exchange.py
+        "urn:ietf:params:oauth:grant-type:device_code",  # RFC 8628, test_device_grant.py
     ]
     assert set(doc["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",

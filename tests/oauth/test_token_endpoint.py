@@ -165,12 +165,22 @@ def test_password_grant_is_unsupported(client, rp):
         headers=rp.basic(),
     )
     assert_error(resp, 400, "unsupported_grant_type")
-    for grant_type in ("implicit", "urn:ietf:params:oauth:grant-type:device_code", ""):
+    for grant_type in ("implicit", ""):
         assert_error(
             client.post("/token", data={"grant_type": grant_type}, headers=rp.basic()),
             400,
             "unsupported_grant_type",
         )
+    # The device grant exists (RFC 8628) but this client is not registered for it.
+    assert_error(
+        client.post(
+            "/token",
+            data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": "x"},
+            headers=rp.basic(),
+        ),
+        400,
+        "unauthorized_client",
+    )
 
 
 def test_grant_not_registered_for_client_is_unauthorized_client(client, rp):
