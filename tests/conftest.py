@@ -31,6 +31,35 @@ pytest_plugins: list[str] = [
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+
+def _share_url_builders() -> None:
+    """Every test builds a fresh app, and Werkzeug compiles two URL-builder functions per rule
+    (with ``compile()``) for each: 0.14 s of the 0.18 s ``create_app`` costs.  The generated
+    code depends only on the rule's text, trace, defaults and converters, and reaches the rule
+    through its bound ``self``, so one function per such key serves every app of the run.
+    Production builds its app once per worker and keeps Werkzeug as it is."""
+    from werkzeug.routing.rules import Rule
+
+    compile_builder = Rule._compile_builder
+    made: dict[tuple[Any, ...], Any] = {}
+
+    def shared(self: Rule, append_unknown: bool = True) -> Any:
+        key = (
+            self.rule,
+            tuple(self._trace),
+            tuple(sorted((k, repr(v)) for k, v in (self.defaults or {}).items())),
+            tuple(sorted((name, type(c)) for name, c in self._converters.items())),
+            append_unknown,
+        )
+        if key not in made:
+            made[key] = compile_builder(self, append_unknown)
+        return made[key]
+
+    Rule._compile_builder = shared  # type: ignore[method-assign]
+
+
+_share_url_builders()
+
 #: Fixtures through which a test reaches the run's database.
 DATABASE_FIXTURES = frozenset({"database_url", "postgres_server"})
 
