@@ -87,7 +87,7 @@ from idp.oauth.upstream import UpstreamConfig, UpstreamOIDC
 from idp.published import PublishedDocuments
 from idp.request_guards import install_request_guards
 from idp.services import Services
-from idp.storage.db import Database
+from idp.storage.db import Database, is_outage
 from idp.storage.hot import RedisStore
 from keys.crypto import Kek, KekRing
 from keys.sql import SqlKeyStore
@@ -502,6 +502,8 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
+        if is_outage(exc):
+            return dependency_down(exc)
         log.exception(
             "unhandled error on %s %s [request %s]",
             request.method,

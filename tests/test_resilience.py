@@ -129,3 +129,66 @@ def test_checklist_114_database_down_token_endpoint_is_temporarily_unavailable(
     )
     assert resp.status_code == 503
     assert resp.get_json()["error"] == "temporarily_unavailable"
+
+
+def test_checklist_114_database_lost_at_the_commit_is_temporarily_unavailable(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away between minting and storing the tokens (a restart mid-request,
+    seen in the PostgreSQL-restart drill as a 500): nothing was issued, and the client is told
+    to try again with a 503, not a 500."""
+    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
+
+    citizen = Citizen.create(app)
+    rp = RegisteredClient.create(app)
+    http = app.test_client()
+    flow = Flow(http, rp)
+    code = flow.run(citizen)["code"]
+
+    def lost(self: Session) -> None:
+        raise OperationalError("COMMIT", {}, Exception("terminating connection"))
+
+    monkeypatch.setattr(Session, "commit", lost)
+    resp = flow.token(code)
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert resp.get_json()["error"] == "temporarily_unavailable"
+    assert resp.headers["Retry-After"]
+
+
+def test_checklist_114_an_outage_inside_another_error_is_still_an_outage(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library that wraps the database's failure in its own exception (or a session left
+    needing a rollback) must not turn an outage into a 500; a real bug still is one."""
+    from sqlalchemy.exc import OperationalError, PendingRollbackError
+
+    from idp.storage.db import is_outage
+
+    def wrapped() -> Exception:
+        try:
+            try:
+                raise OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+            except OperationalError as inner:
+                raise RuntimeError("token store failed") from inner
+        except RuntimeError as outer:
+            return outer
+
+    assert is_outage(wrapped())
+    assert is_outage(PendingRollbackError("rolled back after a lost connection"))
+    assert not is_outage(RuntimeError("a bug"))
+    assert not is_outage(ValueError("bad input"))
+
+    rp = RegisteredClient.create(app)
+    from idp.oauth import grants
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise wrapped()
+
+    monkeypatch.setattr(grants.AuthorizationCodeGrant, "query_authorization_code", failing)
+    resp = app.test_client().post(
+        "/token",
+        data={"grant_type": "authorization_code", "code": "c", "redirect_uri": rp.redirect_uri},
+        auth=(rp.client_id, rp.secret),
+    )
+    assert resp.status_code == 503 and resp.get_json()["error"] == "temporarily_unavailable"

@@ -37,6 +37,7 @@ from idp.errors import (
     OAuth2Error,
     ServerError,
     SlowDownError,
+    TemporarilyUnavailableError,
     UseDpopNonceError,
 )
 from idp.interaction import acting, prompts
@@ -68,6 +69,7 @@ from idp.oauth.release import check_served
 from idp.oauth.server import authenticate_endpoint_client
 from idp.oauth.verified_claims import userinfo_verified_claims, with_entity_verified_claims
 from idp.storage import repo
+from idp.storage.db import is_outage
 from idp.storage.models import Client, Grant, Token, User, utcnow
 
 log = logging.getLogger(__name__)
@@ -355,9 +357,15 @@ def _finish(resp: Response) -> Response:
     elif resp.status_code == 200:
         try:
             session.commit()
-        except Exception:
+        except Exception as exc:
             log.exception("token-endpoint changes could not be stored")
             session.rollback()
+            if is_outage(exc):  # nothing was issued: the client may simply try again
+                return json_error(
+                    TemporarilyUnavailableError("the database did not answer; try again"),
+                    status=503,
+                    headers={"Retry-After": "5"},
+                )
             return json_error(ServerError("try again"))
     else:
         session.rollback()

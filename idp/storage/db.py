@@ -14,9 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from psycopg import OperationalError as psycopg_OperationalError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
@@ -156,3 +164,27 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+#: Failures that mean "the database did not answer", not "our code is wrong".
+_OUTAGES = (OperationalError, InterfaceError, PoolTimeout, PendingRollbackError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc``, or anything it was raised from, is the database being unreachable.
+
+    During a restart the first sign is not always an ``OperationalError`` at the top: a flush
+    that lost its connection leaves the session's next statement a ``PendingRollbackError``,
+    a library may wrap the driver's error in its own, and a connection SQLAlchemy marked
+    invalidated surfaces as a ``DBAPIError``.  Each is an outage (503), never a 500.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (*_OUTAGES, psycopg_OperationalError)):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
