@@ -36,6 +36,7 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -190,27 +191,33 @@ def start_device(
     return DeviceStarted(row.id, device_code, display_user_code(user_code), lifetime, row.interval)
 
 
+def _by_digest(session: Session, column: Any, secret: str, kind: str) -> DeviceRequest | None:
+    """The request of ``kind`` whose ``column`` holds the digest of ``secret``, any state.
+    One lookup for QR codes, device codes and user codes: a code of one kind never finds a
+    request of the other."""
+    return session.scalars(
+        select(DeviceRequest).where(column == digest(secret), DeviceRequest.kind == kind)
+    ).first()
+
+
+def _plausible(code: str | None) -> str | None:
+    return code if code and len(code) <= MAX_CODE and code.isprintable() else None
+
+
 def find_device_by_user_code(session: Session, text: str | None) -> DeviceRequest | None:
     """The device request a typed user code names, whatever its state."""
     code = normalise_user_code(text)
-    if code is None:
-        return None
-    return session.scalars(
-        select(DeviceRequest).where(
-            DeviceRequest.user_code_digest == digest(code), DeviceRequest.kind == "device"
-        )
-    ).first()
+    return (
+        None
+        if code is None
+        else _by_digest(session, DeviceRequest.user_code_digest, code, "device")
+    )
 
 
 def find_device_by_code(session: Session, device_code: str | None) -> DeviceRequest | None:
     """The device request a ``device_code`` (presented by the polling device) names."""
-    if not device_code or len(device_code) > MAX_CODE or not device_code.isprintable():
-        return None
-    return session.scalars(
-        select(DeviceRequest).where(
-            DeviceRequest.code_digest == digest(device_code), DeviceRequest.kind == "device"
-        )
-    ).first()
+    code = _plausible(device_code)
+    return None if code is None else _by_digest(session, DeviceRequest.code_digest, code, "device")
 
 
 def device_request(session: Session, request_id: str | None) -> DeviceRequest | None:
@@ -304,13 +311,12 @@ def redeem_device(session: Session, row: DeviceRequest, now: dt.datetime) -> boo
 
 def find_by_code(session: Session, code: str | None) -> DeviceRequest | None:
     """The QR request a code (read from the QR) names, whatever its state."""
-    if not code or len(code) > MAX_CODE or not code.isprintable():
-        return None
-    return session.scalars(
-        select(DeviceRequest).where(
-            DeviceRequest.code_digest == digest(code), DeviceRequest.kind == "qr"
-        )
-    ).first()
+    plausible = _plausible(code)
+    return (
+        None
+        if plausible is None
+        else _by_digest(session, DeviceRequest.code_digest, plausible, "qr")
+    )
 
 
 def claim(session: Session, row: DeviceRequest, user_id: str, now: dt.datetime) -> None:
