@@ -21,8 +21,6 @@ from flask_babel import gettext as _
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import inspect
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -406,10 +404,11 @@ def _install_key_rotation(app: Flask, services: Services) -> None:
     def rotate_when_due() -> None:
         try:
             services.keys.maybe_rotate()
-        except (OperationalError, InterfaceError, PoolTimeout) as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                log.exception("scheduled key rotation failed; will retry")
+                return
             log.warning("scheduled key rotation: database unavailable (%s)", type(exc).__name__)
-        except Exception:
-            log.exception("scheduled key rotation failed; will retry")
 
 
 def _install_limits(app: Flask) -> None:
@@ -478,10 +477,8 @@ def _install_error_handlers(app: Flask) -> None:
             return json_error(error, status=code, headers=headers)
         return error_page(None, code, None, detail=exc.name)
 
+    # Database outages reach this through ``unexpected`` (``is_outage`` knows every form).
     @app.errorhandler(StateStoreUnavailable)
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    @app.errorhandler(PoolTimeout)
     def dependency_down(exc: Exception) -> Any:
         # Redis or the database did not answer (checklist 114, 117; issue 12): a clean 503,
         # never a 500 and never a request let through unchecked.
