@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from werkzeug.test import EnvironBuilder
 
 from bench.common import (
@@ -254,6 +255,23 @@ class Scenarios:
         return one
 
 
+def print_statements(one: Callable[[], None], engine: Any) -> None:
+    """The SQL statements of one unit (after a warm-up unit), each on a line of its own."""
+    one()
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        seen.append(" ".join(statement.split())[:160])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        one()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    for i, statement in enumerate(seen, 1):
+        print(f"{i:2}. {statement}")
+
+
 def counts(one: Callable[[], None], engine: Any, n: int = 50) -> tuple[float, float]:
     """Python function calls and SQL statements per unit: figures that do not move with the
     machine's load (the CPU clock does), so a change can be judged on a busy machine."""
@@ -261,8 +279,6 @@ def counts(one: Callable[[], None], engine: Any, n: int = 50) -> tuple[float, fl
 
     def count(*_a: Any) -> None:
         statements[0] += 1
-
-    from sqlalchemy import event
 
     event.listen(engine, "before_cursor_execute", count)
     prof = cProfile.Profile()
@@ -298,8 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--callees", action="append", default=[], help="with --cprofile: whose")
     parser.add_argument("--dump", help="with --cprofile: write the raw profile here")
+    parser.add_argument(
+        "--sql", choices=SCENARIOS, help="print the SQL statements of one unit of this scenario"
+    )
     args = parser.parse_args(argv)
-    wanted = [args.cprofile] if args.cprofile else (args.only or list(SCENARIOS))
+    wanted = (
+        [args.cprofile or args.sql] if args.cprofile or args.sql else (args.only or list(SCENARIOS))
+    )
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-profile-"))
     drop = None
     try:
@@ -324,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     n = args.n
                 one = getattr(scenarios, f"{name}_unit")()
+                if args.sql:
+                    print_statements(one, flask_app.extensions["yitong"].db.engine)
+                    continue
                 if args.cprofile:
                     measure(one, 0)
                     prof = cProfile.Profile(time.process_time)

@@ -90,6 +90,11 @@ def _digest(event: AuditEvent, prev_digest: str) -> str:
     return hashlib.sha256(_canonical(event, prev_digest)).hexdigest()
 
 
+# Run for every audited event: built once (building costs more than running the cached form).
+_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_LAST = select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
+
+
 def record(
     session: Session,
     action: str,
@@ -108,10 +113,8 @@ def record(
     if session.get_bind().dialect.name == "postgresql":
         # One appender at a time until commit, so two transactions never take the same
         # number (SQLite's single writer gives the same guarantee by itself).
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-    last = session.execute(
-        select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+        session.execute(_LOCK, {"k": AUDIT_LOCK_KEY})
+    last = session.execute(_LAST).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     now = utcnow()
     event = AuditEvent(

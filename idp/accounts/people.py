@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from idp import audit
@@ -241,24 +241,27 @@ def find_citizen(
     try:
         if kind == "id_number":
             number = normalize_resident_id(login)
-            return session.scalars(
-                select(User).where(
-                    User.id_number_digest == vault.digest(number), User.kind == "citizen"
-                )
-            ).first()
+            return session.scalars(_CITIZEN_BY_ID, {"v": vault.digest(number)}).first()
         if kind == "phone":
-            query = select(User).where(User.phone == normalize_phone(login))
-            if confirmed_only:
-                query = query.where(User.phone_verified.is_(True))
-            return session.scalars(query.where(User.kind == "citizen")).first()
+            query = _CITIZEN_BY[kind, confirmed_only]
+            return session.scalars(query, {"v": normalize_phone(login)}).first()
         if kind == "email":
-            query = select(User).where(User.email == normalize_email(login))
-            if confirmed_only:
-                query = query.where(User.email_verified.is_(True))
-            return session.scalars(query.where(User.kind == "citizen")).first()
+            query = _CITIZEN_BY[kind, confirmed_only]
+            return session.scalars(query, {"v": normalize_email(login)}).first()
     except IdentifierError:
         return None
     return None
+
+
+# The login lookups, built once (building a SELECT costs more than running its cached form).
+_CITIZEN = select(User).where(User.kind == "citizen")
+_CITIZEN_BY_ID = _CITIZEN.where(User.id_number_digest == bindparam("v"))
+_CITIZEN_BY = {
+    ("phone", False): _CITIZEN.where(User.phone == bindparam("v")),
+    ("phone", True): _CITIZEN.where(User.phone == bindparam("v"), User.phone_verified.is_(True)),
+    ("email", False): _CITIZEN.where(User.email == bindparam("v")),
+    ("email", True): _CITIZEN.where(User.email == bindparam("v"), User.email_verified.is_(True)),
+}
 
 
 def find_account(session: Session, who: str, *, vault: IdentityVault) -> User | None:

@@ -16,7 +16,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp import audit, context
@@ -29,9 +29,13 @@ from idp.storage.models import Client, Consent, Grant, User, utcnow
 def consent_of(session: Session, user: User | None, client_id: str) -> Consent | None:
     if user is None:
         return None
-    return session.scalars(
-        select(Consent).where(Consent.user_id == user.id, Consent.client_id == client_id)
-    ).first()
+    return session.scalars(_CONSENT, {"user_id": user.id, "client_id": client_id}).first()
+
+
+# Read on every authorization: built once.
+_CONSENT = select(Consent).where(
+    Consent.user_id == bindparam("user_id"), Consent.client_id == bindparam("client_id")
+)
 
 
 def release_for(

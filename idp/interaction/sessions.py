@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp.cas.tickets import queue_single_logout
@@ -90,12 +90,14 @@ def session_by_token(session: Session, token: str | None) -> SsoSession | None:
     """The live (not ended) session a cookie value names, or None; no time-out applied."""
     if not token or len(token) > 200:
         return None
-    row = session.scalars(
-        select(SsoSession).where(SsoSession.token_digest == digest(token))
-    ).first()
+    row = session.scalars(_BY_DIGEST, {"digest": digest(token)}).first()
     if row is None or row.ended_at is not None:
         return None
     return row
+
+
+# Read on every request that carries the cookie: built once.
+_BY_DIGEST = select(SsoSession).where(SsoSession.token_digest == bindparam("digest"))
 
 
 def timed_out(row: SsoSession, timeouts: SessionTimeouts, now: dt.datetime) -> bool:

@@ -121,13 +121,16 @@ def lock_grant(grant_id: str, loaded: Grant | None = None) -> Grant | None:
     """
     if loaded is not None and context.services().db.is_sqlite:
         return loaded
-    session = context.db_session()
-    return session.scalars(
-        select(Grant)
-        .where(Grant.id == grant_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    return context.db_session().scalars(_LOCK_GRANT, {"grant_id": grant_id}).first()
+
+
+# Built once: every code, refresh and device-code redemption runs it.
+_LOCK_GRANT = (
+    select(Grant)
+    .where(Grant.id == bindparam("grant_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 _LOCK_GRANT_OF_TOKEN = (

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import secrets
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,7 +74,11 @@ def query_token(session: Session, raw: str, kind: str | None = None) -> Token | 
 def query_code(session: Session, raw: str) -> AuthorizationCode | None:
     if not raw or len(raw) > 512:
         return None
-    return session.get(AuthorizationCode, digest(raw))
+    return session.scalars(_CODE, {"code_digest": digest(raw)}).first()
+
+
+# Built once: a prepared SELECT costs less than ``session.get``'s lookup machinery.
+_CODE = select(AuthorizationCode).where(AuthorizationCode.digest == bindparam("code_digest"))
 
 
 # ---------------------------------------------------------------------- one-time consumption
@@ -125,13 +129,20 @@ def was_consumed(session: Session, purpose: str, value: str) -> bool:
 
 def consume_code(session: Session, code: AuthorizationCode, now: dt.datetime) -> bool:
     """Mark the code used if and only if nobody did before (atomic compare-and-set)."""
-    result = session.execute(
-        update(AuthorizationCode)
-        .where(AuthorizationCode.digest == code.digest, AuthorizationCode.consumed_at.is_(None))
-        .values(consumed_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    result = session.execute(_CONSUME_CODE, {"code_digest": code.digest, "consumed": now})
     return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+# Built once: run at every code redemption.
+_CONSUME_CODE = (
+    update(AuthorizationCode)
+    .where(
+        AuthorizationCode.digest == bindparam("code_digest"),
+        AuthorizationCode.consumed_at.is_(None),
+    )
+    .values(consumed_at=bindparam("consumed", type_=AuthorizationCode.consumed_at.type))
+    .execution_options(synchronize_session=False)
+)
 
 
 def consume_cas_ticket(session: Session, ticket: CasTicket, now: dt.datetime) -> bool:
