@@ -145,29 +145,57 @@ def last_seen(row: SsoSession, hot: RedisStore | None) -> dt.datetime:
     return max(seen, row.last_seen_at)
 
 
-def timed_out(
+@dataclass(frozen=True)
+class Activity:
+    """What :func:`observe` found: the last activity before this request, and whether this
+    request's was kept in Redis (then the row is written only when far behind)."""
+
+    seen: dt.datetime
+    in_redis: bool
+
+
+def observe(
     row: SsoSession, timeouts: SessionTimeouts, now: dt.datetime, hot: RedisStore | None
+) -> Activity:
+    """Record this request's activity in Redis and read the one before it, in one round trip
+    (``SET … GET``).  The row's clock when there is no Redis, no key, or no answer."""
+    if hot is None:
+        return Activity(row.last_seen_at, in_redis=False)
+    end = min(row.expires_at, row.auth_time + dt.timedelta(seconds=timeouts.absolute))
+    ttl = min(timeouts.idle, int((end - now).total_seconds())) + 1
+    try:
+        raw = hot.swap(CLOCK, row.id, b"%d" % (now.timestamp() * 1000), ttl)
+    except StateStoreUnavailable as exc:
+        log.warning("session clock kept in the database: %s", exc)
+        return Activity(row.last_seen_at, in_redis=False)
+    if raw is None:
+        return Activity(row.last_seen_at, in_redis=True)
+    seen = dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
+    return Activity(max(seen, row.last_seen_at), in_redis=True)
+
+
+def timed_out(
+    row: SsoSession,
+    timeouts: SessionTimeouts,
+    now: dt.datetime,
+    hot: RedisStore | None,
+    *,
+    seen: dt.datetime | None = None,
 ) -> bool:
-    """Past its absolute lifetime, or idle longer than allowed (checklist 66)."""
+    """Past its absolute lifetime, or idle longer than allowed (checklist 66), judged by
+    ``seen`` (what :func:`observe` returned) or else the freshest clock there is."""
     if now >= row.expires_at or (now - row.auth_time).total_seconds() > timeouts.absolute:
         return True
-    return (now - last_seen(row, hot)).total_seconds() > timeouts.idle
+    last = seen if seen is not None else last_seen(row, hot)
+    return (now - last).total_seconds() > timeouts.idle
 
 
-def touch(
-    row: SsoSession, timeouts: SessionTimeouts, now: dt.datetime, hot: RedisStore | None
-) -> None:
-    """Record activity: in Redis on every call, in the row only when it is far behind (the
-    caller commits if the row changed; see the module docstring)."""
+def touch(row: SsoSession, timeouts: SessionTimeouts, now: dt.datetime, activity: Activity) -> None:
+    """Write the row's clock when it is far behind (the caller commits if the row changed):
+    every 30 s without Redis, a quarter of the idle timeout (at most 5 min) with it."""
     every = _TOUCH_EVERY
-    if hot is not None:
-        end = min(row.expires_at, row.auth_time + dt.timedelta(seconds=timeouts.absolute))
-        ttl = min(timeouts.idle, int((end - now).total_seconds())) + 1
-        try:
-            hot.put(CLOCK, row.id, b"%d" % (now.timestamp() * 1000), ttl)
-            every = max(_TOUCH_EVERY, min(_DB_EVERY, dt.timedelta(seconds=timeouts.idle / 4)))
-        except StateStoreUnavailable as exc:
-            log.warning("session clock kept in the database: %s", exc)
+    if activity.in_redis:
+        every = max(_TOUCH_EVERY, min(_DB_EVERY, dt.timedelta(seconds=timeouts.idle / 4)))
     if now - row.last_seen_at > every:
         row.last_seen_at = now
 

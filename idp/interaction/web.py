@@ -26,6 +26,7 @@ from idp.interaction.policies import session_timeouts_for, user_classes
 from idp.interaction.sessions import (
     SessionTimeouts,
     end_sessions,
+    observe,
     session_by_token,
     timed_out,
     touch,
@@ -65,12 +66,13 @@ def _load() -> tuple[SsoSession | None, User | None]:
     if user is None or not user.is_active:
         return None, None
     now, limits, hot = utcnow(), timeouts_for(user), context.services().hot
-    if timed_out(row, limits, now, hot):
+    activity = observe(row, limits, now, hot)  # one Redis round trip, when configured
+    if timed_out(row, limits, now, hot, seen=activity.seen):
         ended = end_sessions(session, context.services(), [row], reason="timeout", now=now)
         session.commit()
         ended.kick()
         return None, None
-    touch(row, limits, now, hot)
+    touch(row, limits, now, activity)
     if session.dirty:
         session.commit()
     return row, user

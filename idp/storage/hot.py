@@ -91,6 +91,12 @@ class RedisStore:
         value = self.run("take", lambda: self.client.getdel(key))
         return value if isinstance(value, bytes) else None
 
+    def swap(self, kind: str, name: str, value: bytes, ttl: int) -> bytes | None:
+        """Set the value and return the one it replaced (``SET … GET``, one round trip)."""
+        key = self.key(kind, name)
+        old = self.run("swap", lambda: self.client.set(key, value, ex=max(1, ttl), get=True))
+        return old if isinstance(old, bytes) else None
+
     def peek(self, kind: str, name: str) -> bytes | None:
         key = self.key(kind, name)
         value = self.run("get", lambda: self.client.get(key))

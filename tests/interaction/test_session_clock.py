@@ -20,6 +20,7 @@ from idp.interaction.sessions import (
     CLOCK,
     SessionTimeouts,
     last_seen,
+    observe,
     start_session,
     timed_out,
     touch,
@@ -82,7 +83,7 @@ def test_item2_touch_writes_redis_every_time_and_the_row_rarely(
     app = make_app(redis_url=redis_url)
     hot = services(app).hot
     row = new_session(app)
-    touch(row, LIMITS, T0 + 4 * MINUTE, hot)
+    touch(row, LIMITS, T0 + 4 * MINUTE, observe(row, LIMITS, T0 + 4 * MINUTE, hot))
     assert row.last_seen_at == T0  # four minutes behind: the row is left alone
     assert last_seen(row, hot) == T0 + 4 * MINUTE
     ttl = hot.client.ttl(hot.key(CLOCK, row.id))
@@ -95,7 +96,10 @@ def test_item2_touch_writes_redis_every_time_and_the_row_rarely(
     # ... and it still ends once idle longer than allowed.
     assert timed_out(row, LIMITS, T0 + 4 * MINUTE + dt.timedelta(seconds=1801), hot)
     # More than five minutes behind: the row is written too (the durable fallback).
-    touch(row, LIMITS, T0 + 6 * MINUTE, hot)
+    activity = observe(row, LIMITS, T0 + 6 * MINUTE, hot)
+    assert activity.seen == T0 + 4 * MINUTE  # the request before this one, read as it is set
+    assert last_seen(row, hot) == T0 + 6 * MINUTE
+    touch(row, LIMITS, T0 + 6 * MINUTE, activity)
     assert row.last_seen_at == T0 + 6 * MINUTE
 
 
@@ -104,7 +108,7 @@ def test_item2_the_clock_lives_no_longer_than_the_session(make_app: Any, redis_u
     hot = services(app).hot
     row = new_session(app)
     row.expires_at = T0 + dt.timedelta(seconds=100)  # absolute expiry before the idle one
-    touch(row, LIMITS, T0, hot)
+    touch(row, LIMITS, T0, observe(row, LIMITS, T0, hot))
     assert 0 < hot.client.ttl(hot.key(CLOCK, row.id)) <= 101
     assert timed_out(row, LIMITS, T0 + dt.timedelta(seconds=100), hot)
 
@@ -114,7 +118,7 @@ def test_item2_without_its_redis_key_the_row_clock_decides(make_app: Any, redis_
     app = make_app(redis_url=redis_url)
     hot = services(app).hot
     row = new_session(app)
-    touch(row, LIMITS, T0 + 4 * MINUTE, hot)
+    touch(row, LIMITS, T0 + 4 * MINUTE, observe(row, LIMITS, T0 + 4 * MINUTE, hot))
     hot.client.flushdb()
     assert last_seen(row, hot) == T0
     assert not timed_out(row, LIMITS, T0 + 29 * MINUTE, hot)
@@ -127,7 +131,9 @@ def test_item117_with_redis_down_the_row_clock_is_used_and_written(make_app: Any
     row = new_session(app)
     assert last_seen(row, hot) == T0
     assert timed_out(row, LIMITS, T0 + 31 * MINUTE, hot)
-    touch(row, LIMITS, T0 + MINUTE, hot)  # every 30 s, as without Redis
+    touch(
+        row, LIMITS, T0 + MINUTE, observe(row, LIMITS, T0 + MINUTE, hot)
+    )  # every 30 s, as without Redis
     assert row.last_seen_at == T0 + MINUTE
 
 
