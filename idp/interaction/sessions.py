@@ -13,10 +13,11 @@ fresh reference is issued at every (re)authentication and any previous one is en
 planted cookie never becomes a logged-in session (session fixation, checklist 61).  Idle and
 absolute timeouts are enforced here, server-side, on every request (checklist 66).
 
-**The activity clock lives in Redis when there is one** (issue 12 item 2).  :func:`touch`
-writes "last seen" to ``<ns>:sso:<sid>`` on every request that uses the session, with a
-time-to-live of the idle timeout (capped at the absolute expiry), and writes the row's
-``last_seen_at`` only when that is a quarter of the idle timeout (at most 5 minutes) behind:
+**The activity clock lives in Redis when there is one** (issue 12 item 2).  :func:`observe`
+writes "last seen" to ``<ns>:sso:<sid>`` on every request that uses the session and reads the
+previous value in the same command (``SET … GET``), with a time-to-live of the idle timeout
+(capped at the absolute expiry); :func:`touch` writes the row's ``last_seen_at`` only when that
+is a quarter of the idle timeout (at most 5 minutes) behind:
 the database stays the durable fallback without a write per request.  :func:`timed_out`
 judges idleness by the freshest of the two clocks (:func:`last_seen`).  A missing key (Redis
 restarted empty, or the session idle past the key's lifetime) or a Redis that does not answer
