@@ -372,6 +372,31 @@ class Instance:
 
         return factory
 
+    def redis_bytes_per_sso_session(self, client_id: str) -> int | None:
+        """What one SSO session keeps in Redis (issue 12 item 5, goal under 2 KB): after a
+        sign-in and one authorization with it, ``MEMORY USAGE`` of every key that names
+        its sid, summed.  None without Redis."""
+        from sqlalchemy import select
+
+        from idp.storage.models import SsoSession
+        from idp.storage.repo import digest
+
+        hot = self.services.hot
+        if hot is None:
+            return None
+        b = self.signed_in_browser()
+        self.code_from(b, client_id, pkce()[1])
+        with self.services.db.session() as session:
+            sid = session.scalar(
+                select(SsoSession.id).where(
+                    SsoSession.token_digest == digest(b.cookies["yitong_sso"])
+                )
+            )
+        keys = list(hot.client.scan_iter(match=f"{hot.namespace}:*{sid}*"))
+        if not keys:
+            raise BenchError(f"no Redis key names the session {sid}")
+        return sum(int(hot.client.memory_usage(k) or 0) for k in keys)
+
     def login_unit(self) -> Unit:
         """One password login per unit, each by a new visitor (no SSO cookie)."""
         b = Browser(self.port)

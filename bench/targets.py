@@ -12,6 +12,7 @@ worker, the load generator pinned to CPU 1, results per CPU-second of the server
   refresh with rotation (public client), and "open another service while signed in"
   (``/authorize`` with the SSO cookie, then the token request) — against the peer; the
   password login against argon2id alone on the same core; the worker's memory afterwards;
+  what one SSO session keeps in Redis (``MEMORY USAGE`` of its keys, goal under 2 KB);
 * the node-oidc-provider peer (``../shared/peers``) doing the same requests.
 
 Prints one table per target (ratio, target, met or not) and writes
@@ -119,6 +120,7 @@ def measure_yitong(y: Yitong, runner: Runner, only: set[str]) -> dict[str, Any]:
         )
     if "sso" in only:
         run("sso flow", y.sso_flow_factory(y.portal), server, unit_name="flow")
+        extra["redis_bytes_per_sso_session"] = y.redis_bytes_per_sso_session(y.portal[0])
     if "login" in only:
         _, _, extra["login_rounds"] = login_against_argon2(y, runner, seconds / 2)
     extra["worker_rss_mb_at_start"] = round(y.rss_at_start, 1)
@@ -216,6 +218,16 @@ def report(results: dict[str, Result], extra: dict[str, Any]) -> list[dict[str, 
                 "ratio": rss,
                 "goal": 80,
                 "met": rss < 80,
+            }
+        )
+    per_session = extra.get("redis_bytes_per_sso_session")
+    if per_session:
+        rows.append(
+            {
+                "target": "Redis per SSO session (bytes)",
+                "ratio": per_session,
+                "goal": 2048,
+                "met": per_session < 2048,
             }
         )
     return rows

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from idp import audit, context
 from idp.interaction.consent import withdraw_consent
-from idp.interaction.sessions import end_sessions, end_user_sessions, live_sessions_of
+from idp.interaction.sessions import end_sessions, end_user_sessions, last_seen, live_sessions_of
 from idp.storage.models import Client, Consent, Grant, SsoSession, User
 
 
@@ -145,19 +145,19 @@ def _device(user_agent: str | None) -> str:
 
 def sessions_of(user: User, current: SsoSession | None) -> list[SessionView]:
     """The person's live sign-in sessions, the current one first."""
-    rows = sorted(live_sessions_of(context.db_session(), user.id), key=lambda r: r.last_seen_at)
+    hot = context.services().hot
     views = [
         SessionView(
             r.id,
             r.created_at,
-            r.last_seen_at,
+            last_seen(r, hot),
             r.ip,
             _device(r.user_agent),
             current is not None and r.id == current.id,
         )
-        for r in reversed(rows)
+        for r in live_sessions_of(context.db_session(), user.id)
     ]
-    return sorted(views, key=lambda v: not v.current)
+    return sorted(views, key=lambda v: (not v.current, -v.last_seen.timestamp()))
 
 
 def end_other_session(user: User, current: SsoSession, sid: str) -> bool:

@@ -35,7 +35,7 @@ from idp.interaction import mfa
 from idp.interaction.contacts import N_, tell
 from idp.interaction.levels import user_factors
 from idp.interaction.login import Refused, attempt_second_factor, code_factor, verify_password
-from idp.interaction.sessions import end_user_sessions, live_sessions_of
+from idp.interaction.sessions import end_user_sessions, last_seen, live_sessions_of
 from idp.services import Services
 from idp.storage.models import (
     AuditEvent,
@@ -161,7 +161,11 @@ def personal_data(user: User) -> dict[str, Any]:
             for m in mandates
         ],
         "sessions": [
-            {"started": _iso(s.created_at), "last_seen": _iso(s.last_seen_at), "ip": s.ip}
+            {
+                "started": _iso(s.created_at),
+                "last_seen": _iso(last_seen(s, context.services().hot)),
+                "ip": s.ip,
+            }
             for s in live_sessions_of(session, user.id)
         ],
         "activity": [

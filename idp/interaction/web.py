@@ -7,6 +7,8 @@ has no ``Domain`` in production (checklist 62); in development over plain http t
 A session past its idle or absolute time-out ends here, when a request first looks at it:
 the strictest of the settings and the policy of the user's classes applies (checklist 66),
 and it ends through :func:`~idp.interaction.sessions.end_sessions` like every other session.
+Every request that uses the session records activity (in Redis when configured, see
+:mod:`idp.interaction.sessions`); the row is committed only when its clock moved.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from idp.interaction.policies import session_timeouts_for, user_classes
 from idp.interaction.sessions import (
     SessionTimeouts,
     end_sessions,
+    observe,
     session_by_token,
     timed_out,
     touch,
@@ -62,13 +65,14 @@ def _load() -> tuple[SsoSession | None, User | None]:
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         return None, None
-    now = utcnow()
-    if timed_out(row, timeouts_for(user), now):
+    now, limits, hot = utcnow(), timeouts_for(user), context.services().hot
+    activity = observe(row, limits, now, hot)  # one Redis round trip, when configured
+    if timed_out(row, limits, now, hot, seen=activity.seen):
         ended = end_sessions(session, context.services(), [row], reason="timeout", now=now)
         session.commit()
         ended.kick()
         return None, None
-    touch(row, now)
+    touch(row, limits, now, activity)
     if session.dirty:
         session.commit()
     return row, user

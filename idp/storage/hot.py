@@ -1,4 +1,5 @@
-"""Short-lived shared state in Redis: replay caches and pushed requests (issue 12 item 2).
+"""Short-lived shared state in Redis: replay caches, pushed requests, counters, session
+clocks (issue 12 item 2).
 
 PostgreSQL (or SQLite) stays the system of record for accounts, grants, refresh tokens,
 consents, keys and the audit trail.  What moves here when ``redis_url`` is set is state that
@@ -9,7 +10,11 @@ once:
   the first writer wins atomically on every node;
 - pushed authorization requests (RFC 9126): ``SET … EX`` on push, ``GETDEL`` on use, so a
   ``request_uri`` is single-use without a database row;
-- the lockout and second-factor counters (:mod:`idp.interaction.redis_counters`).
+- the lockout and second-factor counters (:mod:`idp.interaction.redis_counters`);
+- the SSO sessions' activity clock (:mod:`idp.interaction.sessions`): written on every request
+  that uses a session, its row written only now and then.  The one caller that catches
+  :class:`~idp.errors.StateStoreUnavailable`: an unreachable (or missing) clock falls back to
+  the row's, which is never fresher, so an idle timeout is never bypassed.
 
 **When Redis is down nothing is bypassed** (checklist 117): every call raises
 :class:`~idp.errors.StateStoreUnavailable`, which the app answers with a 503 page or an RFC 6749
@@ -85,6 +90,12 @@ class RedisStore:
         key = self.key(kind, name)
         value = self.run("take", lambda: self.client.getdel(key))
         return value if isinstance(value, bytes) else None
+
+    def swap(self, kind: str, name: str, value: bytes, ttl: int) -> bytes | None:
+        """Set the value and return the one it replaced (``SET … GET``, one round trip)."""
+        key = self.key(kind, name)
+        old = self.run("swap", lambda: self.client.set(key, value, ex=max(1, ttl), get=True))
+        return old if isinstance(old, bytes) else None
 
     def peek(self, kind: str, name: str) -> bytes | None:
         key = self.key(kind, name)
