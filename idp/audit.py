@@ -17,9 +17,9 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,7 +93,7 @@ def _digest(event: AuditEvent, prev_digest: str) -> str:
 # Run for every audited event: built once (building costs more than running the cached form).
 _LOCK = text("SELECT pg_advisory_xact_lock(:k)")
 _LAST = select(AuditEvent.seq, AuditEvent.digest).order_by(AuditEvent.seq.desc()).limit(1)
-_INSERT = insert(AuditEvent.__table__)
+_INSERT = insert(cast(Table, AuditEvent.__table__))
 _COLUMNS = (*HASHED_FIELDS, *CHAIN_FIELDS)
 
 
