@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect as pyinspect
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, Request, Response, g, request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from flask_babel import Babel, get_locale
 from flask_babel import gettext as _
-from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import inspect
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -74,7 +76,7 @@ from idp.interaction.policies import PolicyStore
 from idp.interaction.ratelimit import RateLimiter
 from idp.interaction.redis_counters import RedisCounters
 from idp.interaction.throttle import AttemptCounters, Counters, LoginGate
-from idp.interaction.web import init_login_manager, open_interaction
+from idp.interaction.web import open_interaction
 from idp.logging_setup import configure_logging, install_redaction
 from idp.oauth.client_cache import ClientSnapshot
 from idp.oauth.discovery import discovery_document
@@ -287,22 +289,68 @@ def _select_locale() -> str:
 
 
 class _CookieSessions(SecureCookieSessionInterface):
-    """Flask's cookie sessions, without building the signer for a request with no cookie.
+    """Flask's cookie sessions, without the work for a request that sends no session cookie.
 
-    API clients (token, introspection, userinfo) never send one; Flask would build an
-    ``itsdangerous`` serializer for each of their requests before finding no cookie.
+    API clients (token, introspection, userinfo) never send one: Flask would parse every
+    ``Cookie`` header of the request and build an ``itsdangerous`` serializer to find none,
+    and at the end read seven cookie settings to store nothing.
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if not request.cookies.get(self.get_cookie_name(app)):
+        if "HTTP_COOKIE" not in request.environ or not request.cookies.get(
+            self.get_cookie_name(app)
+        ):
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        # Empty, unchanged and unread: Flask would store nothing, delete nothing and add no
+        # ``Vary: Cookie``, after reading the seven cookie settings.
+        if session or session.modified or session.accessed:
+            super().save_session(app, session, response)
+
+
+class _Request(Request):
+    """Flask's request with the body limits (checklist 110) as constants of the class.
+
+    Flask reads each limit from ``current_app.config`` through the context-local proxy
+    whenever it is asked, four times for every form parsed; they never change here.
+    """
+
+    _max_content_length = 256 * 1024
+    _max_form_memory_size = 256 * 1024
+    _max_form_parts = 200
+
+
+#: Python 3.12+ lets a plain function be marked a coroutine function (``inspect``).
+_COROUTINE_MARK = "_is_coroutine_marker" if sys.version_info >= (3, 12) else None
+
+
+class _Flask(Flask):
+    """Flask with :class:`_Request` and a cheaper ``ensure_sync``.
+
+    Flask asks ``inspect.iscoroutinefunction`` about every hook and view of every request
+    (a dozen per request, nine Python calls each); a plain function's code flags answer the
+    same question in one look.  Anything else (a ``functools.partial``, a coroutine function,
+    one marked as such) still goes through Flask.
+    """
+
+    request_class = _Request
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        try:
+            flags = func.__code__.co_flags  # a method's too (it reads its function's)
+        except AttributeError:
+            return super().ensure_sync(func)
+        if flags & pyinspect.CO_COROUTINE or (_COROUTINE_MARK and hasattr(func, _COROUTINE_MARK)):
+            return super().ensure_sync(func)
+        return func
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = settings or load_settings(**overrides)
     install_redaction()
-    app = Flask(__name__, instance_path=None)
+    app = _Flask(__name__, instance_path=None)
     app.session_interface = _CookieSessions()
     # --- request guards (NUL parameters, untrusted JSON bodies): idp/request_guards.py ---
     install_request_guards(app)
@@ -319,9 +367,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SESSION_COOKIE_SECURE=secure,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        MAX_CONTENT_LENGTH=256 * 1024,
-        MAX_FORM_MEMORY_SIZE=256 * 1024,
-        MAX_FORM_PARTS=200,
         WTF_CSRF_TIME_LIMIT=3600,
         WTF_CSRF_SSL_STRICT=secure,
         BABEL_DEFAULT_LOCALE=settings.default_locale,
@@ -337,12 +382,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf = CSRFProtect(app)
     Babel(app, locale_selector=_select_locale)
     app.jinja_env.globals["get_locale"] = get_locale
-    # No ``current_user`` in templates (none reads it): flask-login's context processor would
-    # load the SSO session for every page drawn, the 503 page of a database outage included,
-    # which then failed on the same outage and reached the person as a bare 500 (issue 12).
-    login_manager = LoginManager(app, add_context_processor=False)
-    login_manager.login_view = "login.login_form"
-    init_login_manager(login_manager)
+    # No flask-login: nothing read ``current_user`` or used ``login_required`` (the SSO
+    # session is read by idp.interaction.web), and its hooks cost every request: an
+    # after_request for a remember-me cookie never set, and a template context processor
+    # that loaded the SSO session for every page drawn, the 503 page of a database outage
+    # included, which then failed on the same outage and became a bare 500 (issue 12).
     for blueprint in (
         oidc.bp,
         login.bp,
@@ -440,20 +484,38 @@ def static_security_headers(settings: Settings) -> list[tuple[str, str]]:
     return headers
 
 
+#: Pages drawn for a person, who may be signed in: never stored (issue 14 item 10).
+PERSONAL_PATHS = (
+    "/login",
+    "/consent",
+    "/register",
+    "/account",
+    "/logout",
+    "/authorize",
+    "/entities",
+)
+
+
 def _install_headers(app: Flask, settings: Settings) -> None:
     static = static_security_headers(settings)
+
+    # The two kinds of answer, each header list built once: any answer, and a page for a
+    # person (``Cache-Control: no-store`` too).  One look at the names the response has
+    # decides which to add; a header a view set itself (the form_post page's own CSP, a
+    # view's own Cache-Control) is kept.
+    def kind(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], frozenset[str]]:
+        return headers, frozenset(name.lower() for name, _ in headers)
+
+    kinds = {False: kind(static), True: kind([*static, ("Cache-Control", "no-store")])}
 
     @app.after_request
     def security_headers(resp: Response) -> Response:
         h = resp.headers
-        for name, value in static:
-            if name not in h:
-                h[name] = value
-        if g.get("sso") is not None or request.path.startswith(
-            ("/login", "/consent", "/register", "/account", "/logout", "/authorize", "/entities")
-        ):
-            # A page drawn for a signed-in person is never stored (issue 14 item 10).
-            h.setdefault("Cache-Control", "no-store")
+        headers, names = kinds[request.path.startswith(PERSONAL_PATHS) or g.get("sso") is not None]
+        present = names.intersection([name.lower() for name, _ in h])
+        for name, value in headers:
+            if not present or name.lower() not in present:
+                h.add(name, value)  # ``add``: Werkzeug's ``extend`` costs more per header
         return resp
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "Services",
     "client_ip",
+    "current_request",
     "db_session",
     "find_client",
     "request_id",
@@ -76,6 +77,15 @@ def release_request_transaction() -> None:
     """
     if "db_session" in g:
         g.db_session.commit()
+
+
+def current_request() -> Request:
+    """The request object itself, not Flask's context-local proxy.
+
+    Each read through ``flask.request`` looks the request up again (four Python calls); a hook
+    or view that reads several of its attributes binds it once with this.
+    """
+    return request._get_current_object()  # type: ignore[attr-defined,no-any-return]
 
 
 def client_ip() -> str:

@@ -54,6 +54,32 @@ GRANT_TYPES = frozenset(
 )
 ACCOUNT_TYPES = frozenset({"citizen", "staff", "company", "admin"})
 
+# The labelled series of the per-request counts, looked up once each: ``labels()`` checks and
+# joins its arguments under a lock on every call.  Endpoints, statuses and grant types are
+# short fixed sets (the URL rules, not the paths), so these stay small.
+_REQUEST_SERIES: dict[tuple[str, int], tuple[Any, Any]] = {}
+_TOKEN_SERIES: dict[str, Any] = {}
+
+
+def count_request(endpoint: str, status: int, seconds: float | None) -> None:
+    """One answered request: its latency (unless unknown) and its (endpoint, status) count."""
+    series = _REQUEST_SERIES.get((endpoint, status))
+    if series is None:
+        series = (LATENCY.labels(endpoint), REQUESTS.labels(endpoint, str(status)))
+        _REQUEST_SERIES[(endpoint, status)] = series
+    if seconds is not None:
+        series[0].observe(seconds)
+    series[1].inc()
+
+
+def count_token(grant_type: str) -> None:
+    """One token response, by grant type (an unknown type is counted as ``other``)."""
+    label = grant_type if grant_type in GRANT_TYPES else "other"
+    series = _TOKEN_SERIES.get(label)
+    if series is None:
+        series = _TOKEN_SERIES[label] = TOKENS.labels(label)
+    series.inc()
+
 
 def _account_type(kind: Any) -> str:
     return kind if kind in ACCOUNT_TYPES else "unknown"

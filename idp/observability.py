@@ -41,7 +41,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select, text
 
 from idp import context
-from idp.metrics import GRANT_TYPES, LATENCY, REQUESTS, TOKENS
+from idp.metrics import count_request, count_token
 from idp.services import Services
 from idp.storage.models import LogoutDelivery, utcnow
 
@@ -136,22 +136,25 @@ def install(app: Flask, services: Services) -> None:
 
     @app.before_request
     def start_request() -> None:
-        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
-        g.started = time.perf_counter()
+        values = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        sent = context.current_request().environ.get("HTTP_X_REQUEST_ID", "")
+        values.request_id = request_id_for(sent)
+        values.started = time.perf_counter()
 
     @app.after_request
     def finish_request(resp: Response) -> Response:
-        if "request_id" not in g:  # an earlier hook answered before start_request ran
-            g.request_id = secrets.token_hex(8)
-        resp.headers["X-Request-Id"] = g.request_id
-        started = g.get("started")
-        endpoint = request.url_rule.endpoint if request.url_rule is not None else "unmatched"
-        if started is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-        REQUESTS.labels(endpoint, str(resp.status_code)).inc()
-        if endpoint == "oidc.token" and resp.status_code == 200:
-            grant = request.form.get("grant_type", "")
-            TOKENS.labels(grant if grant in GRANT_TYPES else "other").inc()
+        values = g._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+        rid = values.get("request_id")
+        if rid is None:  # an earlier hook answered before start_request ran
+            rid = values.request_id = secrets.token_hex(8)
+        resp.headers.add("X-Request-Id", rid)  # only this hook sets it: no search for another
+        started = values.get("started")
+        req = context.current_request()
+        endpoint = req.url_rule.endpoint if req.url_rule is not None else "unmatched"
+        status = resp.status_code
+        count_request(endpoint, status, None if started is None else time.perf_counter() - started)
+        if endpoint == "oidc.token" and status == 200:
+            count_token(req.form.get("grant_type", ""))
         return resp
 
     @app.route("/healthz", methods=["GET"])

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from idp.metrics import LATENCY, REQUESTS
+from idp.metrics import count_request
 from idp.observability import request_id_for
 
 if TYPE_CHECKING:
@@ -101,7 +101,6 @@ class PublishedDocuments:
                 ],
             )
             # Counted as the Flask views are (idp.observability).
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-            REQUESTS.labels(endpoint, "200").inc()
+            count_request(endpoint, 200, time.perf_counter() - started)
             return [body]
         return self.app(environ, start_response)

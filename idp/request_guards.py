@@ -13,9 +13,11 @@ Installed by ``create_app`` with one call to :func:`install_request_guards`.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
+from idp import context
 from idp.untrusted_json import UntrustedJSONProvider
 
 
@@ -25,12 +27,24 @@ class NulInParameter(BadRequest):
     description = "request parameters must not contain NUL characters"
 
 
+#: Bodies whose fields are request parameters (Werkzeug parses them into ``request.form``).
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _has_nul(params: MultiDict[str, str]) -> bool:
+    return any("\x00" in k or "\x00" in v for k, v in params.items(multi=True))
+
+
 def refuse_nul_parameters() -> None:
-    """``before_request``: raise :class:`NulInParameter` when any parameter holds a NUL."""
-    if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+    """``before_request``: raise :class:`NulInParameter` when any parameter holds a NUL.
+
+    The form parsed here is the one the view reads (Werkzeug parses a body once); an empty
+    query string has no parameters to look at.
+    """
+    req = context.current_request()
+    if req.query_string and _has_nul(req.args):
         raise NulInParameter()
-    form = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
-    if form and any("\x00" in k or "\x00" in v for k, v in request.form.items(multi=True)):
+    if req.mimetype in FORM_TYPES and _has_nul(req.form):
         raise NulInParameter()
 
 

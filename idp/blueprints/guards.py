@@ -34,14 +34,13 @@ LOGIN_LIMITED = {
 
 def limit_for(endpoint: str) -> tuple[str, int] | None:
     """(counter name, requests per minute) for a POST to ``endpoint``, or None."""
-    services = context.services()
     if endpoint in LOGIN_LIMITED:
-        return LOGIN_LIMITED[endpoint], services.settings.rate_limit_login_per_minute
+        return LOGIN_LIMITED[endpoint], context.settings().rate_limit_login_per_minute
     if endpoint == "registration.register":
         # RFC 7591 §5: an open or token-guarded registration endpoint invites floods.
-        return "dynreg", services.settings.rate_limit_registration_per_minute
+        return "dynreg", context.settings().rate_limit_registration_per_minute
     if endpoint.startswith("second_factor."):
-        return "mfa", services.policies.get_int("ratelimit.mfa_per_minute")
+        return "mfa", context.services().policies.get_int("ratelimit.mfa_per_minute")
     return None
 
 
@@ -52,9 +51,10 @@ def retry_after(scope: str, per_minute: int) -> int | None:
 
 def rate_limit() -> Response | None:
     """429 + Retry-After past the per-address limit of the page's POSTs."""
-    if request.method != "POST" or not request.endpoint:
+    req = context.current_request()
+    if req.method != "POST" or not req.endpoint:
         return None
-    limit = limit_for(request.endpoint)
+    limit = limit_for(req.endpoint)
     if limit is None:
         return None
     wait = retry_after(*limit)

@@ -339,12 +339,13 @@ _REPEATABLE = frozenset({"resource"})
 
 def _form_problem() -> Response | None:
     """RFC 6749 §3.2/§4.1.3: a form body, each parameter at most once."""
-    if request.mimetype != "application/x-www-form-urlencoded":
+    req = context.current_request()
+    if req.mimetype != "application/x-www-form-urlencoded":
         return json_error(
             InvalidRequestError("send parameters as application/x-www-form-urlencoded")
         )
-    for name in request.form:
-        if name not in _REPEATABLE and len(request.form.getlist(name)) > 1:
+    for name, values in req.form.lists():
+        if len(values) > 1 and name not in _REPEATABLE:
             return json_error(InvalidRequestError("a parameter was sent more than once"))
     return None
 
@@ -396,12 +397,12 @@ def token() -> Response:
     if problem is not None:
         return problem
     try:
-        g.dpop_proof = request_proof("/token")  # bound by the grants (idp.oauth.grants)
+        proof = g.dpop_proof = request_proof("/token")  # bound by the grants (idp.oauth.grants)
     except (InvalidDpopProofError, UseDpopNonceError) as exc:
         return _finish(dpop_refusal(exc))
     server = current_app.extensions["yitong.oauth"]
     resp = _finish(server.create_token_response())
-    if g.dpop_proof is not None:
+    if proof is not None:
         resp.headers["DPoP-Nonce"] = dpop_nonce()  # the next proof's nonce (RFC 9449 §8)
     return resp
 
@@ -579,18 +580,23 @@ def registered_web_origins() -> set[str]:
 @bp.after_request
 def cors_headers(resp: Response) -> Response:
     """Allow exactly a registered origin; never ``*``, never credentials (checklist 107)."""
-    methods = CORS_ENDPOINTS.get(request.endpoint or "")
+    req = context.current_request()
+    methods = CORS_ENDPOINTS.get(req.endpoint or "")
     if methods is None:
         return resp
-    vary = resp.headers.get("Vary")
-    resp.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
-    origin = request.headers.get("Origin")
+    h = resp.headers
+    vary = h.getlist("Vary")  # getlist: no exception raised and caught when there is none
+    if vary:
+        h["Vary"] = f"{', '.join(vary)}, Origin"
+    else:
+        h.add("Vary", "Origin")
+    origin = req.environ.get("HTTP_ORIGIN")
     if not origin or len(origin) > 200 or origin not in registered_web_origins():
         return resp
-    resp.headers["Access-Control-Allow-Origin"] = origin
-    resp.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
-    if request.method == "OPTIONS":
-        resp.headers["Access-Control-Allow-Methods"] = methods
-        resp.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"
-        resp.headers["Access-Control-Max-Age"] = "600"
+    h["Access-Control-Allow-Origin"] = origin
+    h["Access-Control-Expose-Headers"] = "WWW-Authenticate, DPoP-Nonce"
+    if req.method == "OPTIONS":
+        h["Access-Control-Allow-Methods"] = methods
+        h["Access-Control-Allow-Headers"] = "Authorization, Content-Type, DPoP"
+        h["Access-Control-Max-Age"] = "600"
     return resp

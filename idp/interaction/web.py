@@ -1,4 +1,4 @@
-"""The SSO session in the browser: the cookie, flask-login's request loader, helpers.
+"""The SSO session in the browser: the cookie, the signed-in user, helpers.
 
 The cookie is ``__Host-`` prefixed, ``Secure``, ``HttpOnly``, ``SameSite=Lax``, ``Path=/`` and
 has no ``Domain`` in production (checklist 62); in development over plain http the prefix and
@@ -17,7 +17,6 @@ import datetime as dt
 import secrets
 
 from flask import g, request, session
-from flask_login import LoginManager
 from werkzeug.wrappers import Response
 
 from idp import context
@@ -127,16 +126,3 @@ def seal_interaction(multi: dict[str, list[str]], started: dt.datetime) -> str:
 def open_interaction(token: str | None) -> Interaction:
     """Open an ``ix`` started in this browser; raises ``InteractionExpired`` otherwise."""
     return context.services().sealer.open(token, browser=_browser(create=False))
-
-
-def init_login_manager(login_manager: LoginManager) -> None:
-    """flask-login reads the user from the SSO session only (never from its own cookie)."""
-
-    def _load_user(_request: object) -> User | None:
-        return current_user_row()
-
-    def _never(_user_id: str) -> None:
-        return None
-
-    login_manager.request_loader(_load_user)
-    login_manager.user_loader(_never)

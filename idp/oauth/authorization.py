@@ -202,12 +202,14 @@ def request_proof(path: str, access_token: str | None = None) -> dpop.Proof | No
     """This request's DPoP proof for our endpoint at ``path``, verified (RFC 9449 §4.3), or
     None when it has no ``DPoP`` header.  Raises ``InvalidDpopProofError``/``UseDpopNonceError``.
     """
-    headers = request.headers.getlist("DPoP")
-    if not headers:
+    # A WSGI server joins repeated headers into one value (which is then no valid proof), so
+    # there is at most one; ``get`` finds it without going through the whole environ.
+    header = request.headers.get("DPoP")
+    if header is None:
         return None
     settings = context.settings()
     return dpop.verify_proof(
-        headers,
+        [header],
         method=request.method,
         url=settings.endpoint(path),
         session=context.db_session(),

@@ -564,7 +564,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client_row: Client = self.request.client.row
-        settings = context.settings()
+        services = context.services()
+        settings = services.settings
         now = utcnow()
         grant = Grant(
             id=repo.new_id(),
@@ -577,8 +578,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
         )
         jkt = dpop_binding(client_row)
-        access = context.services().tokens.client_credentials_token(
-            context.services().db, context.db_session, grant, client_row, self.request.scope, jkt
+        access = services.tokens.client_credentials_token(
+            services.db, context.db_session, grant, client_row, self.request.scope, jkt
         )
         body = bearer_response(access, self.request.scope, dpop=jkt is not None)
         return 200, body, self.TOKEN_RESPONSE_HEADER

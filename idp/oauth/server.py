@@ -21,8 +21,7 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Payload
-from flask import Flask, current_app
-from flask import request as flask_request
+from flask import Flask, Response, current_app
 
 from idp import context
 from idp.oauth.client_auth import ClientAuthenticator
@@ -76,7 +75,15 @@ class YitongAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         super().__init__(query_client=query_client, save_token=lambda token, request: None)
         self.client_authenticator = ClientAuthenticator(query_client)
         self._issuer_url = app.extensions["yitong"].settings.issuer
+        self._json = app.json
         self.init_app(app)
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
+        # Authlib's, with the app's JSON provider bound once (``flask.json.dumps`` finds it
+        # through ``current_app`` on every answer).
+        if isinstance(payload, dict):
+            payload = self._json.dumps(payload)
+        return Response(payload, status=status_code, headers=headers)
 
     def authenticate_client(self, request: Any, methods: Any, endpoint: str = "token") -> Any:
         return self.client_authenticator(request, methods, endpoint)
@@ -84,14 +91,17 @@ class YitongAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     def create_oauth2_request(self, request: Any) -> FlaskOAuth2Request:
         # Built without OAuth2Request.__init__: its transport check reconstructs and parses the
         # request URL on every call, and our URLs all derive from the configured issuer
-        # (https in production, checked at start-up by idp.config.check_settings).
+        # (https in production, checked at start-up by idp.config.check_settings).  It holds
+        # the request object itself, not Flask's proxy: Authlib and the grants read
+        # ``request.form`` through it several times per request.
+        current = context.current_request()
         req = FlaskOAuth2Request.__new__(FlaskOAuth2Request)
-        req.method = flask_request.method
+        req.method = current.method
         req.uri = self._issuer_url
-        req.headers = flask_request.headers
+        req.headers = current.headers
         req._body = None
-        req._request = flask_request
-        req.payload = _FormPayload(flask_request.form)
+        req._request = current
+        req.payload = _FormPayload(current.form)
         req.client = req.auth_method = req.user = None
         req.authorization_code = req.refresh_token = req.credential = req._scope = None
         return req

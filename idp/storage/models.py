@@ -118,21 +118,9 @@ class User(Base):
 
     __table_args__ = (UniqueConstraint("directory_id", "directory_key", name="uq_users_directory"),)
 
-    # flask-login protocol ---------------------------------------------------------------
     @property
     def is_active(self) -> bool:
         return self.status == "active"
-
-    @property
-    def is_authenticated(self) -> bool:
-        return True
-
-    @property
-    def is_anonymous(self) -> bool:
-        return False
-
-    def get_id(self) -> str:
-        return self.id
 
 
 # ----------------------------------------------------------------------------- legal entities
