@@ -158,7 +158,7 @@ def build_services(settings: Settings) -> Services:
         policies=policies,
         login_gate=LoginGate(counters, policies, devices.device_for),
         devices=devices,
-        rate_limiter=RateLimiter(settings.redis_url, namespace=f"yt{namespace}"),
+        rate_limiter=RateLimiter(hot, namespace=f"yt{namespace}"),
         sms_sender=build_sms_sender(settings, db),
         directories=directories,
         clients=ClientSnapshot(db),

@@ -6,7 +6,7 @@ endpoints answer ``429 Too Many Requests`` with ``Retry-After`` (RFC 6585 §4, R
 one-hour) windows kept in Redis (``INCR`` + ``EXPIRE``), so every worker and node sees the
 same count (one ``EVALSHA`` of a two-line script per request).
 
-**When Redis is down** (or ``redis_url`` is empty) each worker counts in its own memory with
+**When Redis is down** (or not configured) each worker counts in its own memory with
 the *same* limits: the effective limit becomes at most ``workers × limit`` per address, never
 unlimited (checklist 117).  After a Redis error the limiter stays local for ``RETRY_AFTER_ERROR``
 seconds before trying Redis again, so an outage costs one short timeout, not one per request.
@@ -21,7 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+
+from idp.errors import StateStoreUnavailable
+from idp.storage.hot import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -35,42 +37,25 @@ return n
 """
 
 RETRY_AFTER_ERROR = 5.0  # seconds of local-only counting after a Redis failure
-REDIS_TIMEOUT = 0.25  # seconds; a limiter must never make a login slow
 
 
 class RateLimiter:
+    """The counters in ``hot`` (the process's one :class:`RedisStore`), else in memory."""
+
     def __init__(
         self,
-        redis_url: str = "",
+        hot: RedisStore | None,
         *,
         namespace: str = "yitong",
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.redis_url = redis_url
+        self.hot = hot
         self.namespace = namespace
         self.clock = clock
-        self._redis: Any = None
-        self._count: Any = None
         self._down_until = 0.0
         self._local: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self.last_backend = "local"
-
-    def _client(self) -> Any:
-        if not self.redis_url or self.clock() < self._down_until:
-            return None
-        if self._redis is None:
-            import redis
-
-            client = redis.Redis.from_url(
-                self.redis_url,
-                socket_timeout=REDIS_TIMEOUT,
-                socket_connect_timeout=REDIS_TIMEOUT,
-                retry_on_timeout=False,
-            )
-            self._count = client.register_script(_COUNT)  # before _redis: threads see both
-            self._redis = client
-        return self._redis
 
     def hit(self, scope: str, key: str, limit: int, window: int = 60) -> int | None:
         """Count one request; None if within ``limit`` per ``window`` s, else seconds to wait."""
@@ -78,16 +63,14 @@ class RateLimiter:
         bucket = int(now // window)
         name = f"{self.namespace}:rl:{scope}:{key}:{bucket}"[:512]
         reset_in = max(1, int((bucket + 1) * window - now + 0.999))
-        client = self._client()
-        if client is not None:
+        if self.hot is not None and now >= self._down_until:
             try:
-                count = int(self._count(keys=[name], args=[window + 1], client=client))
+                count = int(self.hot.script("rate limit", _COUNT, [name], [window + 1]))
                 self.last_backend = "redis"
                 return None if count <= limit else reset_in
-            except Exception as exc:  # any Redis failure: fall back, loudly
-                log.warning("rate limiter: Redis unavailable (%s); counting locally", exc)
+            except StateStoreUnavailable as exc:  # fall back, loudly
+                log.warning("rate limiter: %s; counting locally", exc)
                 self._down_until = now + RETRY_AFTER_ERROR
-                self._redis = None
         self.last_backend = "local"
         with self._lock:
             count, expires = self._local.get(name, (0, 0.0))

@@ -104,8 +104,6 @@ class RedisCounters:
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self._reserve = store.client.register_script(_RESERVE)
-        self._release = store.client.register_script(_RELEASE)
 
     def _key(self, key: str) -> str:
         return self.store.key("throttle", key)
@@ -123,7 +121,7 @@ class RedisCounters:
             window = -1 if rule.window is None else rule.window
             args += [rule.free, rule.base_delay, rule.max_delay, cap, window]
         keys = [self._key(k) for k, _rule in items]
-        flat = self.store.run("reserve", lambda: self._reserve(keys=keys, args=args))
+        flat = self.store.script("reserve", _RESERVE, keys, args)
         verdicts = []
         for i in range(0, len(flat), 4):
             allowed, failures, blocked, locked = flat[i : i + 4]
@@ -133,7 +131,7 @@ class RedisCounters:
     def settle(self, *, release: tuple[str, ...] = (), reset: tuple[str, ...] = ()) -> None:
         keys = [self._key(k) for k in release]
         gone = [self._key(k) for k in reset]
-        self.store.run("settle", lambda: self._release(keys=keys, args=gone))
+        self.store.script("settle", _RELEASE, keys, gone)
 
     def reset(self, key: str) -> None:
         self.settle(reset=(key,))
@@ -142,12 +140,12 @@ class RedisCounters:
         self.settle(release=(key,))
 
     def failures(self, key: str) -> int:
-        value = self.store.run("failures", lambda: self.store.client.hget(self._key(key), "f"))
+        value = self.store.command("failures", "HGET", self._key(key), "f")
         return int(value or 0)
 
     def peek(self, key: str, rule: Rule, now: dt.datetime | None = None) -> Verdict:
         at = _epoch(now)
-        f, b = self.store.run("peek", lambda: self.store.client.hmget(self._key(key), ["f", "b"]))
+        f, b = self.store.command("peek", "HMGET", self._key(key), "f", "b")
         failures, blocked = int(f or 0), float(b or 0)
         if rule.cap is not None and failures >= rule.cap:
             return Verdict(False, failures, 0, locked=True)

@@ -401,8 +401,13 @@ def test_item112_redis_counter_counts_atomically_and_expires_with_its_window(
     import redis
 
     from idp.interaction.ratelimit import RateLimiter
+    from idp.storage.hot import RedisStore
 
-    limiter = RateLimiter(redis_url, namespace="test-" + secrets.token_hex(6), clock=lambda: 120.5)
+    limiter = RateLimiter(
+        RedisStore(redis_url, namespace="test"),
+        namespace="test-" + secrets.token_hex(6),
+        clock=lambda: 120.5,
+    )
     assert [limiter.hit("token", "192.0.2.1", 3, 60) for _ in range(4)] == [None, None, None, 60]
     assert limiter.last_backend == "redis"
     r = redis.Redis.from_url(redis_url)

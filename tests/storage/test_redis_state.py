@@ -9,12 +9,14 @@ never an unchecked password, assertion or request_uri.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import threading
 from typing import Any
 
 import pytest
 from flask import Flask
 
+from idp.errors import StateStoreUnavailable
 from idp.interaction.redis_counters import RedisCounters
 from idp.interaction.throttle import AttemptCounters, Counters, Rule
 from idp.storage.hot import RedisStore
@@ -98,6 +100,28 @@ def test_item82_parallel_reservations_never_exceed_the_cap(redis_url: str) -> No
     for t in threads:
         t.join()
     assert sorted(results, reverse=True) == [True] * 5 + [False] * 19
+
+
+def test_item117_lost_scripts_and_connections_come_back(redis_url: str) -> None:
+    # A Redis restart flushes the scripts and ends every connection: the next command loads
+    # the script again, and a dead connection costs at most one refused call (fail closed),
+    # after which the thread's fresh connection serves.
+    store = RedisStore(redis_url, namespace="recover-" + secrets.token_hex(4))
+    counters = RedisCounters(store)
+    rule = Rule(free=100, base_delay=1, max_delay=60, cap=5)
+    assert counters.reserve("a", rule).failures == 1
+    store.client.script_flush()
+    assert counters.reserve("a", rule).failures == 2
+    mine = store.command("id", "CLIENT", "ID")
+    store.client.client_kill_filter(_id=mine)
+    outcomes = []
+    for _ in range(2):
+        try:
+            outcomes.append(counters.reserve("a", rule).failures)
+        except StateStoreUnavailable:
+            outcomes.append(None)
+    assert outcomes in ([None, 3], [3, 4])
+    assert store.command("id", "CLIENT", "ID") != mine
 
 
 # ------------------------------------------------------------------ two nodes, one Redis
