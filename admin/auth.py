@@ -38,7 +38,8 @@ from idp.oauth.admin_scopes import (
     holds_admin_role,
 )
 from idp.oauth.authorization import bearer_token, load_access_token
-from idp.storage.models import Grant, User, utcnow
+from idp.storage.models import User, utcnow
+from idp.storage.rows import GrantRow, UserRow
 
 ROLES = ("security-admin", "client-admin", "department-admin", "auditor", "helpdesk")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,8 +47,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class AdminPrincipal:
-    user: User
-    grant: Grant
+    """Who calls the admin API: the token's person and grant, as the token lookup read them."""
+
+    user: UserRow
+    grant: GrantRow
 
     @property
     def actor(self) -> str:

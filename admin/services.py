@@ -65,6 +65,7 @@ from idp.storage.models import (
     utcnow,
 )
 from idp.storage.repo import digest, new_id, new_secret, revoke_client_grants
+from idp.storage.rows import UserRow
 
 # ------------------------------------------------------------------ who is asking (issue 11)
 #: Roles that see every department's clients; ``department-admin`` sees only its own.
@@ -110,7 +111,7 @@ def caller_of(session: Session, who: AdminPrincipal) -> Caller:
     return caller_for_user(session, who.user, who.actor)
 
 
-def caller_for_user(session: Session, user: User, actor: str) -> Caller:
+def caller_for_user(session: Session, user: User | UserRow, actor: str) -> Caller:
     """Roles granted directly or through directory groups (the directory's ``role_map``); a
     department admin's departments are those granted to it, and, for a staff account whose
     directory group made it ``department-admin``, the departments its directory is bound to."""

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from idp.accounts.privacy import IdentityVault
 from idp.storage.models import Grant, LegalEntity, Mandate
+from idp.storage.rows import GrantRow
 
 #: The role of a legal representative in the ``authority`` claim (not a mandate role).
 REPRESENTATIVE = "legal-representative"
@@ -64,7 +65,10 @@ def live_mandates_of(session: Session, user_id: str, now: dt.datetime) -> list[M
 
 
 def acting_problem(
-    session: Session, grant: Grant, now: dt.datetime, entity: LegalEntity | None = None
+    session: Session,
+    grant: Grant | GrantRow,
+    now: dt.datetime,
+    entity: LegalEntity | None = None,
 ) -> str | None:
     """Why ``grant`` may no longer act for its company (None: it may, or it acts for no one)."""
     if grant.entity_id is None:
@@ -91,7 +95,10 @@ def _iso(moment: dt.datetime) -> str:
 
 
 def authority_claim(
-    session: Session, vault: IdentityVault, grant: Grant, scopes: list[str] | set[str]
+    session: Session,
+    vault: IdentityVault,
+    grant: Grant | GrantRow,
+    scopes: list[str] | set[str],
 ) -> dict[str, Any] | None:
     """The ``authority`` claim for a grant acting for a company, else None.
 

@@ -67,10 +67,11 @@ from idp.oauth.discovery import INTEGRATOR_GUIDE
 from idp.oauth.grants import CLIENT_AUTH_METHODS
 from idp.oauth.release import check_served
 from idp.oauth.server import authenticate_endpoint_client
-from idp.oauth.verified_claims import userinfo_verified_claims, with_entity_verified_claims
+from idp.oauth.verified_claims import verified_claims_for, with_entity_verified_claims
 from idp.storage import repo
 from idp.storage.db import is_outage
-from idp.storage.models import Client, Grant, Token, User, utcnow
+from idp.storage.models import Client, utcnow
+from idp.storage.rows import FoundToken
 
 log = logging.getLogger(__name__)
 bp = Blueprint("oidc", __name__)
@@ -408,9 +409,7 @@ def token() -> Response:
 
 
 # ------------------------------------------------------------------ protected resources
-def resource_access(
-    path: str, session: Session, raw: str | None = None
-) -> tuple[Token, Grant, User | None] | Response:
+def resource_access(path: str, session: Session, raw: str | None = None) -> FoundToken | Response:
     """The live access token of a request to our resource at ``path``, or the refusal.
 
     ``Authorization: Bearer`` (or ``raw``, a token from the form body) finds unbound tokens
@@ -474,7 +473,8 @@ def userinfo() -> Response:
             raw = body_tokens[0]
     services = context.services()
     # The lookups need no transaction (PostgreSQL: no BEGIN/ROLLBACK round trips); a release
-    # of verified claims writes its audit record through the request's own session.
+    # of verified claims writes its audit record through the request's own session, from the
+    # rows found here (plain values, readable after the read session has closed).
     with services.db.reads() as session:
         found = resource_access("/userinfo", session, raw)
         if isinstance(found, Response):
@@ -495,7 +495,7 @@ def userinfo() -> Response:
             body["authority"] = authority  # acting for a company (issue 10)
     if grant.claims:
         writer = context.db_session()
-        ida = userinfo_verified_claims(writer, row, user, client, services.vault)
+        ida = verified_claims_for(writer, user, client, grant.claims, "userinfo", services.vault)
         if ida:
             body.update(ida)
         if authority is not None:

@@ -39,7 +39,8 @@ from idp.interaction import decoupled
 from idp.interaction import login as signin
 from idp.interaction.flow import InteractionExpired
 from idp.interaction.web import open_interaction, set_session_cookie
-from idp.storage.models import Grant, User, utcnow
+from idp.storage.models import User, utcnow
+from idp.storage.rows import GrantRow, UserRow
 
 bp = Blueprint("qr", __name__)
 
@@ -184,7 +185,7 @@ def complete() -> Response:
 
 
 # ------------------------------------------------------------------ the app's side
-def _app_caller(path: str) -> tuple[User, Grant, str] | Response:
+def _app_caller(path: str) -> tuple[UserRow, GrantRow, str] | Response:
     """The person the app acts for, its grant and the app's client id, or the refusal."""
     found = resource_access(path, context.db_session())
     if isinstance(found, Response):

@@ -60,6 +60,7 @@ from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.services import Services
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, User, utcnow
+from idp.storage.rows import GrantRow, UserRow
 
 VERSION = "1"
 TICKET_PREFIX = "BT-"
@@ -334,7 +335,7 @@ def exchange_ticket(
 # ------------------------------------------------------------------ tokens
 def _live_token(
     session: Session, services: Services, system: Client, raw: str | None, now: dt.datetime
-) -> tuple[Grant, User]:
+) -> tuple[GrantRow, UserRow]:
     if not raw:
         raise BridgeInvalidRequestError("access_token is required")
     found = find_token(session, raw, "access")
@@ -343,19 +344,11 @@ def _live_token(
     if found.token.client_id != system.client_id:
         raise BridgeInvalidTokenError("access token was issued to another system")
     try:
-        grant, user = check_live(
-            session,
-            found.token,
-            services.keys,
-            now,
-            grant=found.grant,
-            user=found.user,
-            clients=services.clients.get,
-        )
+        check_live(session, found, services.keys, now, clients=services.clients.get)
     except DeadTokenError as exc:
         raise BridgeInvalidTokenError(f"access token is no longer valid ({exc})") from None
-    assert user is not None
-    return grant, user
+    assert found.user is not None  # a ticket's grant is a person's
+    return found.grant, found.user
 
 
 def user_info(

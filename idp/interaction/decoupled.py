@@ -42,7 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import audit
-from idp.storage.models import DeviceRequest, Grant
+from idp.storage.models import DeviceRequest
 from idp.storage.repo import (
     advance_device_request,
     claim_device_request,
@@ -51,6 +51,7 @@ from idp.storage.repo import (
     new_secret,
     poll_device_request,
 )
+from idp.storage.rows import GrantRow
 
 #: How often the browser may ask for news (RFC 8628 §3.2 ``interval``).
 POLL_INTERVAL = 2
@@ -341,7 +342,7 @@ def decide(
     row: DeviceRequest,
     *,
     user_id: str,
-    grant: Grant,
+    grant: GrantRow,
     approve: bool,
     matching_number: str | None,
     app_client_id: str,

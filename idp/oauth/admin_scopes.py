@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from idp.interaction.policies import ADMIN_ROLES
 from idp.interaction.sessions import ACR_MFA, acr_rank
 from idp.storage.models import Grant, User
+from idp.storage.rows import GrantRow, UserRow
 
 ADMIN_SCOPE = "admin"
 #: The authentication level an admin token needs (two factors).
@@ -45,7 +46,7 @@ def has_admin_scope(scopes: Iterable[str]) -> bool:
     return any(is_admin_scope(s) for s in scopes)
 
 
-def holds_admin_role(user: User | None) -> bool:
+def holds_admin_role(user: User | UserRow | None) -> bool:
     """Roles are read from the account, never from a token."""
     return user is not None and bool(ADMIN_ROLES.intersection(user.roles or ()))
 
@@ -55,7 +56,7 @@ def admin_level(acr: str | None) -> bool:
     return acr_rank(acr) >= acr_rank(ADMIN_ACR)
 
 
-def grantable_scope(scope: str, user: User | None, acr: str | None) -> str:
+def grantable_scope(scope: str, user: User | UserRow | None, acr: str | None) -> str:
     """``scope`` without its admin scopes unless ``user`` may hold them now at ``acr``."""
     scopes = scope.split()
     if not has_admin_scope(scopes) or (holds_admin_role(user) and admin_level(acr)):
@@ -64,8 +65,8 @@ def grantable_scope(scope: str, user: User | None, acr: str | None) -> str:
 
 
 def admin_token_refusal(
-    user: User | None,
-    grant: Grant,
+    user: User | UserRow | None,
+    grant: Grant | GrantRow,
     now: dt.datetime,
     max_age: dt.timedelta = ADMIN_MAX_AUTH_AGE,
 ) -> str | None:

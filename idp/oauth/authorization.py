@@ -25,9 +25,10 @@ from idp.oauth.grants import code_expiry
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundPolicy
 from idp.oauth.request_object import open_request_object
-from idp.oauth.tokens import DeadTokenError, FoundToken, check_live, find_token
+from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
-from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, Token, User, utcnow
+from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, User, utcnow
+from idp.storage.rows import FoundToken
 
 
 def find_client(client_id: str) -> Client | None:
@@ -229,8 +230,8 @@ def dpop_nonce() -> str:
 
 def load_access_token(
     raw: str | None, session: Session, *, proven_jkt: str | None = None
-) -> tuple[Token, Grant, User | None] | None:
-    """The live access token row (opaque or JWT), its grant and its user, or None.
+) -> FoundToken | None:
+    """The live access token (opaque or JWT), with its grant and its user, or None.
 
     Only access tokens are found (an ID token or a refresh token presented as a Bearer token
     is unknown here, checklist 51); liveness is :func:`idp.oauth.tokens.check_live`, which
@@ -242,26 +243,16 @@ def load_access_token(
     if not raw or len(raw) > 4096:
         return None
     found = find_token(session, raw, "access")
-    if found is None or found.token.jkt != proven_jkt:
+    if found is None or found.token.jkt != proven_jkt or not live(session, found):
         return None
-    alive = live(session, found)
-    if alive is None:
-        return None
-    return found.token, alive[0], alive[1]
+    return found
 
 
-def live(session: Session, found: FoundToken) -> tuple[Grant, User | None] | None:
-    """The grant and user of a found token that may still be used, else None
-    (:func:`idp.oauth.tokens.check_live` with this provider's keys and clients)."""
+def live(session: Session, found: FoundToken) -> bool:
+    """Whether a found token may still be used (:func:`idp.oauth.tokens.check_live` with
+    this provider's keys and clients)."""
     try:
-        return check_live(
-            session,
-            found.token,
-            context.services().keys,
-            utcnow(),
-            grant=found.grant,
-            user=found.user,
-            clients=context.find_client,
-        )
+        check_live(session, found, context.services().keys, utcnow(), clients=context.find_client)
     except DeadTokenError:
-        return None
+        return False
+    return True

@@ -11,6 +11,7 @@ import hmac
 from typing import Any
 
 from idp.storage.models import Client, User
+from idp.storage.rows import UserRow
 
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "openid": ("sub",),
@@ -30,7 +31,7 @@ CLAIMS_SUPPORTED = sorted(
 )
 
 
-def subject_for(user: User, client: Client, pairwise_secret: bytes) -> str:
+def subject_for(user: User | UserRow, client: Client, pairwise_secret: bytes) -> str:
     """The ``sub`` this client sees: the account id, or a per-sector pairwise value (§8.1)."""
     if client.subject_type == "pairwise" and client.sector:
         mac = hmac.new(pairwise_secret, f"{client.sector}|{user.id}".encode(), hashlib.sha256)
@@ -38,7 +39,7 @@ def subject_for(user: User, client: Client, pairwise_secret: bytes) -> str:
     return user.id
 
 
-def available_claims(user: User) -> dict[str, Any]:
+def available_claims(user: User | UserRow) -> dict[str, Any]:
     """Every claim we can state about ``user`` (None where unknown), before any filtering.
 
     Staff attributes come from their department directory at each login (``User.attributes``);
@@ -68,7 +69,9 @@ def available_claims(user: User) -> dict[str, Any]:
     }
 
 
-def user_claims(user: User, scopes: list[str] | set[str], client: Client) -> dict[str, Any]:
+def user_claims(
+    user: User | UserRow, scopes: list[str] | set[str], client: Client
+) -> dict[str, Any]:
     """Claims for ``scopes`` (without ``sub``), filtered by the client's allowed claims."""
     available = available_claims(user)
     allowed = set(client.allowed_claims) if client.allowed_claims is not None else None

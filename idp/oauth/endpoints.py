@@ -35,9 +35,10 @@ from idp.oauth.authorization import live
 from idp.oauth.claims import subject_for
 from idp.oauth.clients import OAuthClient
 from idp.oauth.grants import CLIENT_AUTH_METHODS, CONFIDENTIAL_AUTH_METHODS
-from idp.oauth.tokens import FoundToken, find_token
+from idp.oauth.tokens import find_token
 from idp.storage import repo
 from idp.storage.models import Client, Token, utcnow
+from idp.storage.rows import FoundToken, TokenRow
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
 
     CLIENT_AUTH_METHODS = CLIENT_AUTH_METHODS
 
-    def authenticate_token(self, request: Any, client: OAuthClient) -> Token | None:
+    def authenticate_token(self, request: Any, client: OAuthClient) -> TokenRow | None:
         found = _find(_token_param(request))
         if found is None:
             return None
@@ -75,7 +76,7 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
             return None  # answered like an unknown token; nothing is revoked
         return row
 
-    def revoke_token(self, token: Token, request: Any) -> None:
+    def revoke_token(self, token: TokenRow, request: Any) -> None:
         session = context.db_session()
         now = utcnow()
         if token.kind == "refresh":
@@ -108,7 +109,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         return 200, self.describe(raw, client.row), default_json_headers
 
     @staticmethod
-    def may_see(token: Token, caller: Client) -> bool:
+    def may_see(token: TokenRow, caller: Client) -> bool:
         if token.client_id == caller.client_id:
             return True
         audience = set(token.audience or ())
@@ -126,12 +127,10 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         found = _find(raw, session)
         if found is None or not self.may_see(found.token, caller):
             return inactive
-        row = found.token
-        services = context.services()
-        alive = live(session, found)
-        if alive is None:
+        if not live(session, found):
             return inactive
-        grant, user = alive
+        row, grant, user = found
+        services = context.services()
         owner = context.find_client(row.client_id)
         assert owner is not None  # check_live verified it
         body: dict[str, Any] = {
@@ -168,12 +167,12 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         return body
 
     # Authlib's abstract hooks, unused: describe() does the work.
-    def query_token(self, token_string: str, token_type_hint: str | None) -> Token | None:
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenRow | None:
         found = _find(token_string)
         return found.token if found is not None else None
 
-    def check_permission(self, token: Token, client: OAuthClient, request: Any) -> bool:
+    def check_permission(self, token: TokenRow, client: OAuthClient, request: Any) -> bool:
         return self.may_see(token, client.row)
 
-    def introspect_token(self, token: Token) -> dict[str, Any]:
+    def introspect_token(self, token: TokenRow) -> dict[str, Any]:
         raise NotImplementedError

@@ -71,6 +71,7 @@ from idp.oauth.clients import DEVICE_CODE, TOKEN_EXCHANGE
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
+from idp.storage.rows import GrantRow, TokenRow, UserRow
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,7 @@ def grant_tokens(
     id_token = None
     if "openid" in scope.split():
         id_token = issuer.id_token(
+            session,
             grant,
             client,
             user,
@@ -418,20 +420,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                     "client %s presented a refresh token of another client", client.client_id
                 )
             raise InvalidGrantError("the refresh token is invalid")
-        grant = found.grant
+        grant, user = found.grant, found.user
         now = utcnow()
         if row.consumed_at is not None and row.revoked_at is None and grant.revoked_at is None:
             self._reused(row, grant, now)
         try:
-            _, user = check_live(
-                session,
-                row,
-                context.services().keys,
-                now,
-                grant=grant,
-                user=found.user,
-                clients=context.find_client,
-            )
+            check_live(session, found, context.services().keys, now, clients=context.find_client)
         except DeadTokenError as exc:
             log.info("refresh refused for grant %s: %s", grant.id, exc)
             raise InvalidGrantError("the refresh token is invalid, expired or revoked") from None
@@ -445,7 +439,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         self.request.scope = scope
         self.request.resources = requested_resources(self.request, client.row)
 
-    def _reused(self, row: Token, grant: Grant, now: dt.datetime) -> None:
+    def _reused(self, row: TokenRow, grant: GrantRow, now: dt.datetime) -> None:
         assert row.consumed_at is not None
         if request_started() < row.consumed_at:
             # Arrived before the rotation: a duplicate of the request that won, not a replay.
@@ -458,7 +452,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         log.warning("refresh token reused; grant %s revoked", grant.id)
         raise InvalidGrantError("the refresh token has already been used")
 
-    def _narrowed_scope(self, row: Token) -> str:
+    def _narrowed_scope(self, row: TokenRow) -> str:
         values = self.request.form.getlist("scope")
         if len(values) > 1:
             raise InvalidRequestError("scope was sent more than once")
@@ -475,9 +469,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         return client.public or self.ROTATE_CONFIDENTIAL
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        row: Token = self.request.refresh_token
-        grant: Grant = self.request.grant
-        user: User | None = self.request.user
+        row: TokenRow = self.request.refresh_token
+        grant: GrantRow = self.request.grant
+        user: UserRow | None = self.request.user
         client_row: Client = self.request.client.row
         scope: str = self.request.scope
         session = context.db_session()
@@ -492,6 +486,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if user is not None and "openid" in scope.split():
             # OIDC Core §12.2: same iss/sub/aud, the original auth_time, no nonce.
             id_token = issuer.id_token(
+                session,
                 grant,
                 client_row,
                 user,
@@ -519,16 +514,16 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         return 200, body, self.TOKEN_RESPONSE_HEADER
 
     @staticmethod
-    def _slide(session: Any, row: Token, expires: dt.datetime, now: dt.datetime) -> bool:
+    def _slide(session: Any, row: TokenRow, expires: dt.datetime, now: dt.datetime) -> bool:
         return _run_cas(session, _SLIDE, {"b_id": row.id, "b_now": now, "b_expires": expires})
 
-    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+    def authenticate_refresh_token(self, refresh_token: str) -> TokenRow | None:
         raise NotImplementedError  # replaced by validate_token_request
 
-    def authenticate_user(self, refresh_token: Token) -> User | None:
+    def authenticate_user(self, refresh_token: TokenRow) -> UserRow | None:
         return self.request.user  # type: ignore[no-any-return]
 
-    def revoke_old_credential(self, refresh_token: Token) -> None:
+    def revoke_old_credential(self, refresh_token: TokenRow) -> None:
         return None  # consumed by compare-and-set in create_token_response
 
 

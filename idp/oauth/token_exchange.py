@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, cast
+from typing import Any
 
 from authlib.oauth2.rfc6749.grants import BaseGrant, TokenEndpointMixin
 
@@ -59,7 +59,8 @@ from idp.oauth.grants import (
     dpop_binding,
 )
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
-from idp.storage.models import Client, Grant, Token, User, utcnow
+from idp.storage.models import Client, utcnow
+from idp.storage.rows import GrantRow, TokenRow, UserRow
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def _one(form: Any, name: str, *, required: bool = False) -> str | None:
     return str(values[0])
 
 
-def addressed_to(token: Token, caller: Client) -> bool:
+def addressed_to(token: TokenRow, caller: Client) -> bool:
     """The caller received this token: it is its own, or its audience names the caller."""
     if token.client_id == caller.client_id:
         return True
@@ -129,16 +130,9 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         found = find_token(session, raw, "access")
         if found is None or found.user is None or not addressed_to(found.token, client.row):
             raise InvalidRequestError("the subject token is invalid")
-        now = utcnow()
         try:
-            grant, user = check_live(
-                session,
-                found.token,
-                context.services().keys,
-                now,
-                grant=found.grant,
-                user=found.user,
-                clients=context.find_client,
+            check_live(
+                session, found, context.services().keys, utcnow(), clients=context.find_client
             )
         except DeadTokenError as exc:
             log.info("token exchange refused for grant %s: %s", found.grant.id, exc)
@@ -146,12 +140,12 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         if _depth(found.token.act) >= MAX_ACTORS:
             raise InvalidRequestError("too many actors in the delegation chain")
         self.request.subject = found.token
-        self.request.grant = grant
-        self.request.user = user
+        self.request.grant = found.grant
+        self.request.user = found.user
         self.request.scope = self._narrowed_scope(found.token)
         self.request.resources = self._targets(client.row)
 
-    def _narrowed_scope(self, subject: Token) -> str:
+    def _narrowed_scope(self, subject: TokenRow) -> str:
         held = [s for s in subject.scope.split() if s not in LOGIN_ONLY_SCOPES]
         requested = _one(self.request.form, "scope")
         if requested is None:
@@ -187,9 +181,9 @@ class TokenExchangeGrant(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
         return targets
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
-        subject: Token = self.request.subject
-        grant: Grant = self.request.grant
-        user = cast(User, self.request.user)
+        subject: TokenRow = self.request.subject
+        grant: GrantRow = self.request.grant
+        user: UserRow = self.request.user
         caller: Client = self.request.client.row
         scope: str = self.request.scope
         session = context.db_session()

@@ -7,8 +7,9 @@ token carries its row id as ``jti`` and is also stored by digest, so revocation,
 and userinfo treat both formats alike.  ID tokens are signed with the client's registered
 algorithm by the key store (key objects built once per kid, never a PEM parsed per call).
 
-:func:`check_live` is the one definition of "this token may still be used", shared by the
-refresh grant, introspection and userinfo.
+:func:`find_token` is the one token lookup (plain rows, :mod:`idp.storage.rows`) and
+:func:`check_live` the one definition of "this token may still be used", shared by the
+refresh grant, token exchange, introspection, userinfo, the admin API and the bridge.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Select, Table, bindparam, select
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from idp.accounts.mandates import acting_problem
 from idp.accounts.privacy import IdentityVault
@@ -32,6 +34,7 @@ from idp.oauth.verified_claims import verified_claims_for, with_entity_verified_
 from idp.storage.db import Database
 from idp.storage.models import Client, Grant, SsoSession, Token, User
 from idp.storage.repo import digest, new_id, new_secret
+from idp.storage.rows import FoundToken, GrantRow, TokenRow, UserRow
 from keys.store import KeyStore
 
 
@@ -212,9 +215,9 @@ class TokenIssuer:
     def access_token(
         self,
         session: Session,
-        grant: Grant,
+        grant: Grant | GrantRow,
         client: Client,
-        user: User | None,
+        user: User | UserRow | None,
         scope: str,
         now: dt.datetime,
         resources: list[str] | None = None,
@@ -261,9 +264,9 @@ class TokenIssuer:
 
     def _mint_access(
         self,
-        grant: Grant,
+        grant: Grant | GrantRow,
         client: Client,
-        user: User | None,
+        user: User | UserRow | None,
         scope: str,
         now: dt.datetime,
         resources: list[str] | None,
@@ -324,7 +327,7 @@ class TokenIssuer:
     def refresh_token(
         self,
         session: Session,
-        grant: Grant,
+        grant: Grant | GrantRow,
         client: Client,
         scope: str,
         now: dt.datetime,
@@ -354,9 +357,10 @@ class TokenIssuer:
 
     def id_token(
         self,
-        grant: Grant,
+        session: Session,
+        grant: Grant | GrantRow,
         client: Client,
-        user: User,
+        user: User | UserRow,
         scope: str,
         now: dt.datetime,
         *,
@@ -365,7 +369,10 @@ class TokenIssuer:
         code: str | None = None,
         authority: dict[str, Any] | None = None,
     ) -> str:
-        """Sign an ID token; ``authority`` is the acting-for-a-company claim (issue 10)."""
+        """Sign an ID token; ``authority`` is the acting-for-a-company claim (issue 10).
+
+        A release of verified claims is audited in ``session`` (the caller commits).
+        """
         alg = client.id_token_signed_response_alg
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
@@ -389,13 +396,12 @@ class TokenIssuer:
         if code:
             claims["c_hash"] = half_hash(code, alg)
         claims.update(user_claims(user, scope.split(), client))
-        session = object_session(user)
-        if grant.claims and self.vault is not None and session is not None:
+        if grant.claims and self.vault is not None:
             # OIDC4IDA verified_claims asked for the ID token (audited in the same session).
             claims.update(
                 verified_claims_for(session, user, client, grant.claims, "id_token", self.vault)
             )
-        if authority is not None and grant.claims and self.vault and session is not None:
+        if authority is not None and grant.claims and self.vault:
             # The company's own verified claims, when asked for (issue 10; audited).
             authority = with_entity_verified_claims(
                 session, authority, grant, client, "id_token", self.vault
@@ -405,32 +411,110 @@ class TokenIssuer:
         return self.keys.signing_key(alg).sign_jwt(claims)
 
 
-class FoundToken(NamedTuple):
-    token: Token
-    grant: Grant
-    user: User | None
+class PreparedSelect:
+    """A SELECT compiled once per dialect and run on the session's DBAPI connection.
+
+    The token lookup is most of an introspection's or userinfo's work, and SQLAlchemy's
+    result machinery (a cursor description and a row processor per column, per query) cost
+    more than the database did.  As with :class:`PreparedInsert`, the statement and each
+    column's result processor (UTC datetimes, JSON, booleans) come from SQLAlchemy, so the
+    values are exactly what a Core query returns.  Parameters go to the driver as given
+    (strings here).  It runs inside the session's transaction, after the session's pending
+    changes are flushed (as the ORM's autoflush would), tells the engine's
+    ``before_cursor_execute`` listeners (statement counts, bench/profile.py) like any
+    statement, and a driver error is raised as SQLAlchemy's own (``is_outage`` sees it alike;
+    a lost connection is invalidated).
+    """
+
+    def __init__(self, stmt: Select[Any]) -> None:
+        self.stmt = stmt
+        self._prepared: dict[str, tuple[str, list[str] | None, list[tuple[int, Any]]]] = {}
+
+    def _prepare(self, dialect: Dialect) -> tuple[str, list[str] | None, list[tuple[int, Any]]]:
+        compiled = self.stmt.compile(dialect=dialect)
+        order = list(compiled.positiontup or []) if dialect.paramstyle == "qmark" else None
+        processors = []
+        for i, column in enumerate(self.stmt.selected_columns):
+            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            if process is not None:
+                processors.append((i, process))
+        return compiled.string, order, processors
+
+    def first(self, session: Session, params: dict[str, Any]) -> list[Any] | None:
+        """The first row's values, processed; None when there is none."""
+        if session.autoflush:
+            session.flush()  # returns at once when there is nothing to write
+        connection = session.connection()  # begins the session's transaction if needed
+        dialect = connection.dialect
+        prepared = self._prepared.get(dialect.name)
+        if prepared is None:
+            prepared = self._prepared[dialect.name] = self._prepare(dialect)
+        sql, order, processors = prepared
+        args: Any = [params[name] for name in order] if order is not None else params
+        hooks = connection.dispatch.before_cursor_execute
+        if hooks:
+            hooks(connection, None, sql, args, None, False)
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        try:
+            cursor = driver.execute(sql, args)
+            rows = cursor.fetchall()
+            cursor.close()
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, driver, None)
+            if lost:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(
+                sql,
+                args,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=connection.engine.hide_parameters,  # never in a log
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from exc
+        if not rows:
+            return None
+        values = list(rows[0])
+        for i, process in processors:
+            if values[i] is not None:
+                values[i] = process(values[i])
+        return values
 
 
+_T, _G, _U = Token.__table__, Grant.__table__, User.__table__
 _FIND_TOKEN = (
-    select(Token, Grant, User)
-    .join(Grant, Grant.id == Token.grant_id)
-    .outerjoin(User, User.id == Grant.user_id)
-    .where(Token.digest == bindparam("digest"))
+    select(
+        *(_T.c[name] for name in TokenRow._fields),
+        *(_G.c[name] for name in GrantRow._fields),
+        *(_U.c[name] for name in UserRow._fields),
+    )
+    .select_from(_T.join(_G, _G.c.id == _T.c.grant_id).outerjoin(_U, _U.c.id == _G.c.user_id))
+    .where(_T.c.digest == bindparam("digest"))
 )
-_FIND_TOKEN_OF_KIND = _FIND_TOKEN.where(Token.kind == bindparam("kind"))
+_find_token = PreparedSelect(_FIND_TOKEN)
+_find_token_of_kind = PreparedSelect(_FIND_TOKEN.where(_T.c.kind == bindparam("kind")))
+_GRANT_AT = len(TokenRow._fields)
+_USER_AT = _GRANT_AT + len(GrantRow._fields)
 
 
 def find_token(session: Session, raw: str | None, kind: str | None = None) -> FoundToken | None:
-    """The token stored under ``raw``'s digest, with its grant and user, in one query."""
+    """The token stored under ``raw``'s digest, with its grant and user, in one statement.
+
+    The one token lookup: plain rows (:mod:`idp.storage.rows`), not ORM entities.
+    """
     if not raw or len(raw) > 4096:
         return None
-    params = {"digest": digest(raw)}
-    if kind is not None:
-        params["kind"] = kind
-    found = session.execute(_FIND_TOKEN_OF_KIND if kind else _FIND_TOKEN, params).first()
-    if found is None:
+    if kind is None:
+        values = _find_token.first(session, {"digest": digest(raw)})
+    else:
+        values = _find_token_of_kind.first(session, {"digest": digest(raw), "kind": kind})
+    if values is None:
         return None
-    return FoundToken(found[0], found[1], found[2])
+    user = UserRow._make(values[_USER_AT:]) if values[_USER_AT] is not None else None
+    return FoundToken(
+        TokenRow._make(values[:_GRANT_AT]), GrantRow._make(values[_GRANT_AT:_USER_AT]), user
+    )
 
 
 class DeadTokenError(Exception):
@@ -439,25 +523,22 @@ class DeadTokenError(Exception):
 
 def check_live(
     session: Session,
-    row: Token,
+    found: FoundToken,
     keys: KeyStore,
     now: dt.datetime,
     *,
-    grant: Grant | None = None,
-    user: User | bool | None = False,
-    clients: Callable[[str], Client | None] | None = None,
-) -> tuple[Grant, User | None]:
-    """Return the token's grant and user if the token may still be used, else raise.
+    clients: Callable[[str], Client | None],
+) -> None:
+    """Raise :class:`DeadTokenError` unless the token found may still be used.
 
     A token dies with (checklist 25, 38, 41, 42, 43): its own revocation, rotation or expiry;
     the key that signed it (JWT access tokens: ``keys.find(kid)`` is None once revoked); its
-    grant (revoked, or past its absolute lifetime); its client (no longer approved); its user
-    (gone, disabled, or a password changed after the grant was made); and, for a refresh
-    token of a grant without ``offline_access``, the SSO session it was issued in.
-
-    ``grant`` and ``user`` (as found by :func:`find_token`) save their lookups; ``user=False``
-    means "not looked up yet".
+    grant (revoked, or past its absolute lifetime); its client (no longer approved; looked up
+    in ``clients``); its user (gone, disabled, or a password changed after the grant was
+    made); and, for a refresh token of a grant without ``offline_access``, the SSO session it
+    was issued in.
     """
+    row, grant, user = found
     if row.revoked_at is not None:
         raise DeadTokenError("revoked")
     if row.consumed_at is not None:
@@ -466,20 +547,14 @@ def check_live(
         raise DeadTokenError("expired")
     if row.kid is not None and keys.find(row.kid) is None:
         raise DeadTokenError("signing key revoked")
-    grant = grant or session.get(Grant, row.grant_id)
-    if grant is None or grant.revoked_at is not None:
+    if grant.revoked_at is not None:
         raise DeadTokenError("grant revoked")
     if grant.expires_at <= now:
         raise DeadTokenError("grant expired")
-    client = clients(row.client_id) if clients else session.get(Client, row.client_id)
+    client = clients(row.client_id)
     if client is None or client.status != "approved":
         raise DeadTokenError("client not approved")
-    if grant.user_id is None:
-        user = None
-    else:
-        if user is False:
-            user = session.get(User, grant.user_id)
-        assert not isinstance(user, bool)
+    if grant.user_id is not None:
         if user is None or not user.is_active:
             raise DeadTokenError("account disabled or deleted")
         if user.password_changed_at is not None and user.password_changed_at > grant.created_at:
@@ -493,4 +568,3 @@ def check_live(
         problem = acting_problem(session, grant, now)
         if problem is not None:
             raise DeadTokenError(problem)
-    return grant, user

@@ -25,7 +25,8 @@ from idp.accounts.assurance import LEVELS, TRUST_FRAMEWORK, rank, verifications_
 from idp.accounts.entity_assurance import live_entity_verifications
 from idp.accounts.privacy import IdentityVault
 from idp.errors import InvalidRequestError
-from idp.storage.models import Client, Grant, LegalEntity, Token, User, utcnow
+from idp.storage.models import Client, Grant, LegalEntity, User, utcnow
+from idp.storage.rows import GrantRow, UserRow
 
 #: Claims that can be released inside ``verified_claims``.
 VERIFIED_CLAIMS: tuple[str, ...] = ("name", "birthdate", "resident_id_number")
@@ -134,7 +135,7 @@ def _birthdate(number: str) -> str | None:
     return f"{digits[:4]}-{digits[4:6]}-{digits[6:]}"
 
 
-def _claim_values(user: User, names: list[str], vault: IdentityVault) -> dict[str, Any]:
+def _claim_values(user: User | UserRow, names: list[str], vault: IdentityVault) -> dict[str, Any]:
     number: str | None = None
     if user.id_number_ciphertext and ({"resident_id_number", "birthdate"} & set(names)):
         number = vault.open(user.id_number_ciphertext)
@@ -214,7 +215,7 @@ def _answer(request: Any, element: Callable[[Any], dict[str, Any] | None]) -> An
 
 def verified_claims_for(
     session: Session,
-    user: User,
+    user: User | UserRow,
     client: Client,
     claims_request: Mapping[str, Any] | None,
     target: str,
@@ -254,16 +255,6 @@ def verified_claims_for(
     return {"verified_claims": answer}
 
 
-def userinfo_verified_claims(
-    session: Session, token: Token, user: User, client: Client, vault: IdentityVault
-) -> dict[str, Any]:
-    """The userinfo side: the claims request is the one stored with the token's grant."""
-    grant = session.get(Grant, token.grant_id)
-    if grant is None or not grant.claims:
-        return {}
-    return verified_claims_for(session, user, client, grant.claims, "userinfo", vault)
-
-
 # ------------------------------------------------------------------ the company's assurance
 #: Claims about the company acted for, released inside ``authority.applies_to``; a client's
 #: release policy names them ``entity.<claim>`` in its verified claims.
@@ -289,7 +280,7 @@ def validate_authority_request(name: str, value: Any) -> None:
 def with_entity_verified_claims(
     session: Session,
     authority: dict[str, Any] | None,
-    grant: Grant,
+    grant: Grant | GrantRow,
     client: Client,
     target: str,
     vault: IdentityVault,
