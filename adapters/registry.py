@@ -4,15 +4,20 @@ The application factory calls :func:`build_directories` once at start-up, so tha
 configuration mistake in a ``[directories.<id>]`` table stops the start with a message naming
 the directory and the key (issue 6: "all configuration errors are reported clearly at
 start-up") instead of surfacing as a failed login later.
+
+:mod:`adapters.ldap` (with ``ldap3`` and pyasn1, about 4 MB per worker) is imported only when
+a directory is configured: most servers have none (issue 12 item 5).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import AdapterConfigError
-from adapters.ldap import DirectoryConfig, LdapDirectory
+
+if TYPE_CHECKING:
+    from adapters.ldap import DirectoryConfig, LdapDirectory
 
 __all__ = ["AdapterConfigError", "DirectoryConfigErrors", "build_directories", "parse_directories"]
 
@@ -32,6 +37,10 @@ def parse_directories(settings_directories: Mapping[str, Any]) -> dict[str, Dire
     """Parse every ``[directories.<id>]`` table; raise one error listing every problem."""
     if not isinstance(settings_directories, Mapping):
         raise AdapterConfigError("directories", None, "expected a table of directory tables")
+    if not settings_directories:
+        return {}
+    from adapters.ldap import DirectoryConfig
+
     configs: dict[str, DirectoryConfig] = {}
     errors: list[AdapterConfigError] = []
     for directory_id, table in settings_directories.items():
@@ -52,7 +61,9 @@ def build_directories(settings_directories: Mapping[str, Any]) -> dict[str, Ldap
     Building opens no connection: a directory that is down at start-up must not stop the
     provider (its breaker deals with it at login time); ``yitong ldap test`` checks reachability.
     """
-    return {
-        directory_id: LdapDirectory(config)
-        for directory_id, config in parse_directories(settings_directories).items()
-    }
+    configs = parse_directories(settings_directories)
+    if not configs:
+        return {}
+    from adapters.ldap import LdapDirectory
+
+    return {directory_id: LdapDirectory(config) for directory_id, config in configs.items()}

@@ -16,7 +16,8 @@ registry does not know this company" (a re-verification would suspend it).  Redi
 followed.  The URL comes from configuration, not from users, so no SSRF guard applies; it is
 still limited to http(s) and the answer to a bounded size.
 
-This module imports neither flask nor idp (docs/architecture.md).
+This module imports neither flask nor idp (docs/architecture.md).  It imports ``requests`` only
+when a service is configured: a server without one need not hold it (issue 12 item 5).
 """
 
 from __future__ import annotations
@@ -25,16 +26,23 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
-
-import requests
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from adapters.base import AdapterConfigError, AdapterError, AdapterUnavailable
+
+if TYPE_CHECKING:
+    import requests
 
 #: Registry answers are a few hundred bytes; anything this large is not one.
 MAX_ANSWER_BYTES = 64 * 1024
 #: The longest registry reference kept as evidence (``txn``).
 MAX_REFERENCE = 64
+
+
+def _session() -> requests.Session:
+    import requests
+
+    return requests.Session()
 
 
 def now_iso() -> str:
@@ -57,7 +65,7 @@ class RegistryService:
     connect_timeout: float = 3.0
     read_timeout: float = 5.0
     source: str = ""
-    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    session: requests.Session = field(default_factory=_session, repr=False)
 
     def __post_init__(self) -> None:
         self.source = self.source or self.default_source
@@ -92,6 +100,8 @@ class RegistryService:
 
     def post_json(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``{url}{path}`` and return the answer's JSON object."""
+        import requests
+
         cert: str | tuple[str, str] | None = None
         if self.client_cert:
             cert = (self.client_cert, self.client_key) if self.client_key else self.client_cert
@@ -125,6 +135,8 @@ class RegistryService:
         return data
 
     def _read_bounded(self, resp: requests.Response) -> bytes:
+        import requests
+
         declared = resp.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
             raise AdapterError(f"{self.what} answer is too large")

@@ -10,7 +10,8 @@ failure, timeout or 5xx is :class:`AdapterUnavailable` ("try again later"); a 4x
 :class:`OutboxSender` is for development and demos: it hands each message to a ``store``
 callable (the provider stores it in the ``outbox_messages`` table, which ``make demo`` prints).
 
-This module imports neither flask nor idp (ARCHITECTURE.md, dependency rules).
+This module imports neither flask nor idp (ARCHITECTURE.md, dependency rules), and imports
+``requests`` only when a message is sent through a gateway (issue 12 item 5).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import requests
 
 from adapters.base import AdapterConfigError, AdapterError, AdapterUnavailable
 
@@ -71,6 +70,8 @@ class HttpSmsSender:
             raise AdapterConfigError("sms", None, f"invalid value: {exc}") from None
 
     def send(self, destination: str, text: str) -> None:
+        import requests
+
         if not _PHONE.fullmatch(destination or ""):
             raise AdapterError("not a phone number")
         headers = {"Accept": "application/json"}

@@ -46,6 +46,7 @@ from bench.harness import (
     load_average,
     measure,
     query_param,
+    worker_memory_mb,
 )
 
 #: The bench citizen signs in with a confirmed e-mail address: a confirmed phone would be an
@@ -199,7 +200,7 @@ class Instance:
         initialize(self.services.settings.resolved_database_url, self.services.keys)
         self.user_id = self._citizen()
         self.server: Server | None = None
-        self.rss_at_start = 0.0
+        self.memory_at_start: dict[str, float] = {}
 
     def _citizen(self) -> str:
         from idp.accounts.people import NewCitizen, register_citizen
@@ -290,8 +291,6 @@ class Instance:
         return out
 
     def serve(self, log: Path, *, kind: str = DEFAULT_SERVER, app: str = "wsgi:app") -> Server:
-        from bench.harness import worker_rss_mb
-
         self.server = gunicorn(
             "yitong",
             app,
@@ -301,7 +300,7 @@ class Instance:
             log=log,
             kind=kind,
         )
-        self.rss_at_start = worker_rss_mb(self.server)
+        self.memory_at_start = worker_memory_mb(self.server)
         return self.server
 
     # -------------------------------------------------------------- browser flows

@@ -411,15 +411,36 @@ def gunicorn(
     return Server(name, server_argv(kind, app, port), port, env=env, ready_path=ready_path, log=log)
 
 
-def worker_rss_mb(server: Server) -> float:
-    """Resident memory of the server's largest process (the worker), in MB."""
-    best = 0
-    for pid in server.pids():
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """RSS, PSS and USS of one process in MB, from ``/proc/<pid>/smaps_rollup``.
+
+    RSS counts every resident page the process maps, shared ones in full; PSS divides each
+    shared page by the number of processes sharing it (what the process costs the machine,
+    summable over a node); USS counts only its private pages (what its exit would free).
+    """
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, _, rest = line.partition(":")
+        fields[name] = int(rest.split()[0])  # kB
+    return {
+        "rss": fields["Rss"] / 1024,
+        "pss": fields["Pss"] / 1024,
+        "uss": (fields["Private_Clean"] + fields["Private_Dirty"]) / 1024,
+    }
+
+
+def server_workers(server: Server) -> list[int]:
+    """The worker processes of a server: the root's descendants, or the root if it has none."""
+    return server.pids()[1:] or server.pids()
+
+
+def worker_memory_mb(server: Server) -> dict[str, float]:
+    """RSS, PSS and USS (MB) of the server's largest worker (by RSS)."""
+    found = []
+    for pid in server_workers(server):
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    best = max(best, int(line.split()[1]))
-    return best / 1024
+            found.append(process_memory_mb(pid))
+    return max(found, key=lambda m: m["rss"])
 
 
 # ------------------------------------------------------------------ measuring

@@ -54,7 +54,7 @@ from bench.harness import (
     get_unit,
     http,
     pin_self,
-    worker_rss_mb,
+    worker_memory_mb,
 )
 
 
@@ -123,8 +123,8 @@ def measure_yitong(y: Yitong, runner: Runner, only: set[str]) -> dict[str, Any]:
         extra["redis_bytes_per_sso_session"] = y.redis_bytes_per_sso_session(y.portal[0])
     if "login" in only:
         _, _, extra["login_rounds"] = login_against_argon2(y, runner, seconds / 2)
-    extra["worker_rss_mb_at_start"] = round(y.rss_at_start, 1)
-    extra["worker_rss_mb"] = round(worker_rss_mb(server), 1)
+    extra["worker_mb_at_start"] = {k: round(v, 1) for k, v in y.memory_at_start.items()}
+    extra["worker_mb"] = {k: round(v, 1) for k, v in worker_memory_mb(server).items()}
     return extra
 
 
@@ -202,6 +202,14 @@ TARGETS: list[tuple[str, str, str, float, str]] = [
 ]
 
 
+#: "A worker under 80 MB" (issue 12 item 5), read strictly: its resident size (RSS), every
+#: page it maps counted in full.  PSS (shared pages divided among the processes sharing them)
+#: and USS (its private pages) are reported beside it, not judged: with ``--preload`` the
+#: workers of a node share the code the arbiter loaded, so PSS is what a worker costs the
+#: machine, but a PSS under 80 MB does not make the RSS target met.
+MEMORY_TARGET = 80
+
+
 def report(results: dict[str, Result], extra: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for ours, theirs, what, target, _aim in TARGETS:
@@ -210,16 +218,25 @@ def report(results: dict[str, Result], extra: dict[str, Any]) -> list[dict[str, 
             rows.append(
                 {"target": what, "ratio": round(ratio, 2), "goal": target, "met": ratio >= target}
             )
-    rss = extra.get("worker_rss_mb")
-    if rss:
+    memory = extra.get("worker_mb")
+    if memory:
         rows.append(
             {
-                "target": "worker memory after the run (MB)",
-                "ratio": rss,
-                "goal": 80,
-                "met": rss < 80,
+                "target": "worker memory after the run, RSS (MB; the target's figure)",
+                "ratio": memory["rss"],
+                "goal": MEMORY_TARGET,
+                "met": memory["rss"] < MEMORY_TARGET,
             }
         )
+        for figure in ("pss", "uss"):
+            rows.append(
+                {
+                    "target": f"worker memory after the run, {figure.upper()} (MB; not judged)",
+                    "ratio": memory[figure],
+                    "goal": None,
+                    "met": None,
+                }
+            )
     per_session = extra.get("redis_bytes_per_sso_session")
     if per_session:
         rows.append(
@@ -277,9 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = report(runner.results, extra)
     print("\n| target | measured | goal | met |\n|---|---:|---:|---|")
     for row in rows:
-        print(
-            f"| {row['target']} | {row['ratio']} | {row['goal']} | {'yes' if row['met'] else 'no'} |"
-        )
+        met = "—" if row["met"] is None else "yes" if row["met"] else "no"
+        goal = "—" if row["goal"] is None else row["goal"]
+        print(f"| {row['target']} | {row['ratio']} | {goal} | {met} |")
     runner.notes.update(extra)
     print(f"\nnotes: {runner.notes}")
     runner.write("targets", targets=rows)

@@ -125,8 +125,11 @@ def test_a_schema_without_revision_or_from_a_newer_version_is_refused(
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM alembic_version"))
         assert _invoke("clients", "list").stderr == REFUSAL
+        with engine.begin() as conn:  # an older revision this version knows: run init
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0001_initial')"))
+        assert _invoke("clients", "list").stderr == REFUSAL
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999_future')"))
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
         newer = _invoke("clients", "list")
         assert newer.exit_code == 2
         assert "revision 9999_future) is newer than this version" in newer.stderr

@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapters.base import AdapterUnavailable, Identity, InvalidCredentials, PasswordAuthenticator
-from adapters.ldap import DirectoryListing
 from idp import audit
 from idp.interaction.sessions import Ended, end_user_sessions
 from idp.interaction.throttle import Blocked, LoginGate, staff_entry_key, staff_login_key
 from idp.services import Services
 from idp.storage.models import Token, User, utcnow
 from idp.storage.repo import new_id
+
+if TYPE_CHECKING:
+    from adapters.ldap import DirectoryListing  # ldap3 stays out of a server with no directory
 
 log = logging.getLogger("yitong.staff")
 

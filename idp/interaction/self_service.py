@@ -10,12 +10,9 @@ session only encrypted with the KEK (issue 14 item 7: no personal data readable 
 from __future__ import annotations
 
 import base64
-import io
 import logging
 from collections.abc import Callable
 
-import qrcode
-import qrcode.image.svg
 from flask import session
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +26,7 @@ from idp.interaction import mfa
 from idp.interaction.contacts import tell_holder
 from idp.interaction.levels import forget_factors, user_factors
 from idp.interaction.login import Refused, verify_password
+from idp.interaction.qr_svg import qr_svg
 from idp.interaction.sealed import stash_sealed, unstash_sealed
 from idp.interaction.sessions import end_user_sessions
 from idp.interaction.throttle import mfa_rule
@@ -88,11 +86,8 @@ def forget_enrolment() -> None:
 
 def totp_qr(user: User, secret: str) -> str:
     """The ``otpauth://`` URI as an SVG data URI for the enrolment page."""
-    uri = mfa.totp_uri(secret, account_label(user))
-    img = qrcode.make(uri, image_factory=qrcode.image.svg.SvgPathImage, box_size=8)
-    buf = io.BytesIO()
-    img.save(buf)
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    svg = qr_svg(mfa.totp_uri(secret, account_label(user))).encode()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 def activate_totp(user: User, secret: str, code: str) -> bool:

@@ -8,6 +8,9 @@ The pages only pass JSON through; everything that must hold is here:
 - the sign counter moves by compare-and-set, so two uses of a cloned authenticator with the
   same counter cannot both succeed;
 - a registration is stored only after its attestation verified.
+
+The ``webauthn`` library (with pyOpenSSL, cbor2 and the ASN.1 modules, about 4 MB per worker)
+is imported by the ceremonies themselves, at the first one a worker serves (issue 12 item 5).
 """
 
 from __future__ import annotations
@@ -15,26 +18,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import webauthn
 from flask import session
 from flask_babel import gettext as _
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
 
 from idp import context
 from idp.interaction import mfa
 from idp.storage import repo
 from idp.storage.models import User, WebAuthnCredential, utcnow
+
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +83,8 @@ def take_challenge(purpose: str, user_id: str | None) -> bytes | None:
 
 
 def _descriptor(cred: WebAuthnCredential) -> PublicKeyCredentialDescriptor:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     transports = []
     for t in cred.transports or []:
         try:
@@ -101,6 +100,9 @@ def authentication_options(
     creds: list[WebAuthnCredential], uv: str, purpose: str, user_id: str | None, **extra: Any
 ) -> str:
     """Options JSON for ``navigator.credentials.get``; the challenge is kept for one use."""
+    import webauthn
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     rp_id, _origin = _rp()
     options = webauthn.generate_authentication_options(
         rp_id=rp_id,
@@ -128,6 +130,9 @@ def verify_assertion(
     credential: dict[str, Any], challenge: bytes, row: WebAuthnCredential, require_uv: bool
 ) -> set[str] | None:
     """Verify an assertion for ``row``; the factors it proves (``hwk``/``swk``, ``uv``), or None."""
+    import webauthn
+    from webauthn.helpers.exceptions import WebAuthnException
+
     rp_id, origin = _rp()
     context.release_request_transaction()
     try:
@@ -164,6 +169,13 @@ def verify_assertion(
 
 def registration_options(user: User, existing: list[WebAuthnCredential]) -> str:
     """Options JSON for ``navigator.credentials.create``; the challenge is kept for one use."""
+    import webauthn
+    from webauthn.helpers.structs import (
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     rp_id, _origin = _rp()
     options = webauthn.generate_registration_options(
         rp_id=rp_id,
@@ -195,6 +207,9 @@ def register(user: User, credential: Any, name: str) -> WebAuthnCredential:
 
     Raises :class:`RegistrationRefused` with the translated reason.
     """
+    import webauthn
+    from webauthn.helpers.exceptions import WebAuthnException
+
     challenge = take_challenge("register", user.id)
     if not isinstance(credential, dict) or challenge is None:
         raise RegistrationRefused(_("The registration expired. Try again."))

@@ -52,3 +52,16 @@ def test_email_addresses_are_folded_unless_two_would_collide(tmp_path):
         emails = dict(conn.execute(text("SELECT id, email FROM users")).all())
     engine.dispose()
     assert emails == {"a": "li.ming@example.cn", "b": "Twin@x.cn", "c": "twin@X.cn"}
+
+
+def test_the_schema_check_knows_alembics_head_and_revisions():
+    """``require_current_schema`` checks without Alembic (a worker need not hold it): its
+    head and its list of revisions must be Alembic's own, or it would refuse a current
+    database or call an older one newer."""
+    from alembic.script import ScriptDirectory
+
+    from idp.storage.migrate import HEAD, MIGRATIONS, known_revisions
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    assert script.get_heads() == [HEAD]
+    assert known_revisions() == {r.revision for r in script.walk_revisions()}
