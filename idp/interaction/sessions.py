@@ -120,16 +120,27 @@ def start_session(
 
 def session_by_token(session: Session, token: str | None) -> SsoSession | None:
     """The live (not ended) session a cookie value names, or None; no time-out applied."""
+    found = session_and_user(session, token)
+    return found[0] if found is not None else None
+
+
+def session_and_user(session: Session, token: str | None) -> tuple[SsoSession, User] | None:
+    """The live session a cookie value names and its account, read by one statement (every
+    request that carries the cookie reads both)."""
     if not token or len(token) > 200:
         return None
-    row = session.scalars(_BY_DIGEST, {"digest": digest(token)}).first()
-    if row is None or row.ended_at is not None:
+    found = session.execute(_BY_DIGEST, {"digest": digest(token)}).first()
+    if found is None or found[0].ended_at is not None:
         return None
-    return row
+    return found[0], found[1]
 
 
 # Read on every request that carries the cookie: built once.
-_BY_DIGEST = select(SsoSession).where(SsoSession.token_digest == bindparam("digest"))
+_BY_DIGEST = (
+    select(SsoSession, User)
+    .join(User, User.id == SsoSession.user_id)
+    .where(SsoSession.token_digest == bindparam("digest"))
+)
 
 
 def last_seen(row: SsoSession, hot: RedisStore | None) -> dt.datetime:

@@ -26,7 +26,7 @@ from idp.interaction.sessions import (
     SessionTimeouts,
     end_sessions,
     observe,
-    session_by_token,
+    session_and_user,
     timed_out,
     touch,
 )
@@ -58,11 +58,11 @@ def current_sso() -> SsoSession | None:
 
 def _load() -> tuple[SsoSession | None, User | None]:
     session = context.db_session()
-    row = session_by_token(session, request.cookies.get(cookie_name()))
-    if row is None:
+    found = session_and_user(session, request.cookies.get(cookie_name()))
+    if found is None:
         return None, None
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
+    row, user = found
+    if not user.is_active:
         return None, None
     now, limits, hot = utcnow(), timeouts_for(user), context.services().hot
     activity = observe(row, limits, now, hot)  # one Redis round trip, when configured
