@@ -262,7 +262,7 @@ def print_statements(one: Callable[[], None], engine: Any) -> None:
     seen: list[str] = []
 
     def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
-        seen.append(" ".join(statement.split())[:int(os.environ.get("SQL_WIDTH", "160"))])
+        seen.append(" ".join(statement.split())[: int(os.environ.get("SQL_WIDTH", "160"))])
 
     event.listen(engine, "before_cursor_execute", count)
     try:
