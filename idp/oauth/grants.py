@@ -113,19 +113,17 @@ def request_started() -> dt.datetime:
     return started if isinstance(started, dt.datetime) else utcnow()
 
 
-def lock_grant(grant_id: str, loaded: Grant | None = None) -> Grant | None:
+def lock_grant(grant_id: str) -> Grant | None:
     """Lock the grant row for this transaction and return its current state.
 
     PostgreSQL: ``FOR UPDATE`` (waits for a concurrent revocation or refresh, then sees its
-    result).  SQLite: the request's writer has held the database's write lock since its first
-    statement, so a grant ``loaded`` in this transaction is already current.
+    result).  SQLite: the request's writer holds the database's write lock.  (A code's grant
+    is locked as the code is read: :func:`~idp.storage.repo.code_for_redemption`.)
     """
-    if loaded is not None and context.services().db.is_sqlite:
-        return loaded
     return context.db_session().scalars(_LOCK_GRANT, {"grant_id": grant_id}).first()
 
 
-# Built once: every code, refresh and device-code redemption runs it.
+# Built once: every device-code redemption runs it.
 _LOCK_GRANT = (
     select(Grant)
     .where(Grant.id == bindparam("grant_id"))
@@ -265,9 +263,10 @@ def grant_tokens(
 class _CodeView:
     """What Authlib's grant and CodeChallenge read from an authorization code."""
 
-    def __init__(self, row: AuthorizationCode, grant: Grant) -> None:
+    def __init__(self, row: AuthorizationCode, grant: Grant, user: User) -> None:
         self.row = row
-        self.grant = grant
+        self.grant = grant  # locked for the request's transaction
+        self.user = user
         self.code_challenge = row.code_challenge
         self.code_challenge_method = row.code_challenge_method
 
@@ -286,14 +285,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
 
     def query_authorization_code(self, code: str, client: Any) -> _CodeView | None:
         session = context.db_session()
-        row = repo.query_code(session, code)
+        found = repo.code_for_redemption(session, code)
         now = utcnow()
         # RFC 6749 §4.1.3: the code must have been issued to this client (checklist 28).
-        if row is None or row.client_id != client.get_client_id():
+        if found is None or found[0].client_id != client.get_client_id():
             return None
-        grant = session.get(Grant, row.grant_id)
-        if grant is None:
-            return None
+        row, grant, user = found
         if row.consumed_at is not None or not repo.consume_code(session, row, now):
             # Second redemption: revoke everything the first one produced (checklist 25).
             repo.revoke_grant(session, grant.id, "code_reuse", now)
@@ -302,7 +299,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             return None
         if row.expires_at <= now or grant.revoked_at is not None:
             return None
-        return _CodeView(row, grant)
+        return _CodeView(row, grant, user)
 
     def validate_token_request(self) -> None:
         super().validate_token_request()
@@ -322,19 +319,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
         # A disabled account is refused; a password lock is not consulted: it stops password
         # checks from unknown devices, never a sign-in the owner already completed (known
         # device, recovery code, passkey) nor the owner's grants (checklist 81 over 82).
-        user = context.db_session().get(User, authorization_code.row.user_id)
-        if user is None or not user.is_active:
-            return None
-        return user
+        user = authorization_code.user
+        return user if user.is_active else None
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         code: _CodeView = self.request.authorization_code
         user = self.authenticate_user(code)
         if user is None:
             raise InvalidGrantError("the account is not active")
-        grant = lock_grant(code.grant.id, code.grant)
-        if grant is None or grant.revoked_at is not None:
-            raise InvalidGrantError("the authorization has been revoked")
+        grant = code.grant  # locked since the code was read; revocation checked there
         client_row: Client = self.request.client.row
         session = context.db_session()
         now = utcnow()

@@ -21,9 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, select
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp.accounts.mandates import acting_problem
@@ -33,114 +31,10 @@ from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.verified_claims import verified_claims_for, with_entity_verified_claims
 from idp.storage.db import Database
 from idp.storage.models import Client, Grant, SsoSession, Token, User
+from idp.storage.prepared import PreparedInsert, PreparedInsertChain, PreparedSelect
 from idp.storage.repo import digest, new_id, new_secret
 from idp.storage.rows import FoundToken, GrantRow, TokenRow, UserRow
 from keys.store import KeyStore
-
-
-class PreparedInsert:
-    """An INSERT compiled once per dialect and run on the DBAPI connection directly.
-
-    Minting is the hot path of the token endpoint, and SQLAlchemy's per-statement machinery
-    costs about as much as SQLite's own work for these rows (bench/token_endpoints.py).  The
-    statement, its parameter order and each column's bind processor (UTC datetimes, JSON) still
-    come from SQLAlchemy, so the stored values are exactly what the ORM would store; the
-    statement runs inside the session's transaction, which the caller commits.
-    """
-
-    def __init__(self, table: Table) -> None:
-        self.table = table
-        self.columns = [c.name for c in table.columns]
-        self._prepared: dict[str, tuple[str, Any, list[tuple[str, Any]]]] = {}
-
-    def _prepare(self, dialect: Dialect) -> tuple[str, Any, list[tuple[str, Any]]]:
-        stmt = self.table.insert().values({c: bindparam(c) for c in self.columns})
-        compiled = stmt.compile(dialect=dialect)
-        order = list(compiled.positiontup or []) if dialect.paramstyle == "qmark" else None
-        processors = [
-            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
-            for c in self.table.columns
-        ]
-        return compiled.string, order, processors
-
-    def prepared(self, dialect: Dialect) -> tuple[str, Any, list[tuple[str, Any]]]:
-        prepared = self._prepared.get(dialect.name)
-        if prepared is None:
-            prepared = self._prepared[dialect.name] = self._prepare(dialect)
-        return prepared
-
-    @staticmethod
-    def bind(processors: list[tuple[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` as the DBAPI takes them (each column's own bind processor)."""
-        params = {}
-        for name, process in processors:
-            value = values.get(name)
-            params[name] = process(value) if process is not None and value is not None else value
-        return params
-
-    def __call__(self, session: Session, values: dict[str, Any]) -> None:
-        if session.new or session.dirty:
-            session.flush()  # rows this one may reference (foreign keys) go first
-        connection = session.connection()  # begins the session's transaction if needed
-        sql, order, processors = self.prepared(connection.dialect)
-        params = self.bind(processors, values)
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        if order is not None:
-            driver.execute(sql, tuple(params[name] for name in order))
-        else:
-            driver.execute(sql, params)
-
-
-class PreparedInsertChain:
-    """Several rows, parents first, stored by one statement that commits itself (PostgreSQL).
-
-    ``WITH r0 AS (INSERT …), r1 AS (INSERT …) INSERT …`` is atomic like a transaction, and
-    foreign keys between the rows hold (PostgreSQL checks them at the end of the statement).
-    Run in autocommit it is one round trip to the server, where a transaction of separate
-    INSERTs is four or more (BEGIN, each INSERT, COMMIT): for a client-credentials token, the
-    database round trips were most of the request's CPU (docs/benchmarks.md).
-    """
-
-    def __init__(self, *inserts: PreparedInsert) -> None:
-        self.inserts = inserts
-        self._sql: str | None = None
-
-    def _compile(self, dialect: Dialect) -> str:
-        parts = []
-        for i, insert in enumerate(self.inserts):
-            stmt = insert.table.insert().values({c: bindparam(f"r{i}_{c}") for c in insert.columns})
-            parts.append(str(stmt.compile(dialect=dialect)))
-        ctes = ", ".join(f"r{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
-        return f"WITH {ctes} {parts[-1]}"
-
-    def run(self, db: Database, rows: list[dict[str, Any]]) -> None:
-        """Store ``rows`` (one per insert, in order) on a pooled connection, in autocommit."""
-        raw = db.engine.raw_connection()  # the pool's pre-ping checks the connection
-        try:
-            dialect = db.engine.dialect
-            if self._sql is None:
-                self._sql = self._compile(dialect)
-            params: dict[str, Any] = {}
-            for i, (insert, values) in enumerate(zip(self.inserts, rows, strict=True)):
-                _, _, processors = insert.prepared(dialect)
-                for name, value in insert.bind(processors, values).items():
-                    params[f"r{i}_{name}"] = value
-            driver = raw.driver_connection
-            assert driver is not None
-            driver.autocommit = True
-            try:
-                driver.execute(self._sql, params)
-            finally:
-                if not driver.closed:
-                    driver.autocommit = False
-        except Exception:
-            if raw.driver_connection is None or raw.driver_connection.closed:
-                raw.invalidate()
-            raise
-        finally:
-            raw.close()
-
 
 _insert_token = PreparedInsert(Token.__table__)  # type: ignore[arg-type]
 _insert_grant = PreparedInsert(Grant.__table__)  # type: ignore[arg-type]
@@ -409,77 +303,6 @@ class TokenIssuer:
         if authority is not None:
             claims["authority"] = authority
         return self.keys.signing_key(alg).sign_jwt(claims)
-
-
-class PreparedSelect:
-    """A SELECT compiled once per dialect and run on the session's DBAPI connection.
-
-    The token lookup is most of an introspection's or userinfo's work, and SQLAlchemy's
-    result machinery (a cursor description and a row processor per column, per query) cost
-    more than the database did.  As with :class:`PreparedInsert`, the statement and each
-    column's result processor (UTC datetimes, JSON, booleans) come from SQLAlchemy, so the
-    values are exactly what a Core query returns.  Parameters go to the driver as given
-    (strings here).  It runs inside the session's transaction, after the session's pending
-    changes are flushed (as the ORM's autoflush would), tells the engine's
-    ``before_cursor_execute`` listeners (statement counts, bench/profile.py) like any
-    statement, and a driver error is raised as SQLAlchemy's own (``is_outage`` sees it alike;
-    a lost connection is invalidated).
-    """
-
-    def __init__(self, stmt: Select[Any]) -> None:
-        self.stmt = stmt
-        self._prepared: dict[str, tuple[str, list[str] | None, list[tuple[int, Any]]]] = {}
-
-    def _prepare(self, dialect: Dialect) -> tuple[str, list[str] | None, list[tuple[int, Any]]]:
-        compiled = self.stmt.compile(dialect=dialect)
-        order = list(compiled.positiontup or []) if dialect.paramstyle == "qmark" else None
-        processors = []
-        for i, column in enumerate(self.stmt.selected_columns):
-            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
-            if process is not None:
-                processors.append((i, process))
-        return compiled.string, order, processors
-
-    def first(self, session: Session, params: dict[str, Any]) -> list[Any] | None:
-        """The first row's values, processed; None when there is none."""
-        if session.autoflush:
-            session.flush()  # returns at once when there is nothing to write
-        connection = session.connection()  # begins the session's transaction if needed
-        dialect = connection.dialect
-        prepared = self._prepared.get(dialect.name)
-        if prepared is None:
-            prepared = self._prepared[dialect.name] = self._prepare(dialect)
-        sql, order, processors = prepared
-        args: Any = [params[name] for name in order] if order is not None else params
-        hooks = connection.dispatch.before_cursor_execute
-        if hooks:
-            hooks(connection, None, sql, args, None, False)
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        try:
-            cursor = driver.execute(sql, args)
-            rows = cursor.fetchall()
-            cursor.close()
-        except dialect.loaded_dbapi.Error as exc:
-            lost = dialect.is_disconnect(exc, driver, None)
-            if lost:
-                connection.invalidate(exc)
-            raise DBAPIError.instance(
-                sql,
-                args,
-                exc,
-                dialect.loaded_dbapi.Error,
-                hide_parameters=connection.engine.hide_parameters,  # never in a log
-                connection_invalidated=lost,
-                dialect=dialect,
-            ) from exc
-        if not rows:
-            return None
-        values = list(rows[0])
-        for i, process in processors:
-            if values[i] is not None:
-                values[i] = process(values[i])
-        return values
 
 
 _T, _G, _U = Token.__table__, Grant.__table__, User.__table__

@@ -81,6 +81,27 @@ def query_code(session: Session, raw: str) -> AuthorizationCode | None:
 _CODE = select(AuthorizationCode).where(AuthorizationCode.digest == bindparam("code_digest"))
 
 
+def code_for_redemption(session: Session, raw: str) -> tuple[AuthorizationCode, Grant, User] | None:
+    """An authorization code with its grant and account, read by one statement, the grant
+    row locked until the transaction ends (PostgreSQL ``FOR UPDATE``; SQLite's request holds
+    the database's write lock from its first statement): a concurrent revocation or second
+    redemption waits for this one, then sees its result."""
+    if not raw or len(raw) > 512:
+        return None
+    found = session.execute(_CODE_GRANT_USER, {"code_digest": digest(raw)}).first()
+    return (found[0], found[1], found[2]) if found is not None else None
+
+
+_CODE_GRANT_USER = (
+    select(AuthorizationCode, Grant, User)
+    .join(Grant, Grant.id == AuthorizationCode.grant_id)
+    .join(User, User.id == AuthorizationCode.user_id)
+    .where(AuthorizationCode.digest == bindparam("code_digest"))
+    .with_for_update(of=Grant)
+    .execution_options(populate_existing=True)
+)
+
+
 # ---------------------------------------------------------------------- one-time consumption
 def consume_once(session: Session, purpose: str, value: str, expires_at: dt.datetime) -> bool:
     """Record that ``value`` was used for ``purpose``; False if it already was.

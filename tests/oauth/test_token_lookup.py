@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import event, select, text
 from sqlalchemy.exc import DBAPIError
 
-from idp.oauth.tokens import PreparedSelect, find_token
+from idp.oauth.tokens import find_token
 from idp.storage.models import Grant, Token, User
+from idp.storage.prepared import PreparedSelect
 from tests.oauth import tokenkit as kit
 
 
