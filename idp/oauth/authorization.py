@@ -10,9 +10,10 @@ not write grants or codes themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 from flask import request
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from idp import context
@@ -25,9 +26,10 @@ from idp.oauth.grants import code_expiry
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundPolicy
 from idp.oauth.request_object import open_request_object
-from idp.oauth.tokens import DeadTokenError, check_live, find_token
+from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, User, utcnow
+from idp.storage.prepared import PreparedInsert
 from idp.storage.rows import FoundToken
 
 
@@ -162,26 +164,31 @@ def issue_code(
         mandate_id=mandate_id,
     )
     code = repo.new_secret(32)
-    session.add(grant)
-    session.flush()
-    session.add(
-        AuthorizationCode(
-            digest=repo.digest(code),
-            grant_id=grant.id,
-            client_id=ctx.client.client_id,
-            user_id=user.id,
-            redirect_uri=ctx.redirect_uri,
-            redirect_uri_sent=ctx.redirect_uri_sent,
-            scope=grant.scope,
-            nonce=ctx.nonce,
-            code_challenge=ctx.code_challenge,
-            code_challenge_method=ctx.code_challenge_method,
-            dpop_jkt=ctx.dpop_jkt,
-            created_at=now,
-            expires_at=code_expiry(now),
-        )
+    # Prepared INSERTs in the session's transaction (no unit-of-work bookkeeping for rows
+    # nothing in this request reads back).
+    insert_grant(session, grant)
+    _insert_code(
+        session,
+        {
+            "digest": repo.digest(code),
+            "grant_id": grant.id,
+            "client_id": ctx.client.client_id,
+            "user_id": user.id,
+            "redirect_uri": ctx.redirect_uri,
+            "redirect_uri_sent": ctx.redirect_uri_sent,
+            "scope": grant.scope,
+            "nonce": ctx.nonce,
+            "code_challenge": ctx.code_challenge,
+            "code_challenge_method": ctx.code_challenge_method,
+            "dpop_jkt": ctx.dpop_jkt,
+            "created_at": now,
+            "expires_at": code_expiry(now),
+        },
     )
     return code
+
+
+_insert_code = PreparedInsert(cast(Table, AuthorizationCode.__table__))
 
 
 def authorization_token(scheme: str = "bearer") -> str | None:
