@@ -71,6 +71,7 @@ from idp.oauth.clients import DEVICE_CODE, TOKEN_EXCHANGE
 from idp.oauth.tokens import DeadTokenError, check_live, find_token
 from idp.storage import repo
 from idp.storage.models import AuthorizationCode, Client, Grant, Token, User, utcnow
+from idp.storage.prepared import PreparedSelect
 from idp.storage.rows import GrantRow, TokenRow, UserRow
 
 log = logging.getLogger(__name__)
@@ -132,12 +133,12 @@ _LOCK_GRANT = (
 )
 
 
-_LOCK_GRANT_OF_TOKEN = (
+_LOCK_GRANT_OF_TOKEN = PreparedSelect(
     select(Grant.id)
     .where(
         Grant.id
         == select(Token.grant_id)
-        .where(Token.digest == bindparam("digest"), Token.kind == "refresh")
+        .where(Token.digest == bindparam("digest"), Token.kind == bindparam("kind"))
         .scalar_subquery()
     )
     .with_for_update()
@@ -153,7 +154,9 @@ def lock_grant_of_token(raw: str) -> None:
     """
     if len(raw) > 4096:
         return
-    context.db_session().execute(_LOCK_GRANT_OF_TOKEN, {"digest": repo.digest(raw)})
+    _LOCK_GRANT_OF_TOKEN.first(
+        context.db_session(), {"digest": repo.digest(raw), "kind": "refresh"}
+    )
 
 
 def requested_resources(request: Any, client: Client) -> list[str]:
