@@ -558,15 +558,23 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         services = context.services()
         settings = services.settings
         now = utcnow()
-        grant = Grant(
+        grant = GrantRow(  # a plain row: nothing in this request reads it back
             id=repo.new_id(),
             user_id=None,
             client_id=client_row.client_id,
             scope=self.request.scope,
+            claims=None,
             resources=list(self.request.resources),
+            sid=None,
             offline=False,
+            auth_time=None,
+            acr=None,
+            amr=[],
             created_at=now,
             expires_at=now + dt.timedelta(seconds=settings.access_token_lifetime),
+            revoked_at=None,
+            entity_id=None,
+            mandate_id=None,
         )
         jkt = dpop_binding(client_row)
         access = services.tokens.client_credentials_token(

@@ -46,7 +46,9 @@ def insert_token(session: Session, **values: Any) -> None:
     _insert_token(session, values)
 
 
-def _grant_values(grant: Grant) -> dict[str, Any]:
+def _grant_values(grant: Grant | GrantRow) -> dict[str, Any]:
+    if isinstance(grant, GrantRow):
+        return grant._asdict()  # its fields are the columns' names
     return {
         "id": grant.id,
         "user_id": grant.user_id,
@@ -67,7 +69,7 @@ def _grant_values(grant: Grant) -> dict[str, Any]:
     }
 
 
-def insert_grant(session: Session, grant: Grant) -> None:
+def insert_grant(session: Session, grant: Grant | GrantRow) -> None:
     """Store a (transient) grant row; see :class:`PreparedInsert`."""
     _insert_grant(session, _grant_values(grant))
 
@@ -136,7 +138,7 @@ class TokenIssuer:
         self,
         db: Database,
         session: Callable[[], Session],
-        grant: Grant,
+        grant: GrantRow,
         client: Client,
         scope: str,
         jkt: str | None = None,
