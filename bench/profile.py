@@ -256,7 +256,7 @@ class Scenarios:
         return one
 
 
-def print_statements(one: Callable[[], None], engine: Any) -> None:
+def print_statements(one: Callable[[], None], db: Any) -> None:
     """The SQL statements of one unit (after a warm-up unit), each on a line of its own."""
     one()
     seen: list[str] = []
@@ -264,16 +264,18 @@ def print_statements(one: Callable[[], None], engine: Any) -> None:
     def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
         seen.append(" ".join(statement.split())[: int(os.environ.get("SQL_WIDTH", "160"))])
 
-    event.listen(engine, "before_cursor_execute", count)
+    for each in db.engines:
+        event.listen(each, "before_cursor_execute", count)
     try:
         one()
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        for each in db.engines:
+            event.remove(each, "before_cursor_execute", count)
     for i, statement in enumerate(seen, 1):
         print(f"{i:2}. {statement}")
 
 
-def counts(one: Callable[[], None], engine: Any, n: int = 50) -> tuple[float, float]:
+def counts(one: Callable[[], None], db: Any, n: int = 50) -> tuple[float, float]:
     """Python function calls and SQL statements per unit: figures that do not move with the
     machine's load (the CPU clock does), so a change can be judged on a busy machine."""
     statements = [0]
@@ -281,13 +283,15 @@ def counts(one: Callable[[], None], engine: Any, n: int = 50) -> tuple[float, fl
     def count(*_a: Any) -> None:
         statements[0] += 1
 
-    event.listen(engine, "before_cursor_execute", count)
+    for each in db.engines:
+        event.listen(each, "before_cursor_execute", count)
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(n):
         one()
     prof.disable()
-    event.remove(engine, "before_cursor_execute", count)
+    for each in db.engines:
+        event.remove(each, "before_cursor_execute", count)
     calls = sum(v[1] for v in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
     return calls / n, statements[0] / n
 
@@ -347,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                     n = args.n
                 one = getattr(scenarios, f"{name}_unit")()
                 if args.sql:
-                    print_statements(one, flask_app.extensions["yitong"].db.engine)
+                    print_statements(one, flask_app.extensions["yitong"].db)
                     continue
                 if args.cprofile:
                     measure(one, 0)
@@ -368,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(s.getvalue())
                     continue
                 times = measure(one, n)
-                calls, sql = counts(one, flask_app.extensions["yitong"].db.engine, min(50, n))
+                calls, sql = counts(one, flask_app.extensions["yitong"].db, min(50, n))
                 print(
                     f"| {name} | {statistics.quantiles(times, n=10)[0]:,.0f} | "
                     f"{statistics.median(times):,.0f} | "

@@ -151,9 +151,10 @@ class PreparedInsertChain:
 
     def run(self, db: Database, rows: list[dict[str, Any]]) -> None:
         """Store ``rows`` (one per insert, in order) on a pooled connection, in autocommit."""
-        raw = db.engine.raw_connection()  # the pool's pre-ping checks the connection
+        engine = db.autocommit_engine  # its connections are in autocommit already
+        raw = engine.raw_connection()  # the pool's checkout checks the connection
         try:
-            dialect = db.engine.dialect
+            dialect = engine.dialect
             if self._sql is None:
                 self._sql = self._compile(dialect)
             params: dict[str, Any] = {}
@@ -161,14 +162,7 @@ class PreparedInsertChain:
                 _, _, processors = insert.prepared(dialect)
                 for name, value in insert.bind(processors, values).items():
                     params[f"r{i}_{name}"] = value
-            driver = raw.driver_connection
-            assert driver is not None
-            driver.autocommit = True
-            try:
-                _execute_raw(db.engine, raw, self._sql, params).close()
-            finally:
-                if not driver.closed:
-                    driver.autocommit = False
+            _execute_raw(engine, raw, self._sql, params).close()
         except Exception:
             driver = raw.driver_connection  # None: already invalidated by _execute_raw
             if driver is not None and driver.closed:

@@ -200,8 +200,8 @@ def test_a_new_process_signs_with_the_same_hsm_keys(
 def _sign_after_fork(store: Pkcs11KeyStore, out: Any) -> None:
     # What a forked gunicorn worker does with the store it inherited (the database pools are
     # the app's business: SQLAlchemy's rule is to drop inherited connections after a fork).
-    store.db.engine.dispose(close=False)
-    store.db.read_engine.dispose(close=False)
+    for engine in store.db.engines:
+        engine.dispose(close=False)
     try:
         out.put(("ok", store.signing_key("ES256").sign_jwt({"sub": "child"})))
     except Exception as exc:

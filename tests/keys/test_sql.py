@@ -245,7 +245,7 @@ def test_maybe_rotate_is_cheap_when_nothing_is_due(db: Database, kek: Kek) -> No
     def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         statements.append(statement)
 
-    engines = {id(e): e for e in (db.engine, db.read_engine)}.values()
+    engines = db.engines
     for engine in engines:
         sa_event.listen(engine, "before_cursor_execute", count)
     try:

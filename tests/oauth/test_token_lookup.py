@@ -71,12 +71,14 @@ def test_the_lookup_is_one_statement_the_engine_listeners_see(
     def count(*args: Any) -> None:
         seen.append(args[2])
 
-    event.listen(db.read_engine, "before_cursor_execute", count)
+    for engine in db.engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         with db.reads() as session:
             assert find_token(session, at, "access") is not None
     finally:
-        event.remove(db.read_engine, "before_cursor_execute", count)
+        for engine in db.engines:
+            event.remove(engine, "before_cursor_execute", count)
     assert len(seen) == 1 and "FROM tokens JOIN grants" in seen[0]
 
 

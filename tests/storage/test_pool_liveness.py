@@ -25,7 +25,8 @@ def pg(database_url: str) -> Database:
 
 def _statements(db: Database) -> list[str]:
     seen: list[str] = []
-    event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    for engine in db.engines:
+        event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
     return seen
 
 
@@ -43,7 +44,7 @@ def test_checklist_114_connection_ended_by_the_server_is_replaced_at_checkout(
 ) -> None:
     with pg.reads() as session:
         first_pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
-    assert pg.engine.pool.checkedin() == 1
+    assert pg.autocommit_engine.pool.checkedin() == 1  # reads() pool
     other = Database(pg.url)
     try:
         with other.reads() as session:
@@ -56,4 +57,4 @@ def test_checklist_114_connection_ended_by_the_server_is_replaced_at_checkout(
     with pg.reads() as session:
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
     assert pid != first_pid
-    assert pg.engine.pool.checkedin() == 1
+    assert pg.autocommit_engine.pool.checkedin() == 1  # reads() pool
