@@ -131,6 +131,20 @@ def postgres_database() -> tuple[str, Callable[[], None]]:
 
 
 @contextlib.contextmanager
+def database(kind: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database for ``postgres``, dropped afterwards; None (the instance's
+    own SQLite file) for ``sqlite``."""
+    if kind != "postgres":
+        yield None
+        return
+    url, drop = postgres_database()
+    try:
+        yield url
+    finally:
+        drop()
+
+
+@contextlib.contextmanager
 def redis_server(url: str | None) -> Iterator[str | None]:
     """``url`` if given ("none": no Redis); else a throw-away ``redis-server`` of its own.
 

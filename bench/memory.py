@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Runner, basic, get_bearer_unit, post_unit, postgres_database, redis_server
+from bench.common import Runner, basic, database, get_bearer_unit, post_unit, redis_server
 from bench.harness import (
     BenchError,
     Server,
@@ -133,14 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     pin_self()
     runner = Runner(args.seconds, threads=args.workers)
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-memory-"))
-    drop: Callable[[], None] | None = None
     results: dict[str, Any] = {}
     lines = []
     try:
-        url = None
-        if args.db == "postgres":
-            url, drop = postgres_database()
-        with redis_server(args.redis) as redis_url:
+        with database(args.db) as url, redis_server(args.redis) as redis_url:
             y = Yitong(workdir, url, redis_url)
             try:
                 for preload in (False, True):
@@ -157,8 +153,6 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 y.stop()
     finally:
-        if drop is not None:
-            drop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n{args.workers} sync workers, {args.db}; MB per worker: mean (max)\n")

@@ -42,9 +42,9 @@ from bench.common import (
     RESOURCE,
     Instance,
     basic,
+    database,
     form_field,
     pkce,
-    postgres_database,
     redis_server,
 )
 
@@ -327,12 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         [args.cprofile or args.sql] if args.cprofile or args.sql else (args.only or list(SCENARIOS))
     )
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-profile-"))
-    drop = None
     try:
-        url = None
-        if args.db == "postgres":
-            url, drop = postgres_database()
-        with redis_server(args.redis) as redis_url:
+        with database(args.db) as url, redis_server(args.redis) as redis_url:
             inst = Instance(workdir, url, redis_url)
             from idp.app import create_app
             from idp.config import load_settings
@@ -381,8 +377,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
             inst.stop()
     finally:
-        if drop is not None:
-            drop()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -27,7 +27,6 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +39,10 @@ from bench.common import (
     Peer,
     Runner,
     basic,
+    database,
     get_bearer_unit,
     login_against_argon2,
     post_unit,
-    postgres_database,
     redis_server,
 )
 from bench.harness import (
@@ -267,14 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args.seconds, args.threads)
     runner.notes.update(server=args.server, keepalive=args.keepalive, db=args.db)
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-targets-"))
-    drop: Callable[[], None] | None = None
     extra: dict[str, Any] = {}
     try:
         runner.hello(workdir, args.server)
-        url = None
-        if args.db == "postgres":
-            url, drop = postgres_database()
-        with redis_server(args.redis) as redis_url:
+        with database(args.db) as url, redis_server(args.redis) as redis_url:
             runner.notes["redis"] = bool(redis_url)
             y = Yitong(workdir, url, redis_url)
             try:
@@ -285,8 +280,6 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_peer:
             measure_peer(workdir, runner, only)
     finally:
-        if drop is not None:
-            drop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()

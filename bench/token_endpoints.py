@@ -33,7 +33,6 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import (
@@ -43,8 +42,8 @@ from bench.common import (
     Peer,
     Runner,
     basic,
+    database,
     post_unit,
-    postgres_database,
     redis_server,
 )
 from bench.harness import BenchError, Exhausted, http, pin_self
@@ -191,13 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args.seconds, args.threads)
     runner.notes["db"] = args.db
     workdir = Path(tempfile.mkdtemp(prefix="yitong-bench-tokens-"))
-    drop: Callable[[], None] | None = None
     try:
         runner.hello(workdir)
-        url = None
-        if args.db == "postgres":
-            url, drop = postgres_database()
-        with redis_server(args.redis or None) as redis_url:
+        with database(args.db) as url, redis_server(args.redis or None) as redis_url:
             y = Yitong(workdir, url, redis_url)
             try:
                 y.serve(workdir / "yitong.log")
@@ -210,8 +205,6 @@ def main(argv: list[str] | None = None) -> int:
             except (BenchError, OSError) as exc:
                 runner.notes["peer"] = f"not measured: {exc}"
     finally:
-        if drop is not None:
-            drop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
