@@ -17,6 +17,7 @@ upgrades restart the node (docs/deployment.md, "Upgrades and rolling restarts").
 """
 
 import gc
+import os
 from typing import Any
 
 from prometheus_client import multiprocess
@@ -35,4 +36,7 @@ def pre_fork(_server: Any, _worker: Any) -> None:
 
 
 def child_exit(_server: Any, worker: Any) -> None:
-    multiprocess.mark_process_dead(worker.pid)
+    # Only with per-worker metric files: without PROMETHEUS_MULTIPROC_DIR there are none,
+    # and prometheus_client would fail here (in the arbiter) looking for them.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)
