@@ -549,7 +549,6 @@ def introspect() -> Response:
         return problem
     server = current_app.extensions["yitong.oauth"]
     resp: Response = server.create_endpoint_response("introspection")
-    context.db_session().rollback()  # read-only; client-assertion jtis commit themselves
     resp.headers["Cache-Control"] = "no-store"
     resp.headers["Pragma"] = "no-cache"
     return resp
