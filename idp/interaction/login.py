@@ -486,9 +486,8 @@ def begin_session(
             ip=context.client_ip(),
             user_agent=request.headers.get("User-Agent"),
             acr=acr or ACR_PASSWORD,
+            factors=factors,
         )
-        if factors:
-            row.factors = dict(factors)  # the level and time of each factor (issue 5)
         audit.record(
             db_session,
             "login.success",

@@ -42,8 +42,9 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from idp.cas.tickets import queue_single_logout
@@ -53,6 +54,7 @@ from idp.services import Services
 from idp.storage import repo
 from idp.storage.hot import RedisStore
 from idp.storage.models import SsoSession, User, utcnow
+from idp.storage.prepared import PreparedInsert
 from idp.storage.repo import digest, new_id, new_secret
 
 ACR_PASSWORD = "urn:yitong:acr:pwd"
@@ -90,32 +92,39 @@ def start_session(
     acr: str = ACR_PASSWORD,
     ip: str | None = None,
     user_agent: str | None = None,
+    factors: dict[str, int] | None = None,
     now: dt.datetime | None = None,
 ) -> tuple[str, SsoSession]:
-    """Create a session and return (cookie value, row).
+    """Create a session and return (cookie value, row); ``factors``: the level and time of
+    each factor (issue 5), by default each of ``amr`` now.
 
-    The browser's previous session is ended by the caller through :func:`end_sessions`
-    (:func:`session_by_token` finds it), so its clients hear of it.
+    The row is stored by a prepared INSERT in the caller's transaction and returned
+    *detached*: changing it stores nothing (nothing in the signing-in request changes it).  The browser's previous session is ended
+    by the caller through :func:`end_sessions` (:func:`session_by_token` finds it), so its
+    clients hear of it.
     """
     now = now or utcnow()
     token = new_secret(32)
-    row = SsoSession(
-        id=new_id(),
-        token_digest=digest(token),
-        user_id=user.id,
-        created_at=now,
-        last_seen_at=now,
-        auth_time=now,
-        acr=acr,
-        amr=list(amr),
-        factors={f: int(now.timestamp()) for f in amr},
-        expires_at=now + dt.timedelta(seconds=timeouts.absolute),
-        ip=ip,
-        user_agent=(user_agent or "")[:300],
-    )
-    session.add(row)
-    session.flush()
-    return token, row
+    values = {
+        "id": new_id(),
+        "token_digest": digest(token),
+        "user_id": user.id,
+        "created_at": now,
+        "last_seen_at": now,
+        "auth_time": now,
+        "acr": acr,
+        "amr": list(amr),
+        "factors": dict(factors) if factors else {f: int(now.timestamp()) for f in amr},
+        "expires_at": now + dt.timedelta(seconds=timeouts.absolute),
+        "ended_at": None,
+        "ip": ip,
+        "user_agent": (user_agent or "")[:300],
+    }
+    _insert_session(session, values)
+    return token, SsoSession(**values)
+
+
+_insert_session = PreparedInsert(cast(Table, SsoSession.__table__))
 
 
 def session_by_token(session: Session, token: str | None) -> SsoSession | None:

@@ -12,10 +12,11 @@ import re
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import update
 
 from admin.services import OPERATOR, add_department, grant_role
 from idp.interaction.sessions import SessionTimeouts, start_session
-from idp.storage.models import Department, User, utcnow
+from idp.storage.models import Department, SsoSession, User, utcnow
 from tests.helpers import Citizen
 
 MFA = "urn:yitong:acr:mfa"
@@ -50,7 +51,7 @@ def sign_in(app: Flask, http: Any, user_id: str, *, acr: str = MFA, minutes_ago:
     with services.db.transaction() as session:
         user = session.get(User, user_id)
         assert user is not None
-        token, _row = start_session(
+        token, row = start_session(
             session,
             user,
             SessionTimeouts(idle=86400, absolute=86400),
@@ -58,7 +59,10 @@ def sign_in(app: Flask, http: Any, user_id: str, *, acr: str = MFA, minutes_ago:
             acr=acr,
             now=when,
         )
-        _row.last_seen_at = utcnow()
+        # Signed in minutes ago, active now (the returned row is detached: write the column).
+        session.execute(
+            update(SsoSession).where(SsoSession.id == row.id).values(last_seen_at=utcnow())
+        )
     http.set_cookie("yitong_sso", token, domain="localhost")
 
 
