@@ -7,8 +7,8 @@ statement here, its parameter order and each column's bind or result processor (
 datetimes, JSON, booleans) still come from SQLAlchemy, so what is stored and read is exactly
 what the ORM or Core would store and read.
 
-Every statement goes through :func:`_execute` (or :func:`_execute_raw` on a pool connection
-outside a session): the engine's ``before_cursor_execute`` listeners hear of it (statement
+Every statement goes through :func:`_execute` (on a session's connection or on a pool
+connection outside any session): the engine's ``before_cursor_execute`` listeners hear of it (statement
 counts: bench/profile.py, the tests), and a driver error is raised as SQLAlchemy's own
 (``is_outage`` sees it alike; a lost connection is invalidated, never pooled again), with its
 parameters hidden.
@@ -16,65 +16,58 @@ parameters hidden.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, Table, bindparam
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import PoolProxiedConnection
 
 from idp.storage.db import Database
 
 
-def _as_sqlalchemy(
-    exc: Any, engine: Engine, driver: Any, sql: str, args: Any
-) -> tuple[Exception, bool]:
-    """The driver's error as SQLAlchemy raises it, and whether the connection is lost."""
-    dialect = engine.dialect
-    lost = bool(dialect.is_disconnect(exc, driver, None))
-    error = DBAPIError.instance(
-        sql,
-        args,
-        exc,
-        dialect.loaded_dbapi.Error,
-        hide_parameters=True,  # bound values never reach a log
-        connection_invalidated=lost,
-        dialect=dialect,
-    )
-    return error, lost
+def _execute(
+    engine: Engine,
+    driver: Any,
+    sql: str,
+    args: Any,
+    invalidate: Callable[[BaseException], None],
+    connection: Connection | None = None,
+) -> Any:
+    """Run ``sql`` on ``driver`` (the DBAPI connection); its cursor.
 
-
-def _execute(connection: Connection, sql: str, args: Any) -> Any:
-    """Run ``sql`` on the session connection's driver; the driver's cursor."""
-    hooks = connection.dispatch.before_cursor_execute
-    if hooks:
-        hooks(connection, None, sql, args, None, False)
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    try:
-        return driver.execute(sql, args)
-    except connection.dialect.loaded_dbapi.Error as exc:
-        error, lost = _as_sqlalchemy(exc, connection.engine, driver, sql, args)
-        if lost:
-            connection.invalidate(exc)
-        raise error from exc
-
-
-def _execute_raw(engine: Engine, raw: PoolProxiedConnection, sql: str, args: Any) -> Any:
-    """:func:`_execute` on a pool connection outside any session."""
+    The engine's ``before_cursor_execute`` listeners hear of it; a driver error is raised as
+    SQLAlchemy raises it, bound values hidden, and a lost connection is ``invalidate``d.
+    """
     hooks = engine.dispatch.before_cursor_execute
     if hooks:
-        hooks(None, None, sql, args, None, False)
-    driver = raw.driver_connection
-    assert driver is not None
+        hooks(connection, None, sql, args, None, False)
     try:
         return driver.execute(sql, args)
     except engine.dialect.loaded_dbapi.Error as exc:
-        error, lost = _as_sqlalchemy(exc, engine, driver, sql, args)
-        if lost or getattr(driver, "closed", False):
-            raw.invalidate(exc)
-        raise error from exc
+        dialect = engine.dialect
+        lost = bool(dialect.is_disconnect(exc, driver, None)) or bool(
+            getattr(driver, "closed", False)
+        )
+        if lost:
+            invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            args,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=True,  # bound values never reach a log
+            connection_invalidated=lost,
+            dialect=dialect,
+        ) from exc
+
+
+def _in_session(connection: Connection, sql: str, args: Any) -> Any:
+    """:func:`_execute` on the driver of a session's connection."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    return _execute(connection.engine, driver, sql, args, connection.invalidate, connection)
 
 
 class PreparedInsert:
@@ -124,7 +117,7 @@ class PreparedInsert:
         sql, order, processors = self.prepared(connection.dialect)
         params = self.bind(processors, values)
         args = tuple(params[name] for name in order) if order is not None else params
-        _execute(connection, sql, args).close()
+        _in_session(connection, sql, args).close()
 
 
 class PreparedInsertChain:
@@ -162,9 +155,11 @@ class PreparedInsertChain:
                 _, _, processors = insert.prepared(dialect)
                 for name, value in insert.bind(processors, values).items():
                     params[f"r{i}_{name}"] = value
-            _execute_raw(engine, raw, self._sql, params).close()
+            driver = raw.driver_connection
+            assert driver is not None
+            _execute(engine, driver, self._sql, params, raw.invalidate).close()
         except Exception:
-            driver = raw.driver_connection  # None: already invalidated by _execute_raw
+            driver = raw.driver_connection  # None: already invalidated by _execute
             if driver is not None and driver.closed:
                 raw.invalidate()  # lost before or after the statement: never pooled again
             raise
@@ -212,7 +207,7 @@ class PreparedSelect:
             prepared = self._prepared[dialect.name] = self._prepare(dialect)
         sql, order, processors = prepared
         args: Any = [params[name] for name in order] if order is not None else params
-        cursor = _execute(connection, sql, args)
+        cursor = _in_session(connection, sql, args)
         rows = cursor.fetchall()
         cursor.close()
         if not rows:
