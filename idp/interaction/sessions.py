@@ -162,10 +162,14 @@ def last_seen(row: SsoSession, hot: RedisStore | None) -> dt.datetime:
     except StateStoreUnavailable as exc:
         log.warning("session clock of the database used: %s", exc)
         return row.last_seen_at
+    return _fresher(row, raw)
+
+
+def _fresher(row: SsoSession, raw: bytes | None) -> dt.datetime:
+    """The fresher of the row's clock and Redis's (epoch ms, None when Redis has none)."""
     if raw is None:
         return row.last_seen_at
-    seen = dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
-    return max(seen, row.last_seen_at)
+    return max(dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC), row.last_seen_at)
 
 
 @dataclass(frozen=True)
@@ -191,10 +195,7 @@ def observe(
     except StateStoreUnavailable as exc:
         log.warning("session clock kept in the database: %s", exc)
         return Activity(row.last_seen_at, in_redis=False)
-    if raw is None:
-        return Activity(row.last_seen_at, in_redis=True)
-    seen = dt.datetime.fromtimestamp(int(raw) / 1000, dt.UTC)
-    return Activity(max(seen, row.last_seen_at), in_redis=True)
+    return Activity(_fresher(row, raw), in_redis=True)
 
 
 def timed_out(
