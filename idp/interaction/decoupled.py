@@ -247,28 +247,19 @@ def decide_device(
     Raises :class:`DecoupledRefusal` (``expired``, ``used``, ``other_account``).
     """
     claim(session, row, user_id, now)
-    status = "approved" if approve else "denied"
-    done = advance_device_request(
+    _settle(
         session,
-        row.id,
-        expect="pending",
-        now=now,
+        row,
         user_id=user_id,
-        status=status,
-        decided_at=now,
-        grant_id=grant_id if approve else None,
-        acr=acr,
-        amr=list(amr),
-    )
-    if not done:
-        raise DecoupledRefusal("used")
-    audit.record(
-        session,
-        f"device.{status}",
-        actor=f"user:{user_id}",
+        approve=approve,
+        now=now,
+        event="device",
         target=f"device:{row.id}",
         ip=ip,
         details={"client_id": row.client_id, "scope": row.scope, "device_ip": row.ip},
+        grant_id=grant_id if approve else None,
+        acr=acr,
+        amr=list(amr),
     )
 
 
@@ -357,8 +348,37 @@ def decide(
     claim(session, row, user_id, now)
     if approve and matching_number != row.matching_number:
         raise DecoupledRefusal("number_mismatch")
+    _settle(
+        session,
+        row,
+        user_id=user_id,
+        approve=approve,
+        now=now,
+        event="qr_login",
+        target=f"qr:{row.id}",
+        ip=ip,
+        details={"client_id": row.client_id, "app": app_client_id, "browser_ip": row.ip},
+        acr=grant.acr,
+        amr=list(dict.fromkeys(["mca", *(grant.amr or [])])),
+    )
+
+
+def _settle(
+    session: Session,
+    row: DeviceRequest,
+    *,
+    user_id: str,
+    approve: bool,
+    now: dt.datetime,
+    event: str,
+    target: str,
+    ip: str,
+    details: dict[str, Any],
+    **values: object,
+) -> None:
+    """Approve or deny a claimed, pending request once (compare-and-set) and audit it as
+    ``<event>.approved`` or ``<event>.denied``: QR logins and device requests alike."""
     status = "approved" if approve else "denied"
-    amr = list(dict.fromkeys(["mca", *(grant.amr or [])]))
     done = advance_device_request(
         session,
         row.id,
@@ -367,18 +387,17 @@ def decide(
         user_id=user_id,
         status=status,
         decided_at=now,
-        acr=grant.acr,
-        amr=amr,
+        **values,
     )
     if not done:
         raise DecoupledRefusal("used")
     audit.record(
         session,
-        f"qr_login.{status}",
+        f"{event}.{status}",
         actor=f"user:{user_id}",
-        target=f"qr:{row.id}",
+        target=target,
         ip=ip,
-        details={"client_id": row.client_id, "app": app_client_id, "browser_ip": row.ip},
+        details=details,
     )
 
 
