@@ -17,6 +17,7 @@ the most time of their own and the most time below them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,22 +188,22 @@ class Scenarios:
 
         return one
 
-    def _login(self, cookies: dict[str, str]) -> dict[str, str]:
+    def _login(self) -> tuple[Environ, dict[str, str]]:
+        """A password login's POST, prepared after its page (and the page's cookies)."""
         _status, headers, page = self.app.call(self.app.environ("GET", "/login"))
-        cookies.update(cookies_of(headers))
+        cookies = cookies_of(headers)
         form = {
             "csrf_token": form_field(page.decode(), "csrf_token"),
             "ix": "",
             "login": LOGIN,
             "password": PASSWORD,
         }
-        return form
-
-    def sso_unit(self) -> Callable[[], None]:
-        cookies: dict[str, str] = {}
-        form = self._login(cookies)
         cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
         env = self.app.environ("POST", "/login", headers={"Cookie": cookie}, form=form)
+        return env, cookies
+
+    def sso_unit(self) -> Callable[[], None]:
+        env, cookies = self._login()
         status, headers, out = self.app.call(env)
         assert status == 303, (status, out[:300])
         cookies.update(cookies_of(headers))
@@ -241,10 +242,7 @@ class Scenarios:
         return one
 
     def login_unit(self) -> Callable[[], None]:
-        cookies: dict[str, str] = {}
-        form = self._login(cookies)
-        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        environ = self.app.environ("POST", "/login", headers={"Cookie": cookie}, form=form)
+        environ, _cookies = self._login()
         body = environ["wsgi.input"].read()
 
         def one() -> None:
@@ -256,6 +254,18 @@ class Scenarios:
         return one
 
 
+@contextlib.contextmanager
+def statements_to(db: Any, listener: Callable[..., None]) -> Iterator[None]:
+    """``listener`` hears every SQL statement on each of the database's engines meanwhile."""
+    for each in db.engines:
+        event.listen(each, "before_cursor_execute", listener)
+    try:
+        yield
+    finally:
+        for each in db.engines:
+            event.remove(each, "before_cursor_execute", listener)
+
+
 def print_statements(one: Callable[[], None], db: Any) -> None:
     """The SQL statements of one unit (after a warm-up unit), each on a line of its own."""
     one()
@@ -264,13 +274,8 @@ def print_statements(one: Callable[[], None], db: Any) -> None:
     def count(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
         seen.append(" ".join(statement.split())[: int(os.environ.get("SQL_WIDTH", "160"))])
 
-    for each in db.engines:
-        event.listen(each, "before_cursor_execute", count)
-    try:
+    with statements_to(db, count):
         one()
-    finally:
-        for each in db.engines:
-            event.remove(each, "before_cursor_execute", count)
     for i, statement in enumerate(seen, 1):
         print(f"{i:2}. {statement}")
 
@@ -283,15 +288,12 @@ def counts(one: Callable[[], None], db: Any, n: int = 50) -> tuple[float, float]
     def count(*_a: Any) -> None:
         statements[0] += 1
 
-    for each in db.engines:
-        event.listen(each, "before_cursor_execute", count)
     prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(n):
-        one()
-    prof.disable()
-    for each in db.engines:
-        event.remove(each, "before_cursor_execute", count)
+    with statements_to(db, count):
+        prof.enable()
+        for _ in range(n):
+            one()
+        prof.disable()
     calls = sum(v[1] for v in pstats.Stats(prof).stats.values())  # type: ignore[attr-defined]
     return calls / n, statements[0] / n
 
