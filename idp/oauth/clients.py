@@ -495,6 +495,16 @@ def _fetch_jwks(uri: str, fetch: SectorFetcher) -> None:
         raise ClientRegistrationError(f"jwks_uri: {exc.message}") from None
 
 
+def _new_client_id() -> str:
+    """128 random bits, base64url, never starting with ``-``: an operator types the id as a
+    command-line argument (``yitong clients show <id>``), where a leading dash reads as an
+    option (one id in 64 would)."""
+    while True:
+        client_id = new_secret(16)
+        if not client_id.startswith("-"):
+            return client_id
+
+
 def create_client(
     session: Session,
     spec: ClientSpec,
@@ -522,7 +532,7 @@ def create_client(
     # Not RFC 7591 metadata: an operator's list, so an RFC 7592 update never touches it.
     fields["exchange_targets"] = validate_exchange_targets(spec.exchange_targets)
     auth_method = fields["token_endpoint_auth_method"]
-    client_id = spec.client_id or new_secret(16)
+    client_id = spec.client_id or _new_client_id()
     if not isinstance(client_id, str) or not _CLIENT_ID.fullmatch(client_id):
         raise ClientRegistrationError("client_id must be 1-64 letters, digits or . _ ~ -")
     # BCP §4.15: a client_id must not be mistaken for another client or a user's subject.

@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 from joserfc.jwk import ECKey, OctKey, RSAKey
 from sqlalchemy import create_engine, func, select
 
+import idp.oauth.clients as clients_module
 from idp.cli import main
 from idp.oauth.clients import ClientRegistrationError, ClientSpec, create_client
 from idp.oauth.outbound import OutboundPolicy, fetch_json
@@ -298,6 +299,17 @@ def test_client_id_cannot_be_a_user_subject(app, citizen):
 
 
 # ------------------------------------------------------------------ pairwise and sectors (56, 59)
+def test_a_generated_client_id_never_starts_with_a_dash(app, monkeypatch):
+    # An operator passes the id on the command line, where "-X…" reads as an option.
+    real = clients_module.new_secret
+    drawn = ["-Xdash-first-draw", "second-draw"]
+    monkeypatch.setattr(
+        clients_module, "new_secret", lambda n=32: drawn.pop(0) if drawn else real(n)
+    )
+    client, _secret = register(app)
+    assert client.client_id == "second-draw"
+
+
 def test_pairwise_sector_from_the_single_redirect_host(app):
     client, _ = register(app, subject_type="pairwise")
     assert client.sector == "svc.gov.example" and client.sector_identifier_uri is None
