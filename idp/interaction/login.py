@@ -161,10 +161,11 @@ def _failure(user_id: str | None, method: str, department: str | None = None) ->
 
 def _citizen(creds: Credentials) -> Proven | Refused | Closing:
     services = context.services()
-    db_session = context.db_session()
-    user = find_citizen(db_session, creds.login_name, vault=services.vault)
-    # The gate and the audit commit in transactions of their own (SQLite write lock).
-    db_session.commit()
+    # Read outside the request's transaction (PostgreSQL: no BEGIN and COMMIT round trips
+    # around one SELECT); the gate and the audit commit in transactions of their own, and
+    # the session row written after the password check only refers to the account's id.
+    with services.db.reads() as reads:
+        user = find_citizen(reads, creds.login_name, vault=services.vault)
     gate = services.login_gate
     ip = context.client_ip()
     blocked = gate.check(user, creds.login_name, ip)
@@ -182,6 +183,7 @@ def _citizen(creds: Credentials) -> Proven | Refused | Closing:
         _failure(user.id if user else None, "password")
         return Refused(generic_failure())
     if services.passwords.needs_rehash(user.password_hash or ""):
+        user = context.db_session().merge(user)  # stored with the login's session row
         user.password_hash = services.passwords.hash(creds.password)
     return Proven(user)
 

@@ -193,3 +193,20 @@ def test_ui_locales_survives_a_failed_login_post(client, citizen, rp):
     assert resp.status_code == 401
     html = resp.get_data(as_text=True)
     assert 'lang="en"' in html and "The login name or password is wrong." in html
+
+
+def test_an_old_hash_is_upgraded_at_login_and_stored(client, citizen, services):
+    # The account row is read outside the request's transaction; an upgraded hash must still
+    # be written (with the login's session row) and the password keep working.
+    from idp.accounts.passwords import Passwords
+
+    weak = Passwords(memory_kib=8192, time_cost=1, parallelism=1).hash(citizen.password)
+    with services.db.transaction() as session:
+        session.get(User, citizen.id).password_hash = weak
+    assert services.passwords.needs_rehash(weak)
+    assert login(client, citizen.email, citizen.password).status_code == 303
+    with services.db.session() as session:
+        stored = session.get(User, citizen.id).password_hash
+    assert stored != weak and not services.passwords.needs_rehash(stored)
+    client.post("/logout")
+    assert login(client, citizen.email, citizen.password).status_code == 303
