@@ -36,7 +36,7 @@ The class sits between Flask's request and Werkzeug's in the method order
 from __future__ import annotations
 
 import io
-from typing import IO, Any, cast
+from typing import IO, Any
 from urllib.parse import parse_qsl
 
 from werkzeug.datastructures import MultiDict
@@ -93,7 +93,7 @@ class UrlencodedForms(WerkzeugRequest):
             super()._load_form_data()
             return
         size = int(length)
-        source = cast(IO[bytes], environ["wsgi.input"])
+        source: IO[bytes] = environ["wsgi.input"]
         try:
             body = source.read(size)
             # A server that terminates the stream itself (gunicorn) has Werkzeug read to its
