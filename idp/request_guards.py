@@ -7,6 +7,8 @@
   application's HTTP error handler).
 - JSON bodies go through :mod:`idp.untrusted_json` (Flask's JSON provider), which refuses
   NaN/Infinity, deep nesting, NUL and lone surrogates.
+- Urlencoded form bodies are parsed by :mod:`idp.urlencoded` (the app's request class gets
+  :class:`~idp.urlencoded.UrlencodedForms`): Werkzeug's answer, without its parser's overhead.
 
 Installed by ``create_app`` with one call to :func:`install_request_guards`.
 """
@@ -19,6 +21,7 @@ from werkzeug.exceptions import BadRequest
 
 from idp import context
 from idp.untrusted_json import UntrustedJSONProvider
+from idp.urlencoded import with_urlencoded_forms
 
 
 class NulInParameter(BadRequest):
@@ -49,7 +52,9 @@ def refuse_nul_parameters() -> None:
 
 
 def install_request_guards(app: Flask) -> None:
-    """Register the guards on ``app`` (first in line) and the untrusted JSON provider."""
+    """Register the guards on ``app`` (first in line), the untrusted JSON provider and the
+    urlencoded form parser."""
     app.json_provider_class = UntrustedJSONProvider
+    app.request_class = with_urlencoded_forms(app.request_class)  # type: ignore[assignment]
     app.json = UntrustedJSONProvider(app)
     app.before_request_funcs.setdefault(None, []).insert(0, refuse_nul_parameters)
