@@ -113,7 +113,7 @@ class PreparedInsert:
     def bind(self, processors: list[tuple[int, Any]], values: dict[str, Any]) -> list[Any]:
         """``values`` as the DBAPI takes them (each column's own bind processor), in the
         order of :attr:`columns`."""
-        args = [values.get(name) for name in self.columns]
+        args = list(map(values.get, self.columns))
         for i, process in processors:
             value = args[i]
             if value is not None:
