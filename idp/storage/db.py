@@ -100,8 +100,10 @@ class HotConnection:
         if getattr(self, "closed", True):  # closed, or its __init__ failed
             return
         self.closed = True
-        if self.pid == os.getpid():
-            with contextlib.suppress(Exception):  # a lost connection may fail to say goodbye
+        # A lost connection may fail to say goodbye; at interpreter exit (``__del__``) even
+        # the os module may be gone.
+        with contextlib.suppress(Exception):
+            if self.pid == os.getpid():
                 self.fairy.close()
 
     def __del__(self) -> None:  # the thread ended: its connection goes with it
