@@ -8,12 +8,15 @@ instead of failing with "database is locked".
 from __future__ import annotations
 
 import contextlib
+import os
 import select
 import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from psycopg import Connection, RawCursor
 from psycopg import OperationalError as psycopg_OperationalError
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -66,6 +69,45 @@ def _idle_connection_alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> 
         raise DisconnectionError("connection socket unusable") from exc
     if readable:
         raise DisconnectionError("the server closed or spoke on an idle connection")
+
+
+class HotConnection:
+    """One thread's own autocommit driver connection (see :meth:`Database.hot`).
+
+    Taken from the autocommit engine's pool and detached from it, so it was opened exactly
+    as the pool opens its connections (the engine's URL and connect arguments, its connect
+    events, the dialect's autocommit set-up) and closing it goes through the pool's close.
+    ``cursor`` is kept for its life: a psycopg ``RawCursor`` (``$1`` placeholders, taken as
+    they are, where a ``%(name)s`` query is parsed and its parameters reordered per call),
+    and no cursor made and closed per statement.
+    """
+
+    __slots__ = ("__weakref__", "closed", "cursor", "driver", "fairy", "pid")
+
+    def __init__(self, engine: Engine) -> None:
+        self.fairy = engine.raw_connection()  # the checkout runs _idle_connection_alive
+        driver = self.fairy.driver_connection  # before detach(), which clears it
+        assert isinstance(driver, Connection)
+        self.driver: Connection[Any] = driver
+        self.fairy.detach()  # the pool opens another for its own users when it needs one
+        self.cursor = RawCursor(self.driver)
+        self.pid = os.getpid()
+        self.closed = False
+
+    def close(self) -> None:
+        """Close it, unless it was inherited through a fork: that socket is the parent's,
+        and closing it here would end the parent's session with the server."""
+        if getattr(self, "closed", True):  # closed, or its __init__ failed
+            return
+        self.closed = True
+        # A lost connection may fail to say goodbye; at interpreter exit (``__del__``) even
+        # the os module may be gone.
+        with contextlib.suppress(Exception):
+            if self.pid == os.getpid():
+                self.fairy.close()
+
+    def __del__(self) -> None:  # the thread ended: its connection goes with it
+        self.close()
 
 
 class Database:
@@ -124,6 +166,9 @@ class Database:
             )
             event.listen(self.autocommit_engine, "checkout", _idle_connection_alive)
         self.autocommit_readmaker = sessionmaker(self.autocommit_engine, expire_on_commit=False)
+        self._hot = threading.local()
+        self._hot_all: weakref.WeakSet[HotConnection] = weakref.WeakSet()  # for dispose()
+        self._hot_lock = threading.Lock()
 
     @property
     def engines(self) -> tuple[Engine, ...]:
@@ -175,7 +220,50 @@ class Database:
         """Tell :meth:`transaction` which session this thread's request writes through."""
         self._local.request_session = session
 
+    def hot(self) -> HotConnection:
+        """This thread's own driver (psycopg) connection in autocommit (PostgreSQL only).
+
+        For the token endpoint's one-statement writes (:class:`idp.storage.prepared.
+        PreparedInsertChain`): a pool checkout and return, with its listeners and
+        bookkeeping, cost about a third of such a statement's Python work.  The guarantees
+        of a pooled connection stay: before each use it is checked as the pool checks a
+        connection at checkout (:func:`_idle_connection_alive`: one the server ended during
+        a restart is replaced first, so a restart costs no request); one that failed is
+        dropped by :meth:`drop_hot` and a new one opened by the next call; one made
+        before a fork is never used (nor closed) in the child; :meth:`dispose` closes them.
+        """
+        assert not self.is_sqlite, "SQLite has no server connection to keep"
+        mine: HotConnection | None = getattr(self._hot, "conn", None)
+        if mine is not None:
+            if mine.pid == os.getpid() and not mine.closed:
+                try:
+                    _idle_connection_alive(mine.driver, None, None)
+                    return mine
+                except DisconnectionError:
+                    pass
+            self.drop_hot()
+        mine = HotConnection(self.autocommit_engine)
+        with self._hot_lock:
+            self._hot_all.add(mine)
+        self._hot.conn = mine
+        return mine
+
+    def drop_hot(self, _reason: BaseException | None = None) -> None:
+        """Close this thread's hot connection (lost or failed: it is never used again);
+        the next :meth:`hot` opens a new one.  Takes the reason, as an invalidation
+        handler does."""
+        mine: HotConnection | None = getattr(self._hot, "conn", None)
+        self._hot.conn = None
+        if mine is not None:
+            mine.close()
+
     def dispose(self) -> None:
+        """Close every connection: the pools' and each thread's hot one (the arbiter does
+        this before it forks the workers, wsgi.py)."""
+        with self._hot_lock:
+            hot = list(self._hot_all)
+        for each in hot:
+            each.close()
         for engine in self.engines:
             engine.dispose()
 

@@ -7,15 +7,16 @@ statement here, its parameter order and each column's bind or result processor (
 datetimes, JSON, booleans) still come from SQLAlchemy, so what is stored and read is exactly
 what the ORM or Core would store and read.
 
-Every statement goes through :func:`_execute` (on a session's connection or on a pool
-connection outside any session): the engine's ``before_cursor_execute`` listeners hear of it (statement
-counts: bench/profile.py, the tests), and a driver error is raised as SQLAlchemy's own
-(``is_outage`` sees it alike; a lost connection is invalidated, never pooled again), with its
-parameters hidden.
+Every statement goes through :func:`_execute` (on a session's connection, or outside any
+session on this thread's own autocommit connection, :meth:`Database.hot`): the engine's
+``before_cursor_execute`` listeners hear of it (statement counts: bench/profile.py, the
+tests), and a driver error is raised as SQLAlchemy's own (``is_outage`` sees it alike; a lost
+connection is invalidated or dropped, never used again), with its parameters hidden.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,8 +35,10 @@ def _execute(
     args: Any,
     invalidate: Callable[[BaseException], None],
     connection: Connection | None = None,
+    cursor: Any = None,
 ) -> Any:
-    """Run ``sql`` on ``driver`` (the DBAPI connection); its cursor.
+    """Run ``sql`` on ``driver`` (the DBAPI connection), or on its ``cursor`` when given;
+    the cursor.
 
     The engine's ``before_cursor_execute`` listeners hear of it; a driver error is raised as
     SQLAlchemy raises it, bound values hidden, and a lost connection is ``invalidate``d.
@@ -44,7 +47,7 @@ def _execute(
     if hooks:
         hooks(connection, None, sql, args, None, False)
     try:
-        return driver.execute(sql, args)
+        return (cursor or driver).execute(sql, args)
     except engine.dialect.loaded_dbapi.Error as exc:
         dialect = engine.dialect
         lost = bool(dialect.is_disconnect(exc, driver, None)) or bool(
@@ -83,41 +86,52 @@ class PreparedInsert:
     def __init__(self, table: Table) -> None:
         self.table = table
         self.columns = [c.name for c in table.columns]
-        self._prepared: dict[str, tuple[str, Any, list[tuple[str, Any]]]] = {}
+        self._prepared: dict[str, tuple[str, Any, list[tuple[int, Any]]]] = {}
 
-    def _prepare(self, dialect: Dialect) -> tuple[str, Any, list[tuple[str, Any]]]:
+    def _prepare(self, dialect: Dialect) -> tuple[str, Any, list[tuple[int, Any]]]:
         stmt = self.table.insert().values({c: bindparam(c) for c in self.columns})
         compiled = stmt.compile(dialect=dialect)
         order = list(compiled.positiontup or []) if dialect.paramstyle == "qmark" else None
-        processors = [
-            (c.name, c.type.dialect_impl(dialect).bind_processor(dialect))
-            for c in self.table.columns
-        ]
-        return compiled.string, order, processors
+        return compiled.string, order, self.processors(dialect)
 
-    def prepared(self, dialect: Dialect) -> tuple[str, Any, list[tuple[str, Any]]]:
+    def processors(self, dialect: Dialect) -> list[tuple[int, Any]]:
+        """(position in :attr:`columns`, bind processor) of the columns that have one: most
+        (strings, integers) have none, and are not looked at again per row."""
+        processors = []
+        for i, column in enumerate(self.table.columns):
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((i, process))
+        return processors
+
+    def prepared(self, dialect: Dialect) -> tuple[str, Any, list[tuple[int, Any]]]:
         prepared = self._prepared.get(dialect.name)
         if prepared is None:
             prepared = self._prepared[dialect.name] = self._prepare(dialect)
         return prepared
 
-    @staticmethod
-    def bind(processors: list[tuple[str, Any]], values: dict[str, Any]) -> dict[str, Any]:
-        """``values`` as the DBAPI takes them (each column's own bind processor)."""
-        params = {}
-        for name, process in processors:
-            value = values.get(name)
-            params[name] = process(value) if process is not None and value is not None else value
-        return params
+    def bind(self, processors: list[tuple[int, Any]], values: dict[str, Any]) -> list[Any]:
+        """``values`` as the DBAPI takes them (each column's own bind processor), in the
+        order of :attr:`columns`."""
+        args = list(map(values.get, self.columns))
+        for i, process in processors:
+            value = args[i]
+            if value is not None:
+                args[i] = process(value)
+        return args
 
     def __call__(self, session: Session, values: dict[str, Any]) -> None:
         if session.new or session.dirty:
             session.flush()  # rows this one may reference (foreign keys) go first
         connection = session.connection()  # begins the session's transaction if needed
         sql, order, processors = self.prepared(connection.dialect)
-        params = self.bind(processors, values)
+        params = dict(zip(self.columns, self.bind(processors, values), strict=True))
         args = tuple(params[name] for name in order) if order is not None else params
         _in_session(connection, sql, args).close()
+
+
+#: A bound parameter of a ``pyformat`` statement, or the escaped ``%`` of a literal.
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
 
 
 class PreparedInsertChain:
@@ -128,6 +142,12 @@ class PreparedInsertChain:
     Run in autocommit it is one round trip to the server, where a transaction of separate
     INSERTs is four or more (BEGIN, each INSERT, COMMIT): for a client-credentials token, the
     database round trips were most of the request's CPU (docs/benchmarks.md).
+
+    It runs on this thread's own connection (:meth:`Database.hot`), its SQL written once
+    with PostgreSQL's own ``$1`` placeholders for that connection's ``RawCursor``: the
+    parameters are one list, each insert's columns in order, as :meth:`PreparedInsert.bind`
+    makes them.  Whether the server prepares it is the connection's own setting
+    (psycopg's ``prepare_threshold``, which a pooler in front of the server may need off).
     """
 
     def __init__(self, *inserts: PreparedInsert) -> None:
@@ -140,31 +160,33 @@ class PreparedInsertChain:
             stmt = insert.table.insert().values({c: bindparam(f"r{i}_{c}") for c in insert.columns})
             parts.append(str(stmt.compile(dialect=dialect)))
         ctes = ", ".join(f"r{i} AS ({sql})" for i, sql in enumerate(parts[:-1]))
-        return f"WITH {ctes} {parts[-1]}"
+        pyformat = f"WITH {ctes} {parts[-1]}"
+        # $n is the place in the argument list: r0's columns, then r1's, and so on.
+        position = {
+            f"r{i}_{c}": n
+            for n, (i, c) in enumerate(
+                (i, c) for i, insert in enumerate(self.inserts) for c in insert.columns
+            )
+        }
+        return _PYFORMAT.sub(lambda m: f"${position[m[1]] + 1}" if m[1] else "%", pyformat)
 
     def run(self, db: Database, rows: list[dict[str, Any]]) -> None:
-        """Store ``rows`` (one per insert, in order) on a pooled connection, in autocommit."""
-        engine = db.autocommit_engine  # its connections are in autocommit already
-        raw = engine.raw_connection()  # the pool's checkout checks the connection
+        """Store ``rows`` (one per insert, in order) on this thread's autocommit connection
+        (:meth:`Database.hot`: checked before use like a pooled one)."""
+        engine = db.autocommit_engine
+        hot = db.hot()
         try:
             dialect = engine.dialect
             if self._sql is None:
                 self._sql = self._compile(dialect)
-            params: dict[str, Any] = {}
-            for i, (insert, values) in enumerate(zip(self.inserts, rows, strict=True)):
-                _, _, processors = insert.prepared(dialect)
-                for name, value in insert.bind(processors, values).items():
-                    params[f"r{i}_{name}"] = value
-            driver = raw.driver_connection
-            assert driver is not None
-            _execute(engine, driver, self._sql, params, raw.invalidate).close()
+            args: list[Any] = []
+            for insert, values in zip(self.inserts, rows, strict=True):
+                args += insert.bind(insert.prepared(dialect)[2], values)
+            _execute(engine, hot.driver, self._sql, args, db.drop_hot, cursor=hot.cursor)
         except Exception:
-            driver = raw.driver_connection  # None: already invalidated by _execute
-            if driver is not None and driver.closed:
-                raw.invalidate()  # lost before or after the statement: never pooled again
+            if hot.driver.closed:
+                db.drop_hot()  # lost before or after the statement: never used again
             raise
-        finally:
-            raw.close()
 
 
 class PreparedSelect:
