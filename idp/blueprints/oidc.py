@@ -106,6 +106,7 @@ def process_authorization(
     ``multi`` is either what the client sent (internal markers stripped by the route) or the
     resolved parameters sealed in the ``interaction`` it continues.
     """
+    services = context.services()
     session = context.db_session()
     started = interaction.started if interaction is not None else None
     try:
@@ -126,7 +127,11 @@ def process_authorization(
     if user is not None and acting.wanted(ctx.scopes):
         available = acting.options(session, user, ctx.client, now)
         acting_for = acting.chosen(available, ctx.client.client_id, started)
-    consent = consent_of(session, user, ctx.client.client_id)
+    # Read outside the request's transaction, like the session and the second-factor state:
+    # on an SSO sign-in the request then opens no transaction at all (the grant and its code
+    # are one statement, idp.oauth.authorization.issue_code).
+    with services.db.reads() as reads:
+        consent = consent_of(reads, user, ctx.client.client_id)
     try:
         sit = prompts.Situation(
             session=sso,
@@ -166,6 +171,7 @@ def process_authorization(
         # The same ix again (a replay at /authorize/resume): one code per interaction.
         return error_page(_("The sign-in page has expired; start again."), 400)
     code = issue_code(
+        services.db,
         session,
         ctx,
         user,

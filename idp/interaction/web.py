@@ -57,11 +57,18 @@ def current_sso() -> SsoSession | None:
 
 
 def _load() -> tuple[SsoSession | None, User | None]:
-    session = context.db_session()
-    found = session_and_user(session, request.cookies.get(cookie_name()))
+    # Read outside the request's transaction (PostgreSQL: no BEGIN, and no ROLLBACK or
+    # COMMIT at the end, for the one SELECT every signed-in request makes), then attached to
+    # the request's session without a statement (``load=False``: these are the rows just
+    # read), so that the clock's write or an ending below, and anything the page does
+    # later, goes through it as before.
+    with context.services().db.reads() as reads:
+        found = session_and_user(reads, request.cookies.get(cookie_name()))
     if found is None:
         return None, None
-    row, user = found
+    session = context.db_session()
+    row = session.merge(found[0], load=False)
+    user = session.merge(found[1], load=False)
     if not user.is_active:
         return None, None
     now, limits, hot = utcnow(), timeouts_for(user), context.services().hot

@@ -10,10 +10,9 @@ not write grants or codes themselves.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, cast
+from typing import Any
 
 from flask import request
-from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from idp import context
@@ -26,10 +25,10 @@ from idp.oauth.grants import code_expiry
 from idp.oauth.jose_inbound import InboundJwtError, verify_jws
 from idp.oauth.outbound import OutboundPolicy
 from idp.oauth.request_object import open_request_object
-from idp.oauth.tokens import DeadTokenError, check_live, find_token, insert_grant
+from idp.oauth.tokens import DeadTokenError, check_live, find_token, store_grant_and_code
 from idp.storage import repo
-from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, User, utcnow
-from idp.storage.prepared import PreparedInsert
+from idp.storage.db import Database
+from idp.storage.models import Client, Grant, SsoSession, User, utcnow
 from idp.storage.rows import FoundToken
 
 
@@ -130,6 +129,7 @@ def required_acr(
 
 
 def issue_code(
+    db: Database,
     session: Session,
     ctx: authz.AuthorizationContext,
     user: User,
@@ -138,7 +138,8 @@ def issue_code(
     entity_id: str | None = None,
     mandate_id: str | None = None,
 ) -> str:
-    """Write the grant and a one-time code for it; return the code (the caller commits).
+    """Store the grant and a one-time code for it; return the code (stored as
+    :func:`~idp.oauth.tokens.store_grant_and_code` says; the caller commits ``session``).
 
     ``entity_id`` and ``mandate_id``: the company the person acts for, chosen at the picker
     (issue 10; :mod:`idp.interaction.acting`), and the mandate it rests on.
@@ -164,31 +165,23 @@ def issue_code(
         mandate_id=mandate_id,
     )
     code = repo.new_secret(32)
-    # Prepared INSERTs in the session's transaction (no unit-of-work bookkeeping for rows
-    # nothing in this request reads back).
-    insert_grant(session, grant)
-    _insert_code(
-        session,
-        {
-            "digest": repo.digest(code),
-            "grant_id": grant.id,
-            "client_id": ctx.client.client_id,
-            "user_id": user.id,
-            "redirect_uri": ctx.redirect_uri,
-            "redirect_uri_sent": ctx.redirect_uri_sent,
-            "scope": grant.scope,
-            "nonce": ctx.nonce,
-            "code_challenge": ctx.code_challenge,
-            "code_challenge_method": ctx.code_challenge_method,
-            "dpop_jkt": ctx.dpop_jkt,
-            "created_at": now,
-            "expires_at": code_expiry(now),
-        },
-    )
+    code_row = {
+        "digest": repo.digest(code),
+        "grant_id": grant.id,
+        "client_id": ctx.client.client_id,
+        "user_id": user.id,
+        "redirect_uri": ctx.redirect_uri,
+        "redirect_uri_sent": ctx.redirect_uri_sent,
+        "scope": grant.scope,
+        "nonce": ctx.nonce,
+        "code_challenge": ctx.code_challenge,
+        "code_challenge_method": ctx.code_challenge_method,
+        "dpop_jkt": ctx.dpop_jkt,
+        "created_at": now,
+        "expires_at": code_expiry(now),
+    }
+    store_grant_and_code(db, session, grant, code_row)
     return code
-
-
-_insert_code = PreparedInsert(cast(Table, AuthorizationCode.__table__))
 
 
 def authorization_token(scheme: str = "bearer") -> str | None:

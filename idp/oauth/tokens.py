@@ -30,7 +30,7 @@ from idp.config import Settings
 from idp.oauth.claims import subject_for, user_claims
 from idp.oauth.verified_claims import verified_claims_for, with_entity_verified_claims
 from idp.storage.db import Database
-from idp.storage.models import Client, Grant, SsoSession, Token, User
+from idp.storage.models import AuthorizationCode, Client, Grant, SsoSession, Token, User
 from idp.storage.prepared import PreparedInsert, PreparedInsertChain, PreparedSelect
 from idp.storage.repo import digest, new_id, new_secret
 from idp.storage.rows import FoundToken, GrantRow, TokenRow, UserRow
@@ -39,6 +39,8 @@ from keys.store import KeyStore
 _insert_token = PreparedInsert(Token.__table__)  # type: ignore[arg-type]
 _insert_grant = PreparedInsert(Grant.__table__)  # type: ignore[arg-type]
 _insert_grant_and_token = PreparedInsertChain(_insert_grant, _insert_token)
+_insert_code = PreparedInsert(AuthorizationCode.__table__)  # type: ignore[arg-type]
+_insert_grant_and_code = PreparedInsertChain(_insert_grant, _insert_code)
 
 
 def insert_token(session: Session, **values: Any) -> None:
@@ -72,6 +74,25 @@ def _grant_values(grant: Grant | GrantRow) -> dict[str, Any]:
 def insert_grant(session: Session, grant: Grant | GrantRow) -> None:
     """Store a (transient) grant row; see :class:`PreparedInsert`."""
     _insert_grant(session, _grant_values(grant))
+
+
+def store_grant_and_code(
+    db: Database, session: Session, grant: Grant, code: dict[str, Any]
+) -> None:
+    """Store a person's new grant and its authorization code (``code``: the row's values).
+
+    PostgreSQL: what ``session`` did so far is committed first (the grant may refer to it;
+    nothing to send when the request only read through ``reads()``), then both rows are
+    stored by one statement that commits itself (:class:`PreparedInsertChain`): one round
+    trip where a transaction of two INSERTs is four.  SQLite: both rows in ``session``,
+    which the caller commits.
+    """
+    if db.is_sqlite:
+        insert_grant(session, grant)
+        _insert_code(session, code)
+    else:
+        session.commit()
+        _insert_grant_and_code.run(db, [_grant_values(grant), code])
 
 
 def half_hash(value: str, alg: str) -> str:
